@@ -1,0 +1,348 @@
+"""Architectures as data: the layer tables every model, spec, count and shape check reads.
+
+Each entry of a table describes one named module of a model by its numbers alone. From a table
+this module derives, without running a network:
+
+* the output shape of every named layer for an input of side H x W (:meth:`Architecture.shapes`),
+* the input sides the network accepts (:attr:`Architecture.valid_sides`),
+* trainable parameters, connections (LeCun et al.'s count), multiply-accumulates and neurons.
+
+Height and width pass through the layers independently, so validity is a property of each side.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from torch import nn
+
+from reference import bitmaps
+from reference import layers as ref
+
+__all__ = [
+    "AdaptiveAvgPool2d",
+    "Architecture",
+    "Conv2d",
+    "Flatten",
+    "InvalidInputSize",
+    "Linear",
+    "LocalResponseNorm",
+    "MaxPool2d",
+    "RBF",
+    "Shape",
+    "SideRange",
+    "SparseConv2d",
+    "Subsampling",
+]
+
+Shape = tuple[int, ...]
+
+# Sides are scanned up to this bound to derive the valid range. Every layer here maps a larger side
+# to a larger-or-equal side, so a side that is valid at the bound stays valid above it: the range is
+# then open-ended. tests/test_shapes.py checks sides beyond the bound against the real layers.
+SCAN_LIMIT = 1024
+
+
+class InvalidInputSize(ValueError):
+    """A layer cannot accept the shape that reaches it."""
+
+
+def _window_side(side: int, kernel_size: int, stride: int, padding: int) -> int:
+    return (side + 2 * padding - kernel_size) // stride + 1
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise InvalidInputSize(message)
+
+
+@dataclass(frozen=True)
+class Conv2d:
+    in_channels: int
+    out_channels: int
+    kernel_size: int
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+
+    def build(self) -> nn.Conv2d:
+        return nn.Conv2d(
+            in_channels=self.in_channels,
+            out_channels=self.out_channels,
+            kernel_size=self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            groups=self.groups,
+        )
+
+    def output_shape(self, shape: Shape) -> Shape:
+        c, h, w = shape
+        _require(c == self.in_channels, f"expects {self.in_channels} channels, got {c}")
+        oh, ow = (_window_side(s, self.kernel_size, self.stride, self.padding) for s in (h, w))
+        _require(oh >= 1 and ow >= 1, f"input {h}x{w} is smaller than its {self.kernel_size}x{self.kernel_size} kernel")
+        return (self.out_channels, oh, ow)
+
+    @property
+    def fan_in(self) -> int:
+        return self.in_channels // self.groups * self.kernel_size**2
+
+    @property
+    def trainable_params(self) -> int:
+        return self.out_channels * (self.fan_in + 1)
+
+    def connections(self, out: Shape) -> int:
+        return math.prod(out[1:]) * self.trainable_params
+
+    def macs(self, out: Shape) -> int:
+        return math.prod(out) * self.fan_in
+
+
+@dataclass(frozen=True)
+class SparseConv2d:
+    """A convolution whose output map ``i`` sees only the input maps ``table[i]`` (LeNet-5's C3)."""
+
+    in_channels: int
+    table: tuple[tuple[int, ...], ...]
+    kernel_size: int
+
+    @property
+    def out_channels(self) -> int:
+        return len(self.table)
+
+    def build(self) -> ref.SparseConv2d:
+        return ref.SparseConv2d(in_channels=self.in_channels, table=self.table, kernel_size=self.kernel_size)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return Conv2d(self.in_channels, self.out_channels, self.kernel_size).output_shape(shape)
+
+    @property
+    def trainable_params(self) -> int:
+        return sum(len(maps) * self.kernel_size**2 + 1 for maps in self.table)
+
+    def connections(self, out: Shape) -> int:
+        return math.prod(out[1:]) * self.trainable_params
+
+    def macs(self, out: Shape) -> int:
+        return math.prod(out[1:]) * sum(len(maps) for maps in self.table) * self.kernel_size**2
+
+
+@dataclass(frozen=True)
+class Subsampling:
+    """LeNet-5's S layers: sum of each 2x2 block, times a trainable coefficient, plus a bias, per map."""
+
+    channels: int
+    kernel_size: int = 2
+
+    def build(self) -> ref.Subsampling:
+        return ref.Subsampling(channels=self.channels, kernel_size=self.kernel_size)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        c, h, w = shape
+        _require(c == self.channels, f"expects {self.channels} channels, got {c}")
+        oh, ow = h // self.kernel_size, w // self.kernel_size
+        _require(oh >= 1 and ow >= 1, f"input {h}x{w} is smaller than its {self.kernel_size}x{self.kernel_size} window")
+        return (c, oh, ow)
+
+    @property
+    def trainable_params(self) -> int:
+        return 2 * self.channels
+
+    def connections(self, out: Shape) -> int:
+        return math.prod(out) * (self.kernel_size**2 + 1)
+
+    def macs(self, out: Shape) -> int:
+        return math.prod(out)
+
+
+@dataclass(frozen=True)
+class MaxPool2d:
+    kernel_size: int
+    stride: int
+
+    def build(self) -> nn.MaxPool2d:
+        return nn.MaxPool2d(kernel_size=self.kernel_size, stride=self.stride)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        c, h, w = shape
+        oh, ow = (_window_side(s, self.kernel_size, self.stride, 0) for s in (h, w))
+        _require(oh >= 1 and ow >= 1, f"input {h}x{w} is smaller than its {self.kernel_size}x{self.kernel_size} window")
+        return (c, oh, ow)
+
+
+@dataclass(frozen=True)
+class AdaptiveAvgPool2d:
+    output_size: int
+
+    def build(self) -> ref.AdaptiveAvgPool2d:
+        return ref.AdaptiveAvgPool2d(output_size=self.output_size)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return (shape[0], self.output_size, self.output_size)
+
+
+@dataclass(frozen=True)
+class LocalResponseNorm:
+    size: int
+    alpha: float
+    beta: float
+    k: float
+    groups: int = 1
+
+    def build(self) -> ref.LocalResponseNorm:
+        return ref.LocalResponseNorm(size=self.size, alpha=self.alpha, beta=self.beta, k=self.k, groups=self.groups)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return shape
+
+
+@dataclass(frozen=True)
+class Flatten:
+    """Flattens (C, H, W); the written-out shape is the only one the next layer is defined for."""
+
+    expected: Shape
+
+    def build(self) -> nn.Flatten:
+        return nn.Flatten()
+
+    def output_shape(self, shape: Shape) -> Shape:
+        _require(shape == self.expected, f"expects {'x'.join(map(str, self.expected))}, got {'x'.join(map(str, shape))}")
+        return (math.prod(shape),)
+
+
+@dataclass(frozen=True)
+class Linear:
+    in_features: int
+    out_features: int
+
+    def build(self) -> nn.Linear:
+        return nn.Linear(in_features=self.in_features, out_features=self.out_features)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        _require(shape == (self.in_features,), f"expects {self.in_features} features, got {shape}")
+        return (self.out_features,)
+
+    @property
+    def trainable_params(self) -> int:
+        return self.out_features * (self.in_features + 1)
+
+    def connections(self, out: Shape) -> int:
+        return self.trainable_params
+
+    def macs(self, out: Shape) -> int:
+        return self.in_features * self.out_features
+
+
+@dataclass(frozen=True)
+class RBF:
+    """Radial-basis output layer; ``trainable`` parameters are the centres and one width per class."""
+
+    in_features: int
+    out_features: int
+    trainable: bool = False
+
+    def build(self) -> ref.EuclideanRBF | ref.GaussianRBF:
+        if self.trainable:
+            return ref.GaussianRBF(in_features=self.in_features, out_features=self.out_features)
+        prototypes = bitmaps.prototypes()
+        if prototypes.shape != (self.out_features, self.in_features):
+            raise ValueError(f"fixed prototypes are {tuple(prototypes.shape)}, not {self.out_features}x{self.in_features}")
+        return ref.EuclideanRBF(prototypes)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return Linear(self.in_features, self.out_features).output_shape(shape)
+
+    @property
+    def trainable_params(self) -> int:
+        return self.out_features * (self.in_features + 1) if self.trainable else 0
+
+    def connections(self, out: Shape) -> int:
+        return self.in_features * self.out_features
+
+    def macs(self, out: Shape) -> int:
+        return self.in_features * self.out_features
+
+
+LayerSpec = (
+    Conv2d | SparseConv2d | Subsampling | MaxPool2d | AdaptiveAvgPool2d | LocalResponseNorm | Flatten | Linear | RBF
+)
+WEIGHTED = (Conv2d, SparseConv2d, Subsampling, Linear, RBF)
+
+
+@dataclass(frozen=True)
+class SideRange:
+    """The input sides a model accepts: ``low..high``, ``high=None`` meaning no upper bound."""
+
+    low: int
+    high: int | None
+
+    def __contains__(self, side: object) -> bool:
+        return isinstance(side, int) and side >= self.low and (self.high is None or side <= self.high)
+
+    def __str__(self) -> str:
+        return f"{self.low}..{self.high}" if self.high is not None else f">={self.low}"
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A model's named layers in order, its input channels and the input side it was drawn for."""
+
+    layers: Mapping[str, LayerSpec]
+    in_channels: int
+    default_side: int
+
+    def __iter__(self) -> Iterator[tuple[str, LayerSpec]]:
+        return iter(self.layers.items())
+
+    def shapes(self, height: int, width: int) -> dict[str, Shape]:
+        """Per-layer output shape (without the batch dimension) for a (C, height, width) input."""
+        shape: Shape = (self.in_channels, height, width)
+        out = {}
+        for name, layer in self:
+            try:
+                shape = layer.output_shape(shape)
+            except InvalidInputSize as error:
+                raise InvalidInputSize(f"{name} {error}") from None
+            out[name] = shape
+        return out
+
+    @property
+    def num_classes(self) -> int:
+        return self.shapes(self.default_side, self.default_side)[self.output_layer][0]
+
+    @property
+    def output_layer(self) -> str:
+        return next(reversed(list(self.layers)))
+
+    @property
+    def valid_sides(self) -> SideRange:
+        # The other side is held at the default while this one is scanned: sides are independent.
+        valid = [s for s in range(1, SCAN_LIMIT + 1) if self._accepts(s, self.default_side)]
+        if not valid or valid != list(range(valid[0], valid[-1] + 1)):
+            raise AssertionError(f"valid sides are not one interval: {valid[:5]}...{valid[-5:]}")
+        return SideRange(valid[0], None if valid[-1] == SCAN_LIMIT else valid[-1])
+
+    def _accepts(self, height: int, width: int) -> bool:
+        try:
+            self.shapes(height, width)
+        except InvalidInputSize:
+            return False
+        return True
+
+    def trainable_params(self) -> dict[str, int]:
+        return {name: layer.trainable_params for name, layer in self if isinstance(layer, WEIGHTED)}
+
+    def connections(self, side: int | None = None) -> dict[str, int]:
+        shapes = self.shapes(side or self.default_side, side or self.default_side)
+        return {name: layer.connections(shapes[name]) for name, layer in self if isinstance(layer, WEIGHTED)}
+
+    def macs(self, side: int | None = None) -> dict[str, int]:
+        """Multiply-accumulates per image and layer, weights only: no bias, activation or pooling."""
+        shapes = self.shapes(side or self.default_side, side or self.default_side)
+        return {name: layer.macs(shapes[name]) for name, layer in self if isinstance(layer, (Conv2d, SparseConv2d, Linear))}
+
+    def neurons(self, side: int | None = None) -> dict[str, int]:
+        """Output units of every convolution and fully connected layer (Krizhevsky et al.'s count)."""
+        shapes = self.shapes(side or self.default_side, side or self.default_side)
+        return {name: math.prod(shapes[name]) for name, layer in self if isinstance(layer, (Conv2d, Linear))}

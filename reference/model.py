@@ -1,0 +1,48 @@
+"""What every reference model shares: input validated where it enters, then the architecture's layers."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from reference.architecture import Architecture, SideRange
+
+__all__ = ["ReferenceModel", "check_input"]
+
+
+def check_input(model: str, x: object, in_channels: int, sides: SideRange) -> None:
+    """Raise TypeError/ValueError naming ``model``, what it accepts and what it got."""
+    __tracebackhide__ = True
+    accepts = f"a 4-D floating-point tensor (N, {in_channels}, H, W) with H and W in {sides}"
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{model} expects {accepts}; got {type(x).__name__}")
+    got = f"got shape {tuple(x.shape)}, dtype {x.dtype}"
+    if x.dim() != 4:
+        raise ValueError(f"{model} expects {accepts}; {got} ({x.dim()}-D)")
+    if not x.is_floating_point():
+        raise TypeError(f"{model} expects {accepts}; {got} (not floating point)")
+    if x.shape[1] != in_channels:
+        raise ValueError(f"{model} expects {accepts}; {got} ({x.shape[1]} channels)")
+    if x.shape[2] not in sides or x.shape[3] not in sides:
+        raise ValueError(f"{model} expects {accepts}; {got} (H x W = {x.shape[2]} x {x.shape[3]})")
+
+
+class ReferenceModel(nn.Module):
+    """Base of the reference models: ``forward`` validates the input, ``_forward_impl`` computes."""
+
+    architecture: Architecture
+
+    def __init__(self, architecture: Architecture) -> None:
+        super().__init__()
+        self.architecture = architecture
+        self.valid_sides = architecture.valid_sides
+
+    @property
+    def num_classes(self) -> int:
+        return self.architecture.num_classes
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input(type(self).__name__, x, self.architecture.in_channels, self.valid_sides)
+        return self._forward_impl(x)
+
+    def _forward_impl(self, x: Tensor) -> Tensor:
+        raise NotImplementedError

@@ -1,0 +1,151 @@
+"""Weight porting between the reference models and their counterparts. Strict: every key is accounted
+for and every shape checked, or a ValueError/TypeError names what is wrong.
+
+The state-dict converters (``*_state``) are public too: the equivalence checks run gradients through
+them, so a parameter's gradient is compared with the gradient of the parameter it was ported to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+import torchvision
+from torch import Tensor, nn
+
+from reference.alexnet import AlexNet
+from reference.alexnet2012 import AlexNet2012, AlexNet2012TwoTower
+
+__all__ = [
+    "TORCHVISION_NAMES",
+    "alexnet_from_torchvision",
+    "alexnet_to_torchvision",
+    "grouped_from_two_tower",
+    "grouped_state_from_two_tower",
+    "rename_state",
+    "two_tower_from_grouped",
+    "two_tower_state_from_grouped",
+]
+
+State = Mapping[str, Tensor]
+
+# reference.AlexNet layer -> torchvision.models.AlexNet module path.
+TORCHVISION_NAMES = {
+    "conv1": "features.0",
+    "conv2": "features.3",
+    "conv3": "features.6",
+    "conv4": "features.8",
+    "conv5": "features.10",
+    "fc6": "classifier.1",
+    "fc7": "classifier.4",
+    "fc8": "classifier.6",
+}
+TOWERS = ("tower_a", "tower_b")
+
+
+def _require_type(model: object, expected: type, function: str) -> None:
+    if not isinstance(model, expected):
+        raise TypeError(f"{function} expects a {expected.__module__}.{expected.__qualname__}, got {type(model).__qualname__}")
+
+
+def rename_state(state: State, names: Mapping[str, str]) -> dict[str, Tensor]:
+    """Rename ``layer.param`` keys by their layer; a key whose layer is not in ``names`` is an error."""
+    renamed = {}
+    for key, tensor in state.items():
+        layer, _, param = key.rpartition(".")
+        if layer not in names:
+            raise ValueError(f"unexpected key {key!r}: no layer {layer!r} in the port map")
+        renamed[f"{names[layer]}.{param}"] = tensor
+    return renamed
+
+
+def _load_strict(target: nn.Module, state: State, source: str) -> None:
+    """Copy ``state`` into ``target``: same keys, same shapes, or a ValueError naming the key."""
+    expected = target.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"cannot port {source} into {type(target).__name__}: missing key(s) {missing}, unexpected key(s) {unexpected}"
+        )
+    for key, tensor in state.items():
+        if tensor.shape != expected[key].shape:
+            raise ValueError(
+                f"cannot port {source} into {type(target).__name__}: {key!r} has shape {tuple(tensor.shape)}, "
+                f"expected {tuple(expected[key].shape)}"
+            )
+    with torch.no_grad():
+        for key, tensor in target.state_dict(keep_vars=True).items():
+            tensor.copy_(state[key])
+
+
+def _ported(build: Callable[[], nn.Module], state: State, like: nn.Module, source: str) -> nn.Module:
+    """Build the target with the RNG untouched (its random init is overwritten anyway) and load it."""
+    with torch.random.fork_rng(devices=[]):
+        target = build()
+    parameter = next(like.parameters())
+    target = target.to(device=parameter.device, dtype=parameter.dtype)
+    _load_strict(target, state, source)
+    return target.train(like.training)
+
+
+def alexnet_from_torchvision(tv_model: torchvision.models.AlexNet) -> AlexNet:
+    _require_type(tv_model, torchvision.models.AlexNet, "alexnet_from_torchvision")
+    state = rename_state(tv_model.state_dict(), {v: k for k, v in TORCHVISION_NAMES.items()})
+    num_classes = tv_model.classifier[6].out_features
+    dropout = tv_model.classifier[0].p
+    return _ported(lambda: AlexNet(num_classes=num_classes, dropout=dropout), state, tv_model, "torchvision AlexNet")
+
+
+def alexnet_to_torchvision(model: AlexNet) -> torchvision.models.AlexNet:
+    _require_type(model, AlexNet, "alexnet_to_torchvision")
+    state = rename_state(model.state_dict(), TORCHVISION_NAMES)
+    build = lambda: torchvision.models.alexnet(weights=None, num_classes=model.num_classes, dropout=model.dropout6.p)  # noqa: E731
+    return _ported(build, state, model, "reference AlexNet")
+
+
+def _tower_split(model: AlexNet2012TwoTower | AlexNet2012) -> dict[str, int]:
+    """Output units of tower A per layer (tower B has the rest); the towers split every layer's outputs."""
+    half = {"conv1": 48, "conv2": 128, "conv3": 192, "conv4": 192, "conv5": 128, "fc6": 2048, "fc7": 2048}
+    return half | {"fc8": model.num_classes - model.num_classes // 2}
+
+
+def two_tower_state_from_grouped(state: State, split: Mapping[str, int]) -> dict[str, Tensor]:
+    """Tower A takes the first ``split[layer]`` output units of every layer, tower B the rest."""
+    out = {}
+    for key, tensor in state.items():
+        layer, _, param = key.rpartition(".")
+        if layer not in split:
+            raise ValueError(f"unexpected key {key!r}: no layer {layer!r} in the two-tower split")
+        out[f"tower_a.{key}"], out[f"tower_b.{key}"] = tensor[: split[layer]], tensor[split[layer] :]
+    return out
+
+
+def grouped_state_from_two_tower(state: State) -> dict[str, Tensor]:
+    out = {}
+    for key in state:
+        tower, _, rest = key.partition(".")
+        if tower not in TOWERS:
+            raise ValueError(f"unexpected key {key!r}: not in tower_a or tower_b")
+        if f"tower_a.{rest}" not in state or f"tower_b.{rest}" not in state:
+            raise ValueError(f"key {rest!r} is missing from one tower")
+        out[rest] = torch.cat([state[f"tower_a.{rest}"], state[f"tower_b.{rest}"]], dim=0)
+    return out
+
+
+def two_tower_from_grouped(model: AlexNet2012) -> AlexNet2012TwoTower:
+    _require_type(model, AlexNet2012, "two_tower_from_grouped")
+    lrn = model.lrn1
+    if lrn.groups != 2:
+        raise ValueError(f"two_tower_from_grouped needs LRN windows confined to the two towers (lrn_groups=2), got {lrn.groups}")
+    state = two_tower_state_from_grouped(model.state_dict(), _tower_split(model))
+    build = lambda: AlexNet2012TwoTower(num_classes=model.num_classes, dropout=model.dropout.p, lrn_alpha=lrn.alpha)  # noqa: E731
+    return _ported(build, state, model, "grouped AlexNet2012")
+
+
+def grouped_from_two_tower(model: AlexNet2012TwoTower) -> AlexNet2012:
+    _require_type(model, AlexNet2012TwoTower, "grouped_from_two_tower")
+    state = grouped_state_from_two_tower(model.state_dict())
+    lrn = model.tower_a.lrn1
+    build = lambda: AlexNet2012(num_classes=model.num_classes, dropout=model.dropout.p, lrn_groups=2, lrn_alpha=lrn.alpha)  # noqa: E731
+    return _ported(build, state, model, "two-tower AlexNet2012")
