@@ -24,11 +24,17 @@ from torch import Tensor, nn
 from reference import architecture as arch
 from reference.model import ReferenceModel
 
-__all__ = ["AlexNet2012", "AlexNet2012TwoTower", "PAPER_LRN_ALPHA", "SEED_LRN_ALPHA", "alexnet2012_architecture"]
+__all__ = ["PAPER_LRN_ALPHA", "SEED_LRN_ALPHA", "AlexNet2012", "AlexNet2012TwoTower", "alexnet2012_architecture"]
 
 PAPER_LRN_ALPHA = 1e-4
 SEED_LRN_ALPHA = 1e-4 / 5  # nn.LocalResponseNorm(size=5, alpha=1e-4) in the paper's convention
-BIAS_ONE = ("conv2", "conv4", "conv5", "fc6", "fc7")  # section 5: "initialized the neuron biases ... with the constant 1"
+BIAS_ONE = (
+    "conv2",
+    "conv4",
+    "conv5",
+    "fc6",
+    "fc7",
+)  # section 5: "initialized the neuron biases ... with the constant 1"
 
 
 def alexnet2012_architecture(
@@ -90,7 +96,10 @@ class AlexNet2012(ReferenceModel):
         self.fc8 = layers["fc8"].build()
         self.relu = nn.ReLU(inplace=True)
         self.dropout = nn.Dropout(p=dropout)
-        _init_paper(self, {name: getattr(self, name) for name in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")})
+        _init_paper(
+            self,
+            {name: getattr(self, name) for name in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")},
+        )
 
     def _forward_impl(self, x: Tensor) -> Tensor:
         x = self.pool1(self.lrn1(self.relu(self.conv1(x))))  # (N, 96, 27, 27)
@@ -116,7 +125,9 @@ class Tower(nn.Module):
         self.conv2 = arch.Conv2d(in_channels=48, out_channels=128, kernel_size=5, padding=2).build()
         self.lrn2 = lrn.build()
         self.pool2 = arch.MaxPool2d(kernel_size=3, stride=2).build()
-        self.conv3 = arch.Conv2d(in_channels=256, out_channels=192, kernel_size=3, padding=1).build()  # both towers' maps
+        self.conv3 = arch.Conv2d(
+            in_channels=256, out_channels=192, kernel_size=3, padding=1
+        ).build()  # both towers' maps
         self.conv4 = arch.Conv2d(in_channels=192, out_channels=192, kernel_size=3, padding=1).build()
         self.conv5 = arch.Conv2d(in_channels=192, out_channels=128, kernel_size=3, padding=1).build()
         self.pool5 = arch.MaxPool2d(kernel_size=3, stride=2).build()
@@ -143,7 +154,9 @@ class AlexNet2012TwoTower(ReferenceModel):
 
     def __init__(self, num_classes: int = 1000, dropout: float = 0.5, lrn_alpha: float = PAPER_LRN_ALPHA) -> None:
         if num_classes < 2:
-            raise ValueError(f"AlexNet2012TwoTower splits fc8 between two towers: num_classes must be >= 2, got {num_classes}")
+            raise ValueError(
+                f"AlexNet2012TwoTower splits fc8 between two towers: num_classes must be >= 2, got {num_classes}"
+            )
         super().__init__(alexnet2012_architecture(num_classes, lrn_groups=2, lrn_alpha=lrn_alpha))
         self.tower_a = Tower(num_classes - num_classes // 2, lrn_alpha)
         self.tower_b = Tower(num_classes // 2, lrn_alpha)
@@ -151,7 +164,14 @@ class AlexNet2012TwoTower(ReferenceModel):
         self.dropout = nn.Dropout(p=dropout)
         self.relu = nn.ReLU(inplace=True)
         towers = {"tower_a": self.tower_a, "tower_b": self.tower_b}
-        _init_paper(self, {f"{t}.{name}": getattr(tower, name) for t, tower in towers.items() for name in BIAS_ONE + ("conv1", "conv3", "fc8")})
+        _init_paper(
+            self,
+            {
+                f"{t}.{name}": getattr(tower, name)
+                for t, tower in towers.items()
+                for name in (*BIAS_ONE, "conv1", "conv3", "fc8")
+            },
+        )
 
     def _forward_impl(self, x: Tensor) -> Tensor:
         a, b = self.tower_a, self.tower_b

@@ -22,6 +22,7 @@ from reference import bitmaps
 from reference import layers as ref
 
 __all__ = [
+    "RBF",
     "AdaptiveAvgPool2d",
     "Architecture",
     "Conv2d",
@@ -30,7 +31,6 @@ __all__ = [
     "Linear",
     "LocalResponseNorm",
     "MaxPool2d",
-    "RBF",
     "Shape",
     "SideRange",
     "SparseConv2d",
@@ -207,7 +207,9 @@ class Flatten:
         return nn.Flatten()
 
     def output_shape(self, shape: Shape) -> Shape:
-        _require(shape == self.expected, f"expects {'x'.join(map(str, self.expected))}, got {'x'.join(map(str, shape))}")
+        _require(
+            shape == self.expected, f"expects {'x'.join(map(str, self.expected))}, got {'x'.join(map(str, shape))}"
+        )
         return (math.prod(shape),)
 
 
@@ -247,7 +249,9 @@ class RBF:
             return ref.GaussianRBF(in_features=self.in_features, out_features=self.out_features)
         prototypes = bitmaps.prototypes()
         if prototypes.shape != (self.out_features, self.in_features):
-            raise ValueError(f"fixed prototypes are {tuple(prototypes.shape)}, not {self.out_features}x{self.in_features}")
+            raise ValueError(
+                f"fixed prototypes are {tuple(prototypes.shape)}, not {self.out_features}x{self.in_features}"
+            )
         return ref.EuclideanRBF(prototypes)
 
     def output_shape(self, shape: Shape) -> Shape:
@@ -340,7 +344,9 @@ class Architecture:
     def macs(self, side: int | None = None) -> dict[str, int]:
         """Multiply-accumulates per image and layer, weights only: no bias, activation or pooling."""
         shapes = self.shapes(side or self.default_side, side or self.default_side)
-        return {name: layer.macs(shapes[name]) for name, layer in self if isinstance(layer, (Conv2d, SparseConv2d, Linear))}
+        return {
+            name: layer.macs(shapes[name]) for name, layer in self if isinstance(layer, (Conv2d, SparseConv2d, Linear))
+        }
 
     def neurons(self, side: int | None = None) -> dict[str, int]:
         """Output units of every convolution and fully connected layer (Krizhevsky et al.'s count)."""

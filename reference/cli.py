@@ -13,8 +13,11 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in (header, *rows)]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
+    lines = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip()
+        for row in (header, *rows)
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
@@ -58,21 +61,39 @@ def summary(name: str) -> int:
     measured_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     rows = [("trainable parameters", "total", f"{facts.trainable_params:,}", f"{measured_params:,}")]
     derived = arch.trainable_params()
-    rows += [("trainable parameters", layer, f"{n:,}", f"{derived[layer]:,}") for layer, n in facts.params_per_layer.items()]
+    rows += [
+        ("trainable parameters", layer, f"{n:,}", f"{derived[layer]:,}") for layer, n in facts.params_per_layer.items()
+    ]
     connections = arch.connections()
-    rows += [("connections", layer, f"{n:,}", f"{connections[layer]:,}") for layer, n in facts.connections_per_layer.items()]
+    rows += [
+        ("connections", layer, f"{n:,}", f"{connections[layer]:,}") for layer, n in facts.connections_per_layer.items()
+    ]
     if facts.total_connections is not None:
         rows.append(("connections", "total", f"{facts.total_connections:,}", f"{sum(connections.values()):,}"))
     neurons = arch.neurons()
     rows += [("neurons", layer, f"{n:,}", f"{neurons[layer]:,}") for layer, n in facts.neurons_per_layer.items()]
-    rows += [("neurons (as printed)", layer, f"{n:,}", f"{neurons[layer]:,}") for layer, (n, _) in facts.printed_discrepancies.items()]
+    rows += [
+        ("neurons (as printed)", layer, f"{n:,}", f"{neurons[layer]:,}")
+        for layer, (n, _) in facts.printed_discrepancies.items()
+    ]
     if facts.macs is not None:
-        rows.append((f"MACs at {facts.macs_side}x{facts.macs_side}", "total", f"{facts.macs:,}", f"{sum(arch.macs(facts.macs_side).values()):,}"))
+        rows.append(
+            (
+                f"MACs at {facts.macs_side}x{facts.macs_side}",
+                "total",
+                f"{facts.macs:,}",
+                f"{sum(arch.macs(facts.macs_side).values()):,}",
+            )
+        )
     if name == "alexnet":
         meta = torchvision_meta()
         rows.append(("torchvision meta num_params", "total", f"{meta['num_params']:,}", f"{measured_params:,}"))
-        rows.append(("torchvision meta _ops (GMAC)", "total", f"{meta['_ops']}", f"{sum(arch.macs(224).values()) / 1e9:.3f}"))
-    print(f"\n{spec.name}: {spec.summary}\nsource: {facts.citation}\ninput: (N, {spec.in_channels}, H, W), H and W in {spec.valid_sides}\n")
+        rows.append(
+            ("torchvision meta _ops (GMAC)", "total", f"{meta['_ops']}", f"{sum(arch.macs(224).values()) / 1e9:.3f}")
+        )
+    print(
+        f"\n{spec.name}: {spec.summary}\nsource: {facts.citation}\ninput: (N, {spec.in_channels}, H, W), H and W in {spec.valid_sides}\n"
+    )
     print(_table(("fact", "layer", "published", "measured"), rows))
     for layer, (_, note) in facts.printed_discrepancies.items():
         print(f"* {layer}: {note}")
@@ -80,7 +101,16 @@ def summary(name: str) -> int:
 
 
 def list_models() -> int:
-    rows = [(spec.name, f"(N, {spec.in_channels}, H, W)", str(spec.valid_sides), f"{spec.facts.trainable_params:,}", spec.summary) for spec in SPECS.values()]
+    rows = [
+        (
+            spec.name,
+            f"(N, {spec.in_channels}, H, W)",
+            str(spec.valid_sides),
+            f"{spec.facts.trainable_params:,}",
+            spec.summary,
+        )
+        for spec in SPECS.values()
+    ]
     print(_table(("model", "input", "H, W", "parameters", "what"), rows))
     return 0
 
@@ -91,7 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     verify_parser = commands.add_parser("verify", help="run every equivalence pair and print a table")
     verify_parser.add_argument("--dtype", nargs="+", choices=DTYPES, default=list(DTYPES))
     verify_parser.add_argument("--device", default="cpu")
-    summary_parser = commands.add_parser("summary", help="torchinfo summary and the paper's facts next to the measured ones")
+    summary_parser = commands.add_parser(
+        "summary", help="torchinfo summary and the paper's facts next to the measured ones"
+    )
     summary_parser.add_argument("name", choices=list(SPECS))
     commands.add_parser("list", help="the models and the input sizes they accept")
     args = parser.parse_args(argv)

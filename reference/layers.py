@@ -193,13 +193,15 @@ class LiteralSparseConv2d(nn.Module):
         literal = cls(sparse.in_channels, sparse.table, sparse.kernel_size).to(sparse.weight)
         kernels = iter(sparse.weight.detach())
         with torch.no_grad():
-            for out_map, (in_maps, conv) in enumerate(zip(literal.table, literal.maps)):
+            for out_map, (in_maps, conv) in enumerate(zip(literal.table, literal.maps, strict=False)):
                 conv.weight.copy_(torch.stack([next(kernels) for _ in in_maps])[None])
                 conv.bias.copy_(sparse.bias[out_map : out_map + 1])
         return literal
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.cat([conv(x[:, list(in_maps)]) for in_maps, conv in zip(self.table, self.maps)], dim=1)
+        return torch.cat(
+            [conv(x[:, list(in_maps)]) for in_maps, conv in zip(self.table, self.maps, strict=False)], dim=1
+        )
 
 
 class EuclideanRBF(nn.Module):

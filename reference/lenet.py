@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from reference import architecture as arch
-from reference.layers import Squash, SparseConv2d, Subsampling
+from reference.layers import SparseConv2d, Squash, Subsampling
 from reference.model import ReferenceModel
 
 __all__ = ["C3_TABLE", "LeNet5", "lenet5_architecture"]
@@ -42,7 +42,9 @@ Activation = Literal["squash", "tanh"]
 
 def lenet5_architecture(c3: C3 = "sparse", head: Head = "euclidean") -> arch.Architecture:
     if c3 not in ("sparse", "dense") or head not in ("euclidean", "gaussian"):
-        raise ValueError(f"LeNet5: c3 must be 'sparse' or 'dense' and head 'euclidean' or 'gaussian', got {c3!r}, {head!r}")
+        raise ValueError(
+            f"LeNet5: c3 must be 'sparse' or 'dense' and head 'euclidean' or 'gaussian', got {c3!r}, {head!r}"
+        )
     c3_layer = (
         arch.SparseConv2d(in_channels=6, table=C3_TABLE, kernel_size=5)
         if c3 == "sparse"

@@ -42,7 +42,9 @@ class Pair:
             a, b, x = self.build()
         return a.to(device, dtype), b.to(device, dtype), x.to(device, dtype)
 
-    def compare(self, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu", inputs: Tensor | None = None) -> Comparison:
+    def compare(
+        self, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu", inputs: Tensor | None = None
+    ) -> Comparison:
         a, b, x = self.models(dtype, device)
         grads_to_a = None if self.grads_to_reference is None else (lambda grads: self.grads_to_reference(b, grads))
         forward, backward = tolerance(dtype, self.exact_forward), tolerance(dtype, self.exact_grads)
@@ -90,7 +92,9 @@ class PerGroup(nn.Module):
         self.parts = nn.ModuleList(make() for _ in range(groups))
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.cat([part(chunk) for part, chunk in zip(self.parts, x.chunk(len(self.parts), dim=1))], dim=1)
+        return torch.cat(
+            [part(chunk) for part, chunk in zip(self.parts, x.chunk(len(self.parts), dim=1), strict=False)], dim=1
+        )
 
 
 def _lrn(groups: int) -> Callable[[], Built]:

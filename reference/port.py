@@ -45,7 +45,9 @@ TOWERS = ("tower_a", "tower_b")
 
 def _require_type(model: object, expected: type, function: str) -> None:
     if not isinstance(model, expected):
-        raise TypeError(f"{function} expects a {expected.__module__}.{expected.__qualname__}, got {type(model).__qualname__}")
+        raise TypeError(
+            f"{function} expects a {expected.__module__}.{expected.__qualname__}, got {type(model).__qualname__}"
+        )
 
 
 def rename_state(state: State, names: Mapping[str, str]) -> dict[str, Tensor]:
@@ -80,11 +82,13 @@ def _load_strict(target: nn.Module, state: State, source: str) -> None:
 
 
 def _ported(build: Callable[[], nn.Module], state: State, like: nn.Module, source: str) -> nn.Module:
-    """Build the target with the RNG untouched (its random init is overwritten anyway) and load it."""
-    with torch.random.fork_rng(devices=[]):
+    """Build the target on the meta device (no random init: the RNG is untouched and no time is
+    spent on values about to be overwritten), then materialise it where ``like`` lives and load."""
+    with torch.device("meta"):
         target = build()
+    assert not list(target.buffers()), "meta construction would leave buffers uninitialised"
     parameter = next(like.parameters())
-    target = target.to(device=parameter.device, dtype=parameter.dtype)
+    target = target.to_empty(device=parameter.device).to(dtype=parameter.dtype)
     _load_strict(target, state, source)
     return target.train(like.training)
 
@@ -114,7 +118,7 @@ def two_tower_state_from_grouped(state: State, split: Mapping[str, int]) -> dict
     """Tower A takes the first ``split[layer]`` output units of every layer, tower B the rest."""
     out = {}
     for key, tensor in state.items():
-        layer, _, param = key.rpartition(".")
+        layer, _, _param = key.rpartition(".")
         if layer not in split:
             raise ValueError(f"unexpected key {key!r}: no layer {layer!r} in the two-tower split")
         out[f"tower_a.{key}"], out[f"tower_b.{key}"] = tensor[: split[layer]], tensor[split[layer] :]
@@ -137,7 +141,9 @@ def two_tower_from_grouped(model: AlexNet2012) -> AlexNet2012TwoTower:
     _require_type(model, AlexNet2012, "two_tower_from_grouped")
     lrn = model.lrn1
     if lrn.groups != 2:
-        raise ValueError(f"two_tower_from_grouped needs LRN windows confined to the two towers (lrn_groups=2), got {lrn.groups}")
+        raise ValueError(
+            f"two_tower_from_grouped needs LRN windows confined to the two towers (lrn_groups=2), got {lrn.groups}"
+        )
     state = two_tower_state_from_grouped(model.state_dict(), _tower_split(model))
     build = lambda: AlexNet2012TwoTower(num_classes=model.num_classes, dropout=model.dropout.p, lrn_alpha=lrn.alpha)  # noqa: E731
     return _ported(build, state, model, "grouped AlexNet2012")
@@ -147,5 +153,8 @@ def grouped_from_two_tower(model: AlexNet2012TwoTower) -> AlexNet2012:
     _require_type(model, AlexNet2012TwoTower, "grouped_from_two_tower")
     state = grouped_state_from_two_tower(model.state_dict())
     lrn = model.tower_a.lrn1
-    build = lambda: AlexNet2012(num_classes=model.num_classes, dropout=model.dropout.p, lrn_groups=2, lrn_alpha=lrn.alpha)  # noqa: E731
+
+    def build():
+        return AlexNet2012(num_classes=model.num_classes, dropout=model.dropout.p, lrn_groups=2, lrn_alpha=lrn.alpha)
+
     return _ported(build, state, model, "two-tower AlexNet2012")

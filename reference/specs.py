@@ -31,7 +31,9 @@ from reference.torch_layers import (
 __all__ = ["Counterpart", "ModelSpec", "PaperFacts", "get_spec", "list_models"]
 
 LECUN_1998 = "LeCun, Bottou, Bengio, Haffner. Gradient-based learning applied to document recognition. Proc. IEEE, 1998"
-KRIZHEVSKY_2012 = "Krizhevsky, Sutskever, Hinton. ImageNet classification with deep convolutional neural networks. NIPS 2012"
+KRIZHEVSKY_2012 = (
+    "Krizhevsky, Sutskever, Hinton. ImageNet classification with deep convolutional neural networks. NIPS 2012"
+)
 KRIZHEVSKY_2014 = "Krizhevsky. One weird trick for parallelizing convolutional neural networks. arXiv:1404.5997, 2014"
 
 
@@ -107,7 +109,21 @@ _TORCHVISION_LAYERS = {"conv1": "features.0", "pool1": "features.2", "conv2": "f
 }
 _TWO_TOWER_LAYERS = {
     name: (f"tower_a.{name}", f"tower_b.{name}")
-    for name in ("conv1", "lrn1", "pool1", "conv2", "lrn2", "pool2", "conv3", "conv4", "conv5", "pool5", "fc6", "fc7", "fc8")
+    for name in (
+        "conv1",
+        "lrn1",
+        "pool1",
+        "conv2",
+        "lrn2",
+        "pool2",
+        "conv3",
+        "conv4",
+        "conv5",
+        "pool5",
+        "fc6",
+        "fc7",
+        "fc8",
+    )
 }
 _LENET_LAYERS = {name: name for name in ("c1", "s2", "c3", "s4", "c5", "f6")}
 
@@ -121,7 +137,6 @@ _LENET_COUNTERPART = Counterpart(
     why_not_exact="subsampling multiplies after summing the block, the depthwise conv before; the head "
     "sums squared differences where torch.cdist takes a square root that is squared again",
 )
-
 
 
 def _widen_gaussian_head(model: nn.Module) -> None:
@@ -142,8 +157,14 @@ _SPECS = (
             trainable_params=60_000,
             params_per_layer={"c1": 156, "s2": 12, "c3": 1_516, "s4": 32, "c5": 48_120, "f6": 10_164, "output": 0},
             connections_per_layer={
-                "c1": 122_304, "s2": 5_880, "c3": 151_600, "s4": 2_000, "c5": 48_120, "f6": 10_164, "output": 840,
-            },  # fmt: skip
+                "c1": 122_304,
+                "s2": 5_880,
+                "c3": 151_600,
+                "s4": 2_000,
+                "c5": 48_120,
+                "f6": 10_164,
+                "output": 840,
+            },
             total_connections=340_908,
         ),
         counterpart=_LENET_COUNTERPART,
@@ -169,9 +190,15 @@ _SPECS = (
             citation=KRIZHEVSKY_2012,
             trainable_params=60_965_224,
             neurons_per_layer={
-                "conv1": 290_400, "conv2": 186_624, "conv3": 64_896, "conv4": 64_896, "conv5": 43_264,
-                "fc6": 4_096, "fc7": 4_096, "fc8": 1_000,
-            },  # fmt: skip
+                "conv1": 290_400,
+                "conv2": 186_624,
+                "conv3": 64_896,
+                "conv4": 64_896,
+                "conv5": 43_264,
+                "fc6": 4_096,
+                "fc7": 4_096,
+                "fc8": 1_000,
+            },
             printed_discrepancies={
                 "conv1": (253_440, "the paper prints 253,440; its own conv1 (96 maps of 55x55) has 290,400"),
             },
@@ -225,7 +252,9 @@ _SPECS = (
             name="torchvision AlexNet",
             port=port.alexnet_to_torchvision,
             layers=_TORCHVISION_LAYERS,
-            grads_to_reference=lambda _c, grads: port.rename_state(grads, {v: k for k, v in port.TORCHVISION_NAMES.items()}),
+            grads_to_reference=lambda _c, grads: port.rename_state(
+                grads, {v: k for k, v in port.TORCHVISION_NAMES.items()}
+            ),
             exact_forward=True,
             exact_grads=True,
         ),

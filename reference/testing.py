@@ -57,16 +57,24 @@ def _describe(tol: Mapping[str, float]) -> str:
     return "exact" if tol["rtol"] == tol["atol"] == 0 else f"rtol={tol['rtol']:g}, atol={tol['atol']:g}"
 
 
-def _max_abs_diff(a: Tensor, b: Tensor) -> float:
+def _diff(a: Tensor, b: Tensor, rtol: float, atol: float) -> tuple[float, bool]:
+    """(max |a - b|, whether |a - b| <= atol + rtol |b| everywhere), with |a - b| computed once.
+
+    In the tensors' own dtype: subtracting two close floats is exact (Sterbenz), and a report needs
+    no more. The elementwise relative check runs only when the max exceeds atol.
+    """
     if a.shape != b.shape:
-        return float("inf")
+        return float("inf"), False
     if a.numel() == 0:
-        return 0.0
-    return (a.detach().double() - b.detach().double()).abs().max().item()
-
-
-def _close(a: Tensor, b: Tensor, rtol: float, atol: float) -> bool:
-    return a.shape == b.shape and bool(torch.isclose(a.detach(), b.detach(), rtol=rtol, atol=atol, equal_nan=True).all())
+        return 0.0, True
+    a, b = a.detach(), b.detach()
+    if rtol == atol == 0:
+        return (0.0, True) if torch.equal(a, b) else ((a - b).abs().max().item(), False)
+    diff = (a - b).abs()
+    largest = diff.max().item()
+    if largest <= atol:
+        return largest, True
+    return largest, bool((diff <= atol + rtol * b.abs()).all())
 
 
 @contextmanager
@@ -78,7 +86,9 @@ def _capture(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, Tenso
         raise ValueError(f"{type(model).__name__} has no module(s) {missing}")
     captured: dict[str, Tensor] = {}
     handles = [
-        modules[name].register_forward_hook(lambda _m, _i, out, name=name: captured.__setitem__(name, out.detach().clone()))
+        modules[name].register_forward_hook(
+            lambda _m, _i, out, name=name: captured.__setitem__(name, out.detach().clone())
+        )
         for name in names
     ]
     try:
@@ -178,16 +188,14 @@ def compare_models(
     x_b = inputs.detach().clone().requires_grad_(grads)
     with _capture(model_a, list(layers)) as seen_a, _capture(model_b, b_names) as seen_b:
         out_a, out_b = _run(model_a, x_a, seed), _run(model_b, x_b, seed)
-    result = Comparison(rtol, atol, _max_abs_diff(out_a, out_b), _close(out_a, out_b, rtol, atol))
+    result = Comparison(rtol, atol, *_diff(out_a, out_b, rtol, atol))
     result.grad_rtol = rtol if grad_rtol is None else grad_rtol
     result.grad_atol = atol if grad_atol is None else grad_atol
     for name, names in layers.items():
         names = [names] if isinstance(names, str) else list(names)
         b = torch.cat([seen_b[n] for n in names], dim=1) if len(names) > 1 else seen_b[names[0]]
         a = seen_a[name]
-        result.layers.append(
-            LayerDiff(name, "+".join(names), tuple(a.shape), _max_abs_diff(a, b), _close(a, b, rtol, atol))
-        )
+        result.layers.append(LayerDiff(name, "+".join(names), tuple(a.shape), *_diff(a, b, rtol, atol)))
     if grads:
         _compare_grads(result, model_a, model_b, out_a, out_b, x_a, x_b, grads_to_a)
     return result
@@ -208,11 +216,13 @@ def _compare_grads(result, model_a, model_b, out_a, out_b, x_a, x_b, grads_to_a)
     result.grad_max = 0.0
     for name, (a, b) in pairs.items():
         if a is None or b is None:
-            result.grad_failures.append(f"{name}: gradient missing on {'reference' if a is None else 'counterpart'} side")
+            result.grad_failures.append(
+                f"{name}: gradient missing on {'reference' if a is None else 'counterpart'} side"
+            )
             continue
-        diff = _max_abs_diff(a, b)
+        diff, close = _diff(a, b, result.grad_rtol, result.grad_atol)
         result.grad_max = max(result.grad_max, diff)
-        if not _close(a, b, result.grad_rtol, result.grad_atol):
+        if not close:
             result.grad_failures.append(f"{name}: shape {tuple(a.shape)}, max |Δ| = {diff:.3g}")
 
 
@@ -233,8 +243,17 @@ def assert_equivalent(
     """Assert two models agree on ``inputs``; on failure name the first layer whose output diverges."""
     __tracebackhide__ = True
     result = compare_models(
-        model_a, model_b, inputs, rtol=rtol, atol=atol, layers=layers, grads=grads, grads_to_a=grads_to_a, seed=seed,
-        grad_rtol=grad_rtol, grad_atol=grad_atol,
+        model_a,
+        model_b,
+        inputs,
+        rtol=rtol,
+        atol=atol,
+        layers=layers,
+        grads=grads,
+        grads_to_a=grads_to_a,
+        seed=seed,
+        grad_rtol=grad_rtol,
+        grad_atol=grad_atol,
     )
     if not result.passed:
         raise AssertionError(f"{type(model_a).__name__} vs {type(model_b).__name__}:\n{result.report()}")

@@ -37,7 +37,9 @@ def _copy(module: nn.Module, **tensors: Tensor) -> nn.Module:
 def _depthwise(subsampling: nn.Module) -> nn.Conv2d:
     channels, k = subsampling.weight.numel(), subsampling.kernel_size
     conv = nn.Conv2d(in_channels=channels, out_channels=channels, kernel_size=k, stride=k, groups=channels)
-    return _copy(conv, weight=subsampling.weight.detach()[:, None, None, None].expand(-1, 1, k, k), bias=subsampling.bias)
+    return _copy(
+        conv, weight=subsampling.weight.detach()[:, None, None, None].expand(-1, 1, k, k), bias=subsampling.bias
+    )
 
 
 class TorchLayersLeNet5(nn.Module):
