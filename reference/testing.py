@@ -22,6 +22,7 @@ __all__ = [
     "LayerMap",
     "assert_close",
     "assert_equivalent",
+    "capture_outputs",
     "compare_models",
     "tolerance",
 ]
@@ -78,7 +79,7 @@ def _diff(a: Tensor, b: Tensor, rtol: float, atol: float) -> tuple[float, bool]:
 
 
 @contextmanager
-def _capture(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, Tensor]]:
+def capture_outputs(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, Tensor]]:
     """Clone each named module's output as it runs (cloned: an in-place ReLU may overwrite it later)."""
     modules = dict(model.named_modules())
     missing = [name for name in names if name not in modules]
@@ -186,7 +187,7 @@ def compare_models(
     b_names = [n for names in layers.values() for n in ([names] if isinstance(names, str) else names)]
     x_a = inputs.detach().clone().requires_grad_(grads)
     x_b = inputs.detach().clone().requires_grad_(grads)
-    with _capture(model_a, list(layers)) as seen_a, _capture(model_b, b_names) as seen_b:
+    with capture_outputs(model_a, list(layers)) as seen_a, capture_outputs(model_b, b_names) as seen_b:
         out_a, out_b = _run(model_a, x_a, seed), _run(model_b, x_b, seed)
     result = Comparison(rtol, atol, *_diff(out_a, out_b, rtol, atol))
     result.grad_rtol = rtol if grad_rtol is None else grad_rtol

@@ -1,0 +1,126 @@
+"""Properties over the whole input space each spec accepts, drawn by hypothesis."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reference import LocalResponseNorm, port
+from reference.architecture import SCAN_LIMIT
+from reference.pairs import PerGroup
+from reference.specs import SPECS
+from reference.testing import assert_equivalent, capture_outputs, tolerance
+from tests.strategies import invalid_inputs, lrn_cases, valid_inputs
+
+ALL = list(SPECS.values())
+IDS = [spec.name for spec in ALL]
+
+
+def _fewer(divisor: int):
+    """The active profile's example count divided: AlexNet-sized examples cost ~0.1-0.5 s each."""
+    return settings(max_examples=max(2, settings().max_examples // divisor))
+
+
+@pytest.fixture(scope="module")
+def models():
+    """Every spec's model, built once for the module (never per example), in eval mode."""
+    return {spec.name: spec.builder().eval() for spec in ALL}
+
+
+def _hooked_names(model: torch.nn.Module, layer: str) -> list[str]:
+    """The module(s) computing ``layer``: itself, or its two halves in the two-tower form."""
+    modules = dict(model.named_modules())
+    if layer in modules:
+        return [layer]
+    towers = [f"tower_a.{layer}", f"tower_b.{layer}"]
+    return towers if all(t in modules for t in towers) else []
+
+
+@pytest.mark.parametrize("spec", ALL, ids=IDS)
+@_fewer(2)
+@given(data=st.data())
+def test_output_and_every_layer_have_the_spec_shapes(models, spec, data):
+    model = models[spec.name]
+    x = data.draw(valid_inputs(spec))
+    layers = {name: _hooked_names(model, name) for name in spec.architecture.layers}
+    with torch.no_grad(), capture_outputs(model, [n for names in layers.values() for n in names]) as seen:
+        out = model.to(x.dtype)(x)
+    assert out.shape == (x.shape[0], spec.architecture.num_classes)
+    expected = spec.shapes(x.shape[2], x.shape[3])
+    for name, names in layers.items():
+        if names:
+            channels = sum(seen[n].shape[1] for n in names)
+            assert (channels, *seen[names[0]].shape[2:]) == expected[name], name
+
+
+@pytest.mark.parametrize("spec", ALL, ids=IDS)
+@given(data=st.data())
+def test_invalid_inputs_are_rejected_naming_model_accepted_and_got(models, spec, data):
+    model = models[spec.name].float()
+    x, error, fragment = data.draw(invalid_inputs(spec))
+    with pytest.raises(error) as info:
+        model(x)
+    message = str(info.value)
+    assert message.startswith(
+        f"{type(model).__name__} expects a 4-D floating-point tensor (N, {spec.in_channels}, H, W)"
+    )
+    assert f"H and W in {spec.valid_sides}" in message
+    assert f"got shape {tuple(x.shape)}" in message
+    assert fragment in message
+
+
+@pytest.mark.parametrize("spec", ALL, ids=IDS)
+def test_valid_sides_are_exactly_the_sides_the_raw_layers_accept(models, spec):
+    """Below the low bound (and above the high one) the layers themselves fail; inside, they run."""
+    model, low, high = models[spec.name].float(), spec.valid_sides.low, spec.valid_sides.high
+    other = spec.default_side
+    inside = [low, high if high is not None else SCAN_LIMIT + 7]
+    outside = [low - 1] + ([high + 1] if high is not None else [])
+    with torch.no_grad():
+        for side in inside:
+            assert model._forward_impl(torch.zeros(1, spec.in_channels, side, other)).shape[0] == 1, side
+        for side in outside:
+            with pytest.raises(RuntimeError):  # torch's own error deep inside a layer: why check_input exists
+                model._forward_impl(torch.zeros(1, spec.in_channels, side, other))
+
+
+@pytest.fixture(scope="module")
+def alexnet_pair():
+    library = torchvision.models.alexnet(weights=None).eval()
+    return port.alexnet_from_torchvision(library), library
+
+
+@_fewer(2)
+@given(x=valid_inputs(SPECS["alexnet"], dtypes=(torch.float32,)))
+def test_alexnet_is_bitwise_torchvision_on_any_valid_input(alexnet_pair, x):
+    with torch.no_grad():
+        assert_equivalent(*alexnet_pair, x)
+
+
+@given(case=lrn_cases())
+def test_lrn_equals_torch_lrn_on_any_shape(case):
+    x, size, groups, alpha, beta, k = case
+    paper = LocalResponseNorm(size=size, alpha=alpha, beta=beta, k=k, groups=groups)
+    library = PerGroup(lambda: torch.nn.LocalResponseNorm(size=size, alpha=size * alpha, beta=beta, k=k), groups)
+    grad = tolerance(x.dtype)  # backward: different ops (slices here, avg_pool3d there)
+    assert_equivalent(paper, library, x, grads=True, grad_rtol=grad["rtol"], grad_atol=grad["atol"])
+
+
+@pytest.mark.parametrize("spec", ALL, ids=IDS)
+@_fewer(5)
+@given(data=st.data())
+def test_batch_independence_and_permutation(models, spec, data):
+    model = models[spec.name]
+    x = data.draw(valid_inputs(spec, dtypes=(torch.float64,), min_batch=2))
+    permutation = torch.tensor(data.draw(st.permutations(range(x.shape[0]))))
+    with torch.no_grad():
+        model.double()
+        batch = model(x)
+        alone = torch.cat([model(row[None]) for row in x])
+        permuted = model(x[permutation])
+    # Convolution kernels may block the batch differently at different batch sizes: same terms, other order.
+    torch.testing.assert_close(alone, batch, **tolerance(torch.float64))
+    torch.testing.assert_close(permuted, batch[permutation], **tolerance(torch.float64))
