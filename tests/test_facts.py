@@ -92,3 +92,11 @@ def test_alexnet_multiplications_match_torchvision_ops():
 
 def test_alexnet_min_size_equals_torchvision_meta():
     assert (SPECS["alexnet"].valid_sides.low,) * 2 == tuple(torchvision_meta()["min_size"])
+
+
+def test_public_api_names():
+    import reference
+
+    assert reference.list_models() == list(SPECS)
+    assert reference.get_spec("alexnet") is SPECS["alexnet"]
+    assert callable(reference.port.alexnet_from_torchvision)
