@@ -105,8 +105,10 @@ def test_lrn_equals_torch_lrn_on_any_shape(case):
     x, size, groups, alpha, beta, k = case
     paper = LocalResponseNorm(size=size, alpha=alpha, beta=beta, k=k, groups=groups)
     library = PerGroup(lambda: torch.nn.LocalResponseNorm(size=size, alpha=size * alpha, beta=beta, k=k), groups)
-    grad = tolerance(x.dtype)  # backward: different ops (slices here, avg_pool3d there)
-    assert_equivalent(paper, library, x, grads=True, grad_rtol=grad["rtol"], grad_atol=grad["atol"])
+    # Not exact over all shapes: the ci profile found size=1, groups=2, a (1, 2, 2, 2) input 4.4e-16 apart in
+    # float64 (torch's avg_pool3d path differs there). The exact claim stands only where measured: the
+    # conv1-shaped pairs in reference/pairs.py. Backward: different ops (slices here, avg_pool3d there).
+    assert_equivalent(paper, library, x, **tolerance(x.dtype), grads=True)
 
 
 @pytest.mark.parametrize("spec", ALL, ids=IDS)
