@@ -16,6 +16,8 @@ that is a training scheme, not a layer.
 
 from __future__ import annotations
 
+import functools
+
 from torch import Tensor, nn
 
 from reference import architecture as arch
@@ -24,6 +26,7 @@ from reference.model import ReferenceModel
 __all__ = ["AlexNet", "alexnet_architecture"]
 
 
+@functools.cache  # one immutable table per configuration: its valid sides are derived once
 def alexnet_architecture(num_classes: int = 1000) -> arch.Architecture:
     layers = {
         "conv1": arch.Conv2d(in_channels=3, out_channels=64, kernel_size=11, stride=4, padding=2),

@@ -18,6 +18,8 @@ arithmetic, which is the paper's formula with alpha = 1e-4 / 5 (torch divides al
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor, nn
 
@@ -37,6 +39,7 @@ BIAS_ONE = (
 )  # section 5: "initialized the neuron biases ... with the constant 1"
 
 
+@functools.cache  # one immutable table per configuration: its valid sides are derived once
 def alexnet2012_architecture(
     num_classes: int = 1000, lrn_groups: int = 2, lrn_alpha: float = PAPER_LRN_ALPHA
 ) -> arch.Architecture:
@@ -60,6 +63,11 @@ def alexnet2012_architecture(
     return arch.Architecture(layers=layers, in_channels=3, default_side=227)
 
 
+def _default_device() -> torch.device:
+    """Where factory functions put tensors now: honours an enclosing ``with torch.device(...)``."""
+    return torch.empty(0).device
+
+
 def _init_paper(model: nn.Module, weighted: dict[str, nn.Module]) -> None:
     """Section 5: weights N(0, 0.01); biases 1 in conv2, conv4, conv5, fc6, fc7 and 0 elsewhere."""
     with torch.no_grad():
@@ -80,20 +88,23 @@ class AlexNet2012(ReferenceModel):
     ) -> None:
         super().__init__(alexnet2012_architecture(num_classes, lrn_groups, lrn_alpha))
         layers = self.architecture.layers
-        self.conv1 = layers["conv1"].build()
-        self.lrn1 = layers["lrn1"].build()
-        self.pool1 = layers["pool1"].build()
-        self.conv2 = layers["conv2"].build()
-        self.lrn2 = layers["lrn2"].build()
-        self.pool2 = layers["pool2"].build()
-        self.conv3 = layers["conv3"].build()
-        self.conv4 = layers["conv4"].build()
-        self.conv5 = layers["conv5"].build()
-        self.pool5 = layers["pool5"].build()
-        self.flatten = layers["flatten"].build()
-        self.fc6 = layers["fc6"].build()
-        self.fc7 = layers["fc7"].build()
-        self.fc8 = layers["fc8"].build()
+        device = _default_device()
+        with torch.device("meta"):  # every weight is drawn again by _init_paper: skip torch's default init
+            self.conv1 = layers["conv1"].build()
+            self.lrn1 = layers["lrn1"].build()
+            self.pool1 = layers["pool1"].build()
+            self.conv2 = layers["conv2"].build()
+            self.lrn2 = layers["lrn2"].build()
+            self.pool2 = layers["pool2"].build()
+            self.conv3 = layers["conv3"].build()
+            self.conv4 = layers["conv4"].build()
+            self.conv5 = layers["conv5"].build()
+            self.pool5 = layers["pool5"].build()
+            self.flatten = layers["flatten"].build()
+            self.fc6 = layers["fc6"].build()
+            self.fc7 = layers["fc7"].build()
+            self.fc8 = layers["fc8"].build()
+        self.to_empty(device=device)
         self.relu = nn.ReLU(inplace=True)
         self.dropout = nn.Dropout(p=dropout)
         _init_paper(
@@ -158,8 +169,11 @@ class AlexNet2012TwoTower(ReferenceModel):
                 f"AlexNet2012TwoTower splits fc8 between two towers: num_classes must be >= 2, got {num_classes}"
             )
         super().__init__(alexnet2012_architecture(num_classes, lrn_groups=2, lrn_alpha=lrn_alpha))
-        self.tower_a = Tower(num_classes - num_classes // 2, lrn_alpha)
-        self.tower_b = Tower(num_classes // 2, lrn_alpha)
+        device = _default_device()
+        with torch.device("meta"):  # every weight is drawn again by _init_paper: skip torch's default init
+            self.tower_a = Tower(num_classes - num_classes // 2, lrn_alpha)
+            self.tower_b = Tower(num_classes // 2, lrn_alpha)
+        self.to_empty(device=device)
         self.flatten = nn.Flatten()
         self.dropout = nn.Dropout(p=dropout)
         self.relu = nn.ReLU(inplace=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from torch import nn
 
@@ -319,7 +320,7 @@ class Architecture:
     def output_layer(self) -> str:
         return next(reversed(list(self.layers)))
 
-    @property
+    @cached_property
     def valid_sides(self) -> SideRange:
         # The other side is held at the default while this one is scanned: sides are independent.
         valid = [s for s in range(1, SCAN_LIMIT + 1) if self._accepts(s, self.default_side)]

@@ -160,6 +160,14 @@ class SparseConv2d(nn.Module):
         self.register_buffer("in_index", in_index, persistent=False)
         self.weight = nn.Parameter(torch.empty(len(out_index), kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.empty(len(self.table)))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """LeCun et al. 1998, appendix A: uniform in (-2.4 / F, 2.4 / F), F the fan-in of the output map."""
+        fan_in = torch.tensor([len(maps) * self.kernel_size**2 for maps in self.table], dtype=self.weight.dtype)
+        self.weight.uniform_(-1.0, 1.0).mul_(2.4 / fan_in[self.out_index][:, None, None])
+        self.bias.uniform_(-1.0, 1.0).mul_(2.4 / fan_in)
 
     @property
     def out_channels(self) -> int:

@@ -16,6 +16,7 @@ one's (sum x coefficient + bias) with the coefficient scaled by 4; both start at
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import torch
@@ -40,6 +41,7 @@ Head = Literal["euclidean", "gaussian"]
 Activation = Literal["squash", "tanh"]
 
 
+@functools.cache  # one immutable table per configuration: its valid sides are derived once
 def lenet5_architecture(c3: C3 = "sparse", head: Head = "euclidean") -> arch.Architecture:
     if c3 not in ("sparse", "dense") or head not in ("euclidean", "gaussian"):
         raise ValueError(

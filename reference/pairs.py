@@ -7,6 +7,7 @@ order, and with :data:`reference.testing.TOLERANCES` elsewhere, saying why.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -28,18 +29,29 @@ Built = tuple[nn.Module, nn.Module, Tensor]
 @dataclass(frozen=True)
 class Pair:
     name: str
-    build: Callable[[], Built]  # (reference side, counterpart with the same weights, default input), float64
+    # (reference side, counterpart with the same weights, default input); a spec pair's build also
+    # takes an already built reference side and ports its counterpart from it.
+    build: Callable[..., Built]
     exact_forward: bool
     exact_grads: bool
     why_not_exact: str = ""
     layers: LayerMap = field(default_factory=dict)
     grads_to_reference: Callable[[nn.Module, dict[str, Tensor]], Mapping[str, Tensor]] | None = None
+    spec: str | None = None  # the spec whose model is the reference side
 
-    def models(self, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> Built:
-        """Both sides and the input, built under a fixed seed without touching the global RNG."""
+    def models(
+        self, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu", reference: nn.Module | None = None
+    ) -> Built:
+        """Both sides and the input, built under a fixed seed without touching the global RNG.
+
+        ``reference`` (spec pairs only) is used instead of a new build of the spec's model: it must
+        already be in ``dtype`` on ``device``, in eval mode, and is not modified.
+        """
+        if reference is not None and self.spec is None:
+            raise ValueError(f"pair {self.name!r} has no spec model: it cannot take a built reference side")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            a, b, x = self.build()
+            a, b, x = self.build() if reference is None else self.build(reference)
         return a.to(device, dtype), b.to(device, dtype), x.to(device, dtype)
 
     def compare(
@@ -62,9 +74,11 @@ def _spec_pair(spec: ModelSpec) -> Pair:
     counterpart = spec.counterpart
     assert counterpart is not None
 
-    def build() -> Built:
-        model = spec.builder().eval()
+    def build(reference: nn.Module | None = None) -> Built:
+        model = spec.builder().eval() if reference is None else reference
         if counterpart.prepare is not None:
+            if reference is not None:
+                model = copy.deepcopy(model)  # prepare changes weights: never the caller's
             counterpart.prepare(model)
         return model, counterpart.port(model), _input(spec.in_channels, spec.default_side)
 
@@ -76,6 +90,7 @@ def _spec_pair(spec: ModelSpec) -> Pair:
         why_not_exact=counterpart.why_not_exact,
         layers=counterpart.layers,
         grads_to_reference=counterpart.grads_to_reference,
+        spec=spec.name,
     )
 
 

@@ -50,6 +50,8 @@ def tolerance(dtype: torch.dtype, exact: bool = False) -> dict[str, float]:
 def assert_close(actual: Tensor, expected: Tensor, *, exact: bool = False, what: str = "tensor") -> None:
     """``torch.testing.assert_close`` with this suite's tolerance for ``expected.dtype``, or exactly."""
     __tracebackhide__ = True
+    if exact and actual.dtype == expected.dtype and actual.device == expected.device and torch.equal(actual, expected):
+        return  # one pass over the data; torch.testing's report is built only for a failure
     tol = tolerance(expected.dtype, exact)
     torch.testing.assert_close(actual, expected, **tol, msg=lambda m: f"{what} ({_describe(tol)}): {m}")
 

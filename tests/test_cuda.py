@@ -12,7 +12,7 @@ import torchvision
 
 from reference import LocalResponseNorm, port
 from reference.specs import SPECS
-from reference.testing import TOLERANCES, assert_equivalent, tolerance
+from reference.testing import TOLERANCES, assert_close, assert_equivalent, tolerance
 
 pytestmark = pytest.mark.cuda
 ALL = list(SPECS.values())
@@ -88,7 +88,7 @@ def test_reference_models_are_bitwise_reproducible_in_deterministic_mode(spec, d
         out.sum().backward()  # must not raise: no adaptive_avg_pool2d / avg_pool3d backward in here
         runs.append([out.detach()] + [p.grad.clone() for p in model.parameters()])
     for first, second in zip(*runs, strict=False):
-        torch.testing.assert_close(second, first, rtol=0, atol=0)
+        assert_close(second, first, exact=True)
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import torch
 import torchvision
 
 from reference import bitmaps
+from reference.layers import SparseConv2d
 from reference.lenet import C3_TABLE
 from reference.specs import SPECS, torchvision_meta
 
@@ -23,9 +24,9 @@ def _measured_params_per_layer(model: torch.nn.Module, layers: list[str]) -> dic
     return counts
 
 
-@pytest.fixture(scope="module", params=ALL, ids=lambda spec: spec.name)
-def spec_and_model(request):
-    return request.param, request.param.builder()
+@pytest.fixture(params=ALL, ids=lambda spec: spec.name)
+def spec_and_model(request, built_models):
+    return request.param, built_models.get(request.param)
 
 
 def test_total_trainable_parameters_match_the_paper(spec_and_model):
@@ -53,6 +54,15 @@ def test_lenet5_c3_table_is_table_one():
     assert sizes == [3] * 6 + [4] * 9 + [6]
     assert all(len(set(maps)) == len(maps) and set(maps) <= set(range(6)) for maps in C3_TABLE)
     assert len(set(C3_TABLE)) == 16
+
+
+def test_sparse_c3_alone_is_initialised_by_appendix_a():
+    torch.manual_seed(0)
+    layer = SparseConv2d(in_channels=6, table=C3_TABLE, kernel_size=5)
+    bound = torch.tensor([2.4 / (len(maps) * 25) for maps in C3_TABLE])  # fan-in: maps seen x 5 x 5
+    assert (layer.bias.abs() <= bound).all()
+    assert (layer.weight.abs() <= bound[layer.out_index][:, None, None]).all()
+    assert layer.weight.abs().max() > 0.5 * bound.min()  # drawn, not left zero
 
 
 def test_lenet5_prototypes_are_fixed_distinct_plus_minus_one_bitmaps():

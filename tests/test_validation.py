@@ -10,9 +10,9 @@ from reference.specs import SPECS
 ALL = list(SPECS.values())
 
 
-@pytest.fixture(scope="module", params=ALL, ids=lambda spec: spec.name)
-def spec_and_model(request):
-    return request.param, request.param.builder().eval()
+@pytest.fixture(params=ALL, ids=lambda spec: spec.name)
+def spec_and_model(request, built_models):
+    return request.param, built_models.get(request.param)
 
 
 def _valid(spec, batch=1, **changes):
@@ -67,10 +67,10 @@ def test_bounds_are_inclusive(spec_and_model):
             assert model(_valid(spec, h=side, w=sides[-1])).shape == (1, spec.architecture.num_classes)
 
 
-def test_alexnet2012_rejects_sizes_whose_flattened_length_happens_to_fit():
+def test_alexnet2012_rejects_sizes_whose_flattened_length_happens_to_fit(built_models):
     """pool5 at 4x9 has 36 positions like 6x6: flatten + fc6 alone would accept 163x323 silently."""
     spec = SPECS["alexnet2012"]
-    model = spec.builder().eval()
+    model = built_models.get(spec)
     with pytest.raises(ValueError, match="flatten expects 256x6x6, got 256x4x9"):
         spec.shapes(163, 323)
     x = torch.randn(1, 3, 163, 323)

@@ -1,0 +1,93 @@
+"""Fixtures shared by the test modules: each spec's model and its train steps, made once per session."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from reference.specs import ModelSpec
+
+BUILD_SEED = 0
+
+
+class BuiltModels:
+    """Each spec's model built once, under ``BUILD_SEED``, the first time a test asks for it.
+
+    Building AlexNet-sized models and converting them between dtypes are the suite's largest fixed
+    costs, so tests share one copy per (spec, dtype), converted from the float32 build. A test must
+    not change a shared model's weights; :meth:`get` sets the mode asked for and clears gradients,
+    so what one test leaves behind cannot reach the next.
+    """
+
+    def __init__(self) -> None:
+        self._models: dict[tuple[str, torch.dtype], nn.Module] = {}
+
+    def get(self, spec: ModelSpec, *, dtype: torch.dtype = torch.float32, train: bool = False) -> nn.Module:
+        key = (spec.name, dtype)
+        if key not in self._models:
+            if dtype == torch.float32:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(BUILD_SEED)
+                    self._models[key] = spec.builder()
+            else:
+                self._models[key] = copy.deepcopy(self.get(spec)).to(dtype)
+        model = self._models[key].train(train)
+        model.zero_grad(set_to_none=True)
+        return model
+
+
+@pytest.fixture(scope="session")
+def built_models() -> BuiltModels:
+    return BuiltModels()
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    """One train-mode forward and backward of ``output.sum()``: the output and every gradient."""
+
+    output: Tensor
+    input_grad: Tensor
+    grads: dict[str, Tensor | None]
+
+
+def train_step(model: nn.Module, x: Tensor, seed: int) -> TrainStep:
+    x = x.detach().clone().requires_grad_()
+    model.zero_grad(set_to_none=True)  # fresh gradient tensors: an earlier step's are left untouched
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # dropout's masks
+        output = model(x)
+    output.sum().backward()
+    return TrainStep(output.detach(), x.grad, {name: p.grad for name, p in model.named_parameters()})
+
+
+class TrainSteps:
+    """Two train steps per spec on the same input under the same seed, taken once per session.
+
+    The gradient-flow tests read the first; the determinism tests compare the two bitwise.
+    """
+
+    def __init__(self, built_models: BuiltModels) -> None:
+        self._built = built_models
+        self._steps: dict[str, tuple[TrainStep, TrainStep]] = {}
+
+    def get(self, spec: ModelSpec) -> tuple[TrainStep, TrainStep]:
+        if spec.name not in self._steps:
+            model = self._built.get(spec, train=True)
+            prepare = spec.counterpart.prepare if spec.counterpart is not None else None
+            if prepare is not None:  # its own copy: prepare changes weights
+                model = copy.deepcopy(model)
+                prepare(model)  # the seed's Gaussian head underflows at width 1 (see specs.py)
+            side = spec.default_side
+            x = torch.randn(2, spec.in_channels, side, side, generator=torch.Generator().manual_seed(BUILD_SEED))
+            self._steps[spec.name] = (train_step(model, x, seed=11), train_step(model, x, seed=11))
+            model.zero_grad(set_to_none=True)
+        return self._steps[spec.name]
+
+
+@pytest.fixture(scope="session")
+def train_steps(built_models: BuiltModels) -> TrainSteps:
+    return TrainSteps(built_models)
