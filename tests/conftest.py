@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+import torchvision
 from torch import Tensor, nn
 
 from reference.specs import ModelSpec
@@ -24,17 +25,26 @@ class BuiltModels:
     """
 
     def __init__(self) -> None:
-        self._models: dict[tuple[str, torch.dtype], nn.Module] = {}
+        self._models: dict[tuple[str, torch.dtype, bool], nn.Module] = {}
 
-    def get(self, spec: ModelSpec, *, dtype: torch.dtype = torch.float32, train: bool = False) -> nn.Module:
-        key = (spec.name, dtype)
+    def get(
+        self, spec: ModelSpec, *, dtype: torch.dtype = torch.float32, train: bool = False, prepared: bool = False
+    ) -> nn.Module:
+        """``prepared``: with the spec's ``counterpart.prepare`` applied (to a copy), for comparisons that
+        would otherwise pass vacuously (the seed LeNet-5's Gaussian head outputs ~1e-13 at init)."""
+        prepare = spec.counterpart.prepare if prepared and spec.counterpart is not None else None
+        key = (spec.name, dtype, prepare is not None)
         if key not in self._models:
-            if dtype == torch.float32:
+            if prepare is not None:
+                model = copy.deepcopy(self.get(spec, dtype=dtype))
+                prepare(model)
+            elif dtype == torch.float32:
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(BUILD_SEED)
-                    self._models[key] = spec.builder()
+                    model = spec.builder()
             else:
-                self._models[key] = copy.deepcopy(self.get(spec)).to(dtype)
+                model = copy.deepcopy(self.get(spec)).to(dtype)
+            self._models[key] = model
         model = self._models[key].train(train)
         model.zero_grad(set_to_none=True)
         return model
@@ -43,6 +53,14 @@ class BuiltModels:
 @pytest.fixture(scope="session")
 def built_models() -> BuiltModels:
     return BuiltModels()
+
+
+@pytest.fixture(scope="session")
+def torchvision_alexnet() -> torchvision.models.AlexNet:
+    """torchvision's AlexNet built under ``BUILD_SEED``, shared like the spec models: never change its weights."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(BUILD_SEED)
+        return torchvision.models.alexnet(weights=None)
 
 
 @dataclass(frozen=True)
@@ -76,11 +94,7 @@ class TrainSteps:
 
     def get(self, spec: ModelSpec) -> tuple[TrainStep, TrainStep]:
         if spec.name not in self._steps:
-            model = self._built.get(spec, train=True)
-            prepare = spec.counterpart.prepare if spec.counterpart is not None else None
-            if prepare is not None:  # its own copy: prepare changes weights
-                model = copy.deepcopy(model)
-                prepare(model)  # the seed's Gaussian head underflows at width 1 (see specs.py)
+            model = self._built.get(spec, train=True, prepared=True)
             side = spec.default_side
             x = torch.randn(2, spec.in_channels, side, side, generator=torch.Generator().manual_seed(BUILD_SEED))
             self._steps[spec.name] = (train_step(model, x, seed=11), train_step(model, x, seed=11))

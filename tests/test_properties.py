@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torchvision
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -82,8 +81,8 @@ def test_valid_sides_are_exactly_the_sides_the_raw_layers_accept(built_models, s
 
 
 @pytest.fixture(scope="module")
-def alexnet_pair():
-    library = torchvision.models.alexnet(weights=None).eval()
+def alexnet_pair(torchvision_alexnet):
+    library = torchvision_alexnet.eval()
     return port.alexnet_from_torchvision(library), library
 
 
