@@ -22,6 +22,8 @@ from hypothesis import HealthCheck, settings
 # CUDA starts, so it must be set before any test touches the GPU. Harmless without one.
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
+pytest_plugins = ["pytester"]  # tests/test_benchmark_workflow.py runs the benchmark workflow in-process
+
 # Deadlines are off in every profile: a model's first call (allocator warm-up, kernel selection) is
 # many times slower than the next, and timing belongs to benchmarks/, not to correctness tests.
 _COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -115,6 +116,26 @@ def list_models() -> int:
     return 0
 
 
+def goldens(write: bool, directory: Path) -> int:
+    """Check every model against its stored golden, or (``write``) regenerate the stored files."""
+    from reference import golden
+
+    failures = 0
+    for spec in SPECS.values():
+        if write:
+            print(f"wrote {golden.write(spec, directory)}")
+            continue
+        now = golden.compute(spec)
+        for dtype in golden.DTYPES:
+            try:
+                golden.check(spec, golden.load(spec, directory), now, dtype)
+                print(f"ok    {spec.name} {dtype}")
+            except AssertionError as error:
+                failures += 1
+                print(f"DRIFT {error}")
+    return 1 if failures else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reference", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -126,7 +147,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     summary_parser.add_argument("name", choices=list(SPECS))
     commands.add_parser("list", help="the models and the input sizes they accept")
+    goldens_parser = commands.add_parser("goldens", help="compare every model with its stored golden fingerprint")
+    goldens_parser.add_argument("--write", action="store_true", help="regenerate the stored goldens instead")
+    goldens_parser.add_argument("--dir", type=Path, default=None, help="golden directory (default: tests/golden)")
     args = parser.parse_args(argv)
+    if args.command == "goldens":
+        from reference.golden import GOLDEN_DIR
+
+        return goldens(args.write, args.dir or GOLDEN_DIR)
     if args.command == "verify":
         return verify(args.dtype, args.device)
     if args.command == "summary":

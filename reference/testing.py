@@ -24,6 +24,7 @@ __all__ = [
     "assert_equivalent",
     "capture_outputs",
     "compare_models",
+    "layer_modules",
     "tolerance",
 ]
 
@@ -78,6 +79,16 @@ def _diff(a: Tensor, b: Tensor, rtol: float, atol: float) -> tuple[float, bool]:
     if largest <= atol:
         return largest, True
     return largest, bool((diff <= atol + rtol * b.abs()).all())
+
+
+def layer_modules(model: nn.Module, layer: str) -> list[str]:
+    """The module(s) computing a spec layer: the layer itself, or its two halves in the two-tower form
+    (concatenate their outputs along dim 1); empty if the model has neither."""
+    modules = dict(model.named_modules())
+    if layer in modules:
+        return [layer]
+    towers = [f"tower_a.{layer}", f"tower_b.{layer}"]
+    return towers if all(t in modules for t in towers) else []
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from reference import LocalResponseNorm, port
 from reference.architecture import SCAN_LIMIT
 from reference.pairs import PerGroup
 from reference.specs import SPECS
-from reference.testing import assert_close, assert_equivalent, capture_outputs, tolerance
+from reference.testing import assert_close, assert_equivalent, capture_outputs, layer_modules, tolerance
 from tests.strategies import invalid_inputs, lrn_cases, valid_inputs
 
 ALL = list(SPECS.values())
@@ -23,22 +23,13 @@ def _fewer(divisor: int):
     return settings(max_examples=max(2, settings().max_examples // divisor))
 
 
-def _hooked_names(model: torch.nn.Module, layer: str) -> list[str]:
-    """The module(s) computing ``layer``: itself, or its two halves in the two-tower form."""
-    modules = dict(model.named_modules())
-    if layer in modules:
-        return [layer]
-    towers = [f"tower_a.{layer}", f"tower_b.{layer}"]
-    return towers if all(t in modules for t in towers) else []
-
-
 @pytest.mark.parametrize("spec", ALL, ids=IDS)
 @_fewer(3)
 @given(data=st.data())
 def test_output_and_every_layer_have_the_spec_shapes(built_models, spec, data):
     x = data.draw(valid_inputs(spec))
     model = built_models.get(spec, dtype=x.dtype)
-    layers = {name: _hooked_names(model, name) for name in spec.architecture.layers}
+    layers = {name: layer_modules(model, name) for name in spec.architecture.layers}
     with torch.no_grad(), capture_outputs(model, [n for names in layers.values() for n in names]) as seen:
         out = model(x)
     assert out.shape == (x.shape[0], spec.architecture.num_classes)

@@ -1,0 +1,112 @@
+"""Benchmark plumbing: versions in machine_info, a same-session GEMM rate, and the extra_info record.
+
+Every benchmark stores what it ran (model, implementation, device, dtype, pass, batch size), the
+analytic GFLOP of one call (benchmarks/flops.py), the GFLOP/s it achieved at the median time, and
+that rate as a fraction of a GEMM rate measured once per session on the same device and dtype.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import pytest
+import torch
+import torchvision
+
+GEMM_SIDE = {"cpu": 2048, "cuda": 8192}  # square matmuls big enough to run at the device's GEMM rate
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--quick",
+        action="store_true",
+        help="benchmarks: one warmup round and two timed rounds each (smoke runs, e.g. tox -e bench)",
+    )
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    machine_info["torch"] = torch.__version__
+    machine_info["torchvision"] = torchvision.__version__
+    machine_info["torch_threads"] = torch.get_num_threads()
+    machine_info["cuda"] = torch.version.cuda
+    if torch.cuda.is_available():
+        machine_info["gpu"] = torch.cuda.get_device_name(0)
+        machine_info["cudnn"] = torch.backends.cudnn.version()
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+class GemmRates:
+    """GFLOP/s of a square matmul, measured once per (device, dtype) and session."""
+
+    def __init__(self) -> None:
+        self._rates: dict[tuple[str, torch.dtype], float] = {}
+
+    def __call__(self, device: str, dtype: torch.dtype) -> float:
+        key = (device, dtype)
+        if key not in self._rates:
+            n = GEMM_SIDE[device]
+            a = torch.randn(n, n, device=device, dtype=dtype)
+            b = torch.randn(n, n, device=device, dtype=dtype)
+            times = []
+            for round_ in range(8):
+                synchronize(device)
+                start = time.perf_counter()
+                a @ b
+                synchronize(device)
+                if round_ >= 3:  # the first rounds warm up caches, clocks and kernel selection
+                    times.append(time.perf_counter() - start)
+            self._rates[key] = 2 * n**3 / statistics.median(times) / 1e9
+        return self._rates[key]
+
+
+@pytest.fixture(scope="session")
+def gemm_rate() -> GemmRates:
+    return GemmRates()
+
+
+@pytest.fixture(scope="session")
+def rounds(request: pytest.FixtureRequest) -> dict[str, int]:
+    """pedantic() settings for AlexNet-sized calls: warmup rounds on, always."""
+    quick = request.config.getoption("--quick")
+    return {"rounds": 2, "warmup_rounds": 1} if quick else {"rounds": 5, "warmup_rounds": 2}
+
+
+@pytest.fixture
+def fp32_matmul():
+    """float32 means float32: TF32 off for matmuls and cuDNN convolutions while the benchmark runs
+    (and for the GEMM rate it is compared with). No effect on CPU."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@pytest.fixture
+def record(benchmark, gemm_rate: GemmRates) -> Callable[..., None]:
+    """Call after timing: fills the benchmark's extra_info and, from its median, the achieved rates."""
+
+    def fill(
+        *, model: str, implementation: str, device: str, dtype: torch.dtype, pass_: str, batch_size: int, flop: int
+    ) -> None:
+        benchmark.extra_info.update(
+            model=model,
+            implementation=implementation,
+            device=device,
+            dtype=str(dtype).removeprefix("torch."),
+            batch_size=batch_size,
+            gflop=flop / 1e9,
+            **{"pass": pass_},
+        )
+        if benchmark.stats is None:  # --benchmark-disable: ran once, untimed
+            return
+        gflops = flop / benchmark.stats.stats.median / 1e9
+        gemm = gemm_rate(device, torch.bfloat16 if dtype == torch.bfloat16 else dtype)
+        benchmark.extra_info.update(gflops=gflops, gemm_gflops=gemm, peak_fraction=gflops / gemm)
+
+    return fill

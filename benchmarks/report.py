@@ -1,0 +1,45 @@
+"""Summarise a saved pytest-benchmark run: per group, each implementation's median, GFLOP/s, fraction
+of the session's GEMM rate, images/s, and its median relative to the group's first implementation.
+
+    python -m benchmarks.report .benchmarks/<machine>/0001_<commit>_<date>.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+
+def rows(run: dict) -> list[tuple[str, ...]]:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for bench in run["benchmarks"]:
+        groups[bench["group"]].append(bench)
+    out = []
+    for group, benches in groups.items():
+        first = benches[0]["stats"]["median"]
+        for bench in benches:
+            info, median = bench["extra_info"], bench["stats"]["median"]
+            out.append((
+                group, info["implementation"], f"{median * 1e3:.2f} ms", f"{median / first:.2f}",
+                f"{info.get('gflops', 0):.1f}", f"{info.get('peak_fraction', 0):.2f}",
+                f"{info['batch_size'] / median:.0f}",
+            ))  # fmt: skip
+    return out
+
+
+def main(path: str) -> None:
+    run = json.loads(Path(path).read_text())
+    machine = run["machine_info"]
+    print(f"{machine.get('cpu', {}).get('brand_raw', '?')}, torch {machine.get('torch')}, "
+          f"{machine.get('torch_threads')} threads, GPU {machine.get('gpu', 'none')}")  # fmt: skip
+    header = ("group", "implementation", "median", "vs first", "GFLOP/s", "of GEMM", "images/s")
+    table = [header, *rows(run)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

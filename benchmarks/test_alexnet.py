@@ -1,0 +1,62 @@
+"""AlexNet: the hand-written reference vs torchvision's, same weights, side by side per group."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmarks.flops import forward_flops, train_step_flops
+from benchmarks.steps import DEVICE_BATCHES, forward_step, inputs_for, train_step
+from reference import port
+from reference.specs import SPECS
+
+SPEC = SPECS["alexnet"]
+CASES = [
+    pytest.param(device, batch, id=f"{device}-b{batch}", marks=[pytest.mark.cuda] if device == "cuda" else [])
+    for device, batch in DEVICE_BATCHES
+]
+
+
+def _build(implementation: str, device: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = SPEC.builder()
+    return (model if implementation == "reference" else port.alexnet_to_torchvision(model)).to(device)
+
+
+@pytest.mark.parametrize("implementation", ["reference", "torchvision"])
+@pytest.mark.parametrize(("device", "batch"), CASES)
+def test_forward(benchmark, rounds, record, fp32_matmul, implementation, device, batch):
+    model = _build(implementation, device)
+    x, _ = inputs_for(SPEC, batch, device)
+    benchmark.group = f"alexnet forward {device} b{batch}"
+    out = benchmark.pedantic(forward_step(model, device), args=(x,), **rounds)
+    record(model="alexnet", implementation=implementation, device=device, dtype=torch.float32,
+           pass_="forward", batch_size=batch, flop=forward_flops(SPEC, batch))  # fmt: skip
+    assert out.shape == (batch, 1000)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("implementation", ["reference", "torchvision"])
+@pytest.mark.parametrize(("device", "batch"), CASES)
+def test_train_step(benchmark, rounds, record, fp32_matmul, implementation, device, batch):
+    model = _build(implementation, device)
+    x, y = inputs_for(SPEC, batch, device)
+    benchmark.group = f"alexnet train {device} b{batch}"
+    loss = benchmark.pedantic(train_step(model, device), args=(x, y), **rounds)
+    record(model="alexnet", implementation=implementation, device=device, dtype=torch.float32,
+           pass_="train", batch_size=batch, flop=train_step_flops(SPEC, batch))  # fmt: skip
+    assert torch.isfinite(loss)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("implementation", ["reference", "torchvision"])
+@pytest.mark.parametrize("batch", [256])
+def test_train_step_bf16_autocast_channels_last(benchmark, rounds, record, implementation, batch):
+    model = _build(implementation, "cuda").to(memory_format=torch.channels_last)
+    x, y = inputs_for(SPEC, batch, "cuda")
+    x = x.to(memory_format=torch.channels_last)
+    benchmark.group = f"alexnet train cuda b{batch} bf16-autocast channels_last"
+    loss = benchmark.pedantic(train_step(model, "cuda", autocast_dtype=torch.bfloat16), args=(x, y), **rounds)
+    record(model="alexnet", implementation=implementation, device="cuda", dtype=torch.bfloat16,
+           pass_="train", batch_size=batch, flop=train_step_flops(SPEC, batch))  # fmt: skip
+    assert torch.isfinite(loss)

@@ -1,0 +1,140 @@
+"""Goldens: stored fingerprints of each model's computation, to catch numeric drift between torch releases.
+
+Weights and inputs come from a closed-form integer hash, not from torch's random number generators,
+whose streams no release promises to keep: ``(i * 2654435761 + salt * 40503) mod 2**32`` (a bitwise and) in int64
+(exact), converted to float64 (exact: below 2**53), divided by 2**32 (exact: a power of two) and
+scaled (one correctly rounded IEEE multiplication). Every torch version and CPU produces the same
+bits, so a golden can only drift where the computation itself changed.
+
+A fingerprint holds, for every layer of the spec's table, the output shape, the sum of absolute
+values (accumulated in float64) and the first values, plus the first logits. Regenerate the stored
+files only on purpose: ``python -m reference goldens --write`` (never a side effect of a test).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from reference.specs import ModelSpec
+from reference.testing import capture_outputs, layer_modules, tolerance
+
+__all__ = [
+    "DTYPES",
+    "GOLDEN_DIR",
+    "check",
+    "closed_form",
+    "fingerprint",
+    "golden_input",
+    "golden_model",
+    "load",
+    "write",
+]
+
+GOLDEN_DIR = Path("tests/golden")  # relative to the repository root, where the CLI is run from
+DTYPES = (torch.float64, torch.float32)
+HEAD = 8  # values kept per layer and logits kept per model
+
+
+def closed_form(shape: tuple[int, ...], salt: int, scale: float, offset: float = 0.0) -> Tensor:
+    """Float64 values in [offset - scale/2, offset + scale/2), the same bits on every torch version."""
+    hashed = (
+        torch.arange(math.prod(shape), dtype=torch.int64).mul_(2654435761).add_(salt * 40503).bitwise_and_(2**32 - 1)
+    )
+    values = hashed.to(torch.float64).div_(2**32).sub_(0.5)  # in place: AlexNet's fc6 alone has 38M values
+    return values.mul_(scale).add_(offset).reshape(shape)
+
+
+def golden_model(spec: ModelSpec) -> nn.Module:
+    """The spec's model with every parameter set by :func:`closed_form`: weights of variance 2 / fan-in,
+    one-dimensional parameters (biases, subsampling coefficients) near 0.25, so no layer is dead."""
+    with torch.random.fork_rng(devices=[]):  # the random init is overwritten: leave the caller's RNG alone
+        model = spec.builder()
+    with torch.no_grad():
+        for salt, (_name, param) in enumerate(model.named_parameters()):
+            if param.dim() >= 2:
+                values = closed_form(tuple(param.shape), salt, scale=math.sqrt(24.0 / param[0].numel()))
+            else:
+                values = closed_form(tuple(param.shape), salt, scale=0.1, offset=0.25)
+            param.copy_(values)
+    if spec.counterpart is not None and spec.counterpart.prepare is not None:
+        spec.counterpart.prepare(model)  # e.g. the seed LeNet-5's Gaussian widths, which would underflow
+    return model.eval()
+
+
+def golden_input(spec: ModelSpec) -> Tensor:
+    side = spec.default_side
+    return closed_form((2, spec.in_channels, side, side), salt=10_000, scale=2.0)
+
+
+def fingerprint(spec: ModelSpec, model: nn.Module, x: Tensor) -> dict[str, Any]:
+    modules = {layer: layer_modules(model, layer) for layer in spec.architecture.layers}
+    with torch.no_grad(), capture_outputs(model, [m for names in modules.values() for m in names]) as seen:
+        logits = model(x)
+    layers = {}
+    for layer, names in modules.items():
+        if not names:
+            continue
+        out = torch.cat([seen[n] for n in names], dim=1) if len(names) > 1 else seen[names[0]]
+        layers[layer] = {
+            "shape": list(out.shape),
+            "abs_sum": out.double().abs().sum().item(),
+            "head": out.flatten()[:HEAD].double().tolist(),
+        }
+    return {"layers": layers, "logits": logits[0, :HEAD].double().tolist()}
+
+
+def compute(spec: ModelSpec, model: nn.Module | None = None) -> dict[str, dict[str, Any]]:
+    model = golden_model(spec) if model is None else model
+    x = golden_input(spec)
+    return {str(dtype): fingerprint(spec, model.to(dtype), x.to(dtype)) for dtype in DTYPES}
+
+
+def write(spec: ModelSpec, directory: Path = GOLDEN_DIR) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{spec.name}.json"
+    record = {"model": spec.name, "generated_with": {"torch": torch.__version__}, **compute(spec)}
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def load(spec: ModelSpec, directory: Path = GOLDEN_DIR) -> dict[str, Any]:
+    return json.loads((directory / f"{spec.name}.json").read_text())
+
+
+def _differs(now: list[float], then: list[float], dtype: torch.dtype) -> float | None:
+    """max |Δ| where the values are outside the dtype's tolerance, else None."""
+    tol = tolerance(dtype)
+    worst = [abs(a - b) for a, b in zip(now, then, strict=True) if abs(a - b) > tol["atol"] + tol["rtol"] * abs(b)]
+    return max(worst) if worst else None
+
+
+def check(spec: ModelSpec, golden: dict[str, Any], now: dict[str, Any], dtype: torch.dtype) -> None:
+    """Raise AssertionError naming the model and the first layer that drifted from its golden.
+
+    Tolerance: the dtype's table bound. Another torch release may pick other convolution kernels,
+    which sum the same terms in another order; anything beyond reordering is drift.
+    """
+    __tracebackhide__ = True
+    then, current = golden[str(dtype)], now[str(dtype)]
+    for layer, stored in then["layers"].items():
+        seen = current["layers"].get(layer)
+        if seen is None or seen["shape"] != stored["shape"]:
+            raise AssertionError(f"{spec.name} ({dtype}): layer {layer!r} has shape {seen and seen['shape']}, "
+                                 f"golden {stored['shape']}")  # fmt: skip
+        diff = _differs([seen["abs_sum"], *seen["head"]], [stored["abs_sum"], *stored["head"]], dtype)
+        if diff is not None:
+            raise AssertionError(
+                f"{spec.name} ({dtype}): first layer that drifted from the golden: {layer!r}, max |Δ| = {diff:.3g} "
+                f"(abs sum {seen['abs_sum']!r} vs golden {stored['abs_sum']!r}; "
+                f"golden made with torch {golden['generated_with']['torch']}, now {torch.__version__})"
+            )
+    diff = _differs(current["logits"], then["logits"], dtype)
+    if diff is not None:
+        raise AssertionError(f"{spec.name} ({dtype}): logits drifted from the golden after every layer agreed: "
+                             f"max |Δ| = {diff:.3g}")  # fmt: skip

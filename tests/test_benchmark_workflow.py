@@ -1,0 +1,50 @@
+"""The benchmark workflow the README documents: autosave, then compare, then a gate that fails on a regression.
+
+Runs the real benchmarks/ configuration in-process (pytester) on the cheapest benchmark, so a change
+to the hooks, the extra_info record or the pytest configuration cannot break the workflow silently.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SELECT = ["-k", "test_forward and cpu-b1 and lenet5 and not seed"]
+FIELDS = {"model", "implementation", "device", "dtype", "pass", "batch_size", "gflop", "gflops", "peak_fraction"}
+
+
+def _run(pytester: pytest.Pytester, storage: Path, *options: str) -> pytest.RunResult:
+    return pytester.runpytest_inprocess(
+        str(ROOT / "benchmarks" / "test_lenet.py"), f"--rootdir={ROOT}", "-c", str(ROOT / "pyproject.toml"),
+        "-p", "no:cacheprovider", f"--benchmark-storage=file://{storage}", "--benchmark-max-time=0.05",
+        *SELECT, *options,
+    )  # fmt: skip
+
+
+def test_autosave_compare_and_fail_on_regression(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    storage = tmp_path / "storage"
+    saved = _run(pytester, storage, "--benchmark-autosave")
+    assert saved.ret == 0, saved.stdout.str()
+    (run_file,) = storage.rglob("0001_*.json")
+    run = json.loads(run_file.read_text())
+    assert {"torch", "torchvision", "torch_threads"} <= run["machine_info"].keys()
+    (bench,) = run["benchmarks"]
+    assert bench["extra_info"].keys() >= FIELDS
+    assert bench["extra_info"]["gflops"] > 0
+    assert bench["extra_info"]["peak_fraction"] > 0
+
+    compared = _run(pytester, storage, "--benchmark-compare", "--benchmark-compare-fail=mean:1000%")
+    assert compared.ret == 0, compared.stdout.str()
+    assert "0001" in compared.stdout.str()  # the saved run is in the comparison table
+
+    # A stored run 1000x faster than anything possible: the gate must now report a regression and fail.
+    for stored in run["benchmarks"]:
+        stored["stats"] = {key: value / 1000 if isinstance(value, float) else value
+                           for key, value in stored["stats"].items()}  # fmt: skip
+    run_file.write_text(json.dumps(run))
+    gated = _run(pytester, storage, "--benchmark-compare", "--benchmark-compare-fail=mean:10%")
+    assert gated.ret != 0
+    assert "Performance has regressed" in gated.stdout.str() + gated.stderr.str()
