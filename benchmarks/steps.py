@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -11,10 +12,13 @@ from torch import Tensor, nn
 from benchmarks.conftest import synchronize
 from reference.specs import ModelSpec
 
-__all__ = ["DEVICE_BATCHES", "forward_step", "inputs_for", "train_step"]
+__all__ = ["CASES", "forward_step", "inputs_for", "train_step"]
 
-# (device, batch size) cases: the batch sizes that matter on each device.
-DEVICE_BATCHES = [("cpu", 1), ("cpu", 32), ("cuda", 1), ("cuda", 256)]
+# (device, batch size) cases, the batch sizes that matter on each device; CUDA ones marked `cuda`.
+CASES = [
+    pytest.param(device, batch, id=f"{device}-b{batch}", marks=[pytest.mark.cuda] if device == "cuda" else [])
+    for device, batch in [("cpu", 1), ("cpu", 32), ("cuda", 1), ("cuda", 256)]
+]
 
 
 def inputs_for(spec: ModelSpec, batch: int, device: str) -> tuple[Tensor, Tensor]:

@@ -6,15 +6,11 @@ import pytest
 import torch
 
 from benchmarks.flops import forward_flops, train_step_flops
-from benchmarks.steps import DEVICE_BATCHES, forward_step, inputs_for, train_step
+from benchmarks.steps import CASES, forward_step, inputs_for, train_step
 from reference import port
 from reference.specs import SPECS
 
 SPEC = SPECS["alexnet2012"]
-CASES = [
-    pytest.param(device, batch, id=f"{device}-b{batch}", marks=[pytest.mark.cuda] if device == "cuda" else [])
-    for device, batch in DEVICE_BATCHES
-]
 
 
 def _build(implementation: str, device: str) -> torch.nn.Module:

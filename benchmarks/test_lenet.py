@@ -6,13 +6,8 @@ import pytest
 import torch
 
 from benchmarks.flops import forward_flops, train_step_flops
-from benchmarks.steps import DEVICE_BATCHES, forward_step, inputs_for, train_step
+from benchmarks.steps import CASES, forward_step, inputs_for, train_step
 from reference.specs import SPECS
-
-CASES = [
-    pytest.param(device, batch, id=f"{device}-b{batch}", marks=[pytest.mark.cuda] if device == "cuda" else [])
-    for device, batch in DEVICE_BATCHES
-]
 
 
 def _build(name: str, device: str) -> torch.nn.Module:

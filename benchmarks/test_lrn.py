@@ -7,12 +7,9 @@ import torch
 
 from benchmarks.conftest import synchronize
 from benchmarks.flops import lrn_flops
+from benchmarks.steps import CASES
 from reference import LocalResponseNorm
 
-CASES = [
-    pytest.param(device, batch, id=f"{device}-b{batch}", marks=[pytest.mark.cuda] if device == "cuda" else [])
-    for device, batch in [("cpu", 1), ("cpu", 32), ("cuda", 1), ("cuda", 256)]
-]
 SIZE, ALPHA, BETA, K = 5, 1e-4, 0.75, 2.0
 
 
