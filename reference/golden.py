@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from reference.specs import ModelSpec
-from reference.testing import capture_outputs, layer_modules, tolerance
+from reference.testing import capture_outputs, layer_modules, tolerance, uninitialised
 
 __all__ = [
     "DTYPES",
@@ -41,27 +41,37 @@ DTYPES = (torch.float64, torch.float32)
 HEAD = 8  # values kept per layer and logits kept per model
 
 
+_CHUNK = 1 << 16  # values hashed per pass when filling a parameter: the temporaries stay in cache
+
+
+def _hashed(start: int, stop: int, salt: int, scale: float, offset: float) -> Tensor:
+    hashed = torch.arange(start, stop, dtype=torch.int64).mul_(2654435761).add_(salt * 40503).bitwise_and_(2**32 - 1)
+    return hashed.to(torch.float64).div_(2**32).sub_(0.5).mul_(scale).add_(offset)
+
+
 def closed_form(shape: tuple[int, ...], salt: int, scale: float, offset: float = 0.0) -> Tensor:
     """Float64 values in [offset - scale/2, offset + scale/2), the same bits on every torch version."""
-    hashed = (
-        torch.arange(math.prod(shape), dtype=torch.int64).mul_(2654435761).add_(salt * 40503).bitwise_and_(2**32 - 1)
-    )
-    values = hashed.to(torch.float64).div_(2**32).sub_(0.5)  # in place: AlexNet's fc6 alone has 38M values
-    return values.mul_(scale).add_(offset).reshape(shape)
+    return _hashed(0, math.prod(shape), salt, scale, offset).reshape(shape)
+
+
+def _fill_closed_form(param: Tensor, salt: int, scale: float, offset: float = 0.0) -> None:
+    """``param.copy_(closed_form(param.shape, ...))``, a chunk at a time (AlexNet's fc6 alone has 38M values)."""
+    flat = param.view(-1)
+    for start in range(0, flat.numel(), _CHUNK):
+        stop = min(start + _CHUNK, flat.numel())
+        flat[start:stop].copy_(_hashed(start, stop, salt, scale, offset))
 
 
 def golden_model(spec: ModelSpec) -> nn.Module:
     """The spec's model with every parameter set by :func:`closed_form`: weights of variance 2 / fan-in,
     one-dimensional parameters (biases, subsampling coefficients) near 0.25, so no layer is dead."""
-    with torch.random.fork_rng(devices=[]):  # the random init is overwritten: leave the caller's RNG alone
-        model = spec.builder()
+    model = uninitialised(spec.builder)  # every value is set below
     with torch.no_grad():
         for salt, (_name, param) in enumerate(model.named_parameters()):
             if param.dim() >= 2:
-                values = closed_form(tuple(param.shape), salt, scale=math.sqrt(24.0 / param[0].numel()))
+                _fill_closed_form(param, salt, scale=math.sqrt(24.0 / param[0].numel()))
             else:
-                values = closed_form(tuple(param.shape), salt, scale=0.1, offset=0.25)
-            param.copy_(values)
+                _fill_closed_form(param, salt, scale=0.1, offset=0.25)
     if spec.counterpart is not None and spec.counterpart.prepare is not None:
         spec.counterpart.prepare(model)  # e.g. the seed LeNet-5's Gaussian widths, which would underflow
     return model.eval()

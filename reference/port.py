@@ -88,7 +88,7 @@ def _ported(build: Callable[[], nn.Module], state: State, like: nn.Module, sourc
         target = build()
     assert not list(target.buffers()), "meta construction would leave buffers uninitialised"
     parameter = next(like.parameters())
-    target = target.to_empty(device=parameter.device).to(dtype=parameter.dtype)
+    target = target.to(dtype=parameter.dtype).to_empty(device=parameter.device)  # allocated once, in its dtype
     _load_strict(target, state, source)
     return target.train(like.training)
 
@@ -133,7 +133,8 @@ def grouped_state_from_two_tower(state: State) -> dict[str, Tensor]:
             raise ValueError(f"unexpected key {key!r}: not in tower_a or tower_b")
         if f"tower_a.{rest}" not in state or f"tower_b.{rest}" not in state:
             raise ValueError(f"key {rest!r} is missing from one tower")
-        out[rest] = torch.cat([state[f"tower_a.{rest}"], state[f"tower_b.{rest}"]], dim=0)
+        if rest not in out:  # once per pair of halves: fc6 alone is 38M values
+            out[rest] = torch.cat([state[f"tower_a.{rest}"], state[f"tower_b.{rest}"]], dim=0)
     return out
 
 

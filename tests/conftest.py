@@ -10,7 +10,9 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
+from reference import port
 from reference.specs import ModelSpec
+from reference.testing import uninitialised
 
 BUILD_SEED = 0
 
@@ -43,7 +45,8 @@ class BuiltModels:
                     torch.manual_seed(BUILD_SEED)
                     model = spec.builder()
             else:
-                model = copy.deepcopy(self.get(spec)).to(dtype)
+                model = uninitialised(spec.builder, dtype=dtype)
+                model.load_state_dict(self.get(spec).state_dict())  # converted on copy: float32 -> dtype is exact
             self._models[key] = model
         model = self._models[key].train(train)
         model.zero_grad(set_to_none=True)
@@ -61,6 +64,13 @@ def torchvision_alexnet() -> torchvision.models.AlexNet:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(BUILD_SEED)
         return torchvision.models.alexnet(weights=None)
+
+
+@pytest.fixture(scope="session")
+def alexnet_and_torchvision(torchvision_alexnet) -> tuple[nn.Module, torchvision.models.AlexNet]:
+    """The reference AlexNet ported from the shared torchvision one, and that one. Tests set the mode; a
+    test that perturbs a weight restores it."""
+    return port.alexnet_from_torchvision(torchvision_alexnet), torchvision_alexnet
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ FIELDS = {"model", "implementation", "device", "dtype", "pass", "batch_size", "g
 def _run(pytester: pytest.Pytester, storage: Path, *options: str) -> pytest.RunResult:
     return pytester.runpytest_inprocess(
         str(ROOT / "benchmarks" / "test_lenet.py"), f"--rootdir={ROOT}", "-c", str(ROOT / "pyproject.toml"),
-        "-p", "no:cacheprovider", f"--benchmark-storage=file://{storage}", "--benchmark-max-time=0.05",
+        "-p", "no:cacheprovider", f"--benchmark-storage=file://{storage}", "--benchmark-max-time=0.05", "--quick",
         *SELECT, *options,
     )  # fmt: skip
 

@@ -34,11 +34,6 @@ def test_pair_forward_and_gradients(pair, dtype, built_models):
     )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def alexnet_and_torchvision(torchvision_alexnet):
-    return port.alexnet_from_torchvision(torchvision_alexnet), torchvision_alexnet
-
-
 def test_alexnet_train_mode_draws_the_same_dropout_masks(alexnet_and_torchvision):
     model, library = (m.train() for m in alexnet_and_torchvision)
     x = torch.randn(2, 3, 224, 224)

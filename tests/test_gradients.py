@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch.autograd import gradcheck, gradgradcheck
@@ -53,13 +55,13 @@ def test_gradcheck_and_gradgradcheck(name):
 @pytest.mark.parametrize("spec", ALL, ids=[spec.name for spec in ALL])
 def test_every_trainable_parameter_and_the_input_get_a_finite_nonzero_gradient(spec, train_steps):
     step, _ = train_steps.get(spec)
-    for name, grad in step.grads.items():
+    for name, grad in [*step.grads.items(), ("input", step.input_grad)]:
         assert grad is not None, name
-        assert torch.isfinite(grad).all(), name
-        assert grad.abs().sum() > 0, name
-    assert step.input_grad is not None
-    assert torch.isfinite(step.input_grad).all()
-    assert step.input_grad.abs().sum() > 0
+        # One pass each: min and max propagate NaN, so both finite means every element is finite.
+        low, high = (value.item() for value in grad.aminmax())
+        assert math.isfinite(low), f"{name}: gradient in [{low}, {high}]"
+        assert math.isfinite(high), f"{name}: gradient in [{low}, {high}]"
+        assert (low, high) != (0.0, 0.0), f"{name}: gradient is zero everywhere"
 
 
 def test_lenet5_prototypes_are_fixed():

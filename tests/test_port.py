@@ -112,7 +112,7 @@ def test_two_tower_state_with_one_tower_missing_a_key_is_named():
 
 
 def test_num_classes_and_dropout_follow_the_source():
-    library = torchvision.models.alexnet(weights=None, num_classes=17, dropout=0.1)
+    library = _meta(lambda: torchvision.models.alexnet(weights=None, num_classes=17, dropout=0.1))
     model = port.alexnet_from_torchvision(library)
     assert model.num_classes == 17
     assert model.dropout6.p == model.dropout7.p == 0.1
