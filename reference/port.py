@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from reference.alexnet import AlexNet
 from reference.alexnet2012 import AlexNet2012, AlexNet2012TwoTower
+from reference.testing import uninitialised
 
 __all__ = [
     "TORCHVISION_NAMES",
@@ -82,13 +83,10 @@ def _load_strict(target: nn.Module, state: State, source: str) -> None:
 
 
 def _ported(build: Callable[[], nn.Module], state: State, like: nn.Module, source: str) -> nn.Module:
-    """Build the target on the meta device (no random init: the RNG is untouched and no time is
-    spent on values about to be overwritten), then materialise it where ``like`` lives and load."""
-    with torch.device("meta"):
-        target = build()
-    assert not list(target.buffers()), "meta construction would leave buffers uninitialised"
+    """Build the target uninitialised where ``like`` lives, in its dtype (no random init: the RNG is
+    untouched and no time is spent on values about to be overwritten), then load."""
     parameter = next(like.parameters())
-    target = target.to(dtype=parameter.dtype).to_empty(device=parameter.device)  # allocated once, in its dtype
+    target = uninitialised(build, dtype=parameter.dtype, device=parameter.device)
     _load_strict(target, state, source)
     return target.train(like.training)
 

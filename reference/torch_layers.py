@@ -18,6 +18,7 @@ from reference.alexnet2012 import AlexNet2012
 from reference.layers import GaussianRBF, SparseConv2d, Squash
 from reference.lenet import LeNet5
 from reference.port import rename_state
+from reference.testing import uninitialised
 
 __all__ = [
     "ALEXNET2012_TORCH_LAYER_NAMES",
@@ -110,7 +111,8 @@ def alexnet2012_torch_layers(model: AlexNet2012) -> nn.Sequential:
     if not isinstance(model, AlexNet2012) or model.lrn1.groups != 1:
         raise ValueError("torch's nn.LocalResponseNorm has no channel groups: pass an AlexNet2012 with lrn_groups=1")
     lrn = model.lrn1
-    with torch.device("meta"):  # no random init for weights about to be loaded (and the RNG is left alone)
+
+    def build() -> nn.Sequential:
         torch_lrn = dict(size=lrn.size, alpha=lrn.size * lrn.alpha, beta=lrn.beta, k=lrn.k)
         features = nn.Sequential(
             nn.Conv2d(in_channels=3, out_channels=96, kernel_size=11, stride=4),
@@ -142,7 +144,11 @@ def alexnet2012_torch_layers(model: AlexNet2012) -> nn.Sequential:
         sequential.add_module("features", features)
         sequential.add_module("flatten", nn.Flatten())
         sequential.add_module("classifier", classifier)
-    sequential = sequential.to(dtype=model.conv1.weight.dtype).to_empty(device=model.conv1.weight.device)
+        return sequential
+
+    # No random init for weights about to be loaded (and the RNG is left alone).
+    weight = model.conv1.weight
+    sequential = uninitialised(build, dtype=weight.dtype, device=weight.device)
     sequential.load_state_dict(rename_state(model.state_dict(), ALEXNET2012_TORCH_LAYER_NAMES))
     return sequential.train(model.training)
 
