@@ -24,7 +24,12 @@ def _run(pytester: pytest.Pytester, storage: Path, *options: str) -> pytest.RunR
     )  # fmt: skip
 
 
-def test_autosave_compare_and_fail_on_regression(pytester: pytest.Pytester, tmp_path: Path) -> None:
+def test_autosave_compare_and_fail_on_regression(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under pytest -n, this test runs in an xdist worker; pytest-benchmark reads PYTEST_XDIST_WORKER
+    # and would disable the inner session's benchmarks, which is a session of its own.
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     storage = tmp_path / "storage"
     saved = _run(pytester, storage, "--benchmark-autosave")
     assert saved.ret == 0, saved.stdout.str()
