@@ -19,7 +19,7 @@ from reference import port
 from reference.layers import LiteralSparseConv2d, LocalResponseNorm, SparseConv2d
 from reference.lenet import C3_TABLE
 from reference.specs import SPECS, ModelSpec
-from reference.testing import Comparison, LayerMap, compare_models, tolerance
+from reference.testing import Comparison, LayerMap, compare_models, grad_tolerance, tolerance
 
 __all__ = ["PAIRS", "Pair", "PerGroup"]
 
@@ -59,10 +59,9 @@ class Pair:
     ) -> Comparison:
         a, b, x = self.models(dtype, device)
         grads_to_a = None if self.grads_to_reference is None else (lambda grads: self.grads_to_reference(b, grads))
-        forward, backward = tolerance(dtype, self.exact_forward), tolerance(dtype, self.exact_grads)
         return compare_models(
-            a, b, x if inputs is None else inputs, rtol=forward["rtol"], atol=forward["atol"], layers=self.layers,
-            grads=True, grads_to_a=grads_to_a, grad_rtol=backward["rtol"], grad_atol=backward["atol"],
+            a, b, x if inputs is None else inputs, **tolerance(dtype, self.exact_forward), layers=self.layers,
+            grads=True, grads_to_a=grads_to_a, **grad_tolerance(dtype, self.exact_grads),
         )  # fmt: skip
 
 

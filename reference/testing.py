@@ -24,6 +24,7 @@ __all__ = [
     "assert_equivalent",
     "capture_outputs",
     "compare_models",
+    "grad_tolerance",
     "layer_modules",
     "tolerance",
     "uninitialised",
@@ -47,6 +48,11 @@ LayerMap = Mapping[str, str | Sequence[str]]
 
 def tolerance(dtype: torch.dtype, exact: bool = False) -> dict[str, float]:
     return dict(EXACT) if exact else dict(TOLERANCES[dtype])
+
+
+def grad_tolerance(dtype: torch.dtype, exact: bool = False) -> dict[str, float]:
+    """:func:`tolerance` as ``assert_equivalent``'s gradient keywords (``grad_rtol``, ``grad_atol``)."""
+    return {f"grad_{key}": value for key, value in tolerance(dtype, exact).items()}
 
 
 def assert_close(actual: Tensor, expected: Tensor, *, exact: bool = False, what: str = "tensor") -> None:

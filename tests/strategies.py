@@ -56,9 +56,9 @@ def invalid_inputs(draw, spec: ModelSpec) -> tuple[torch.Tensor, type[Exception]
 
 
 @st.composite
-def lrn_cases(draw) -> tuple[torch.Tensor, int, int, float, float, float]:
+def lrn_cases(draw, min_groups: int = 1, max_groups: int = 3) -> tuple[torch.Tensor, int, int, float, float, float]:
     """(input, size, groups, alpha, beta, k) for LocalResponseNorm against torch's."""
-    groups = draw(st.integers(1, 3))
+    groups = draw(st.integers(min_groups, max_groups))
     channels = groups * draw(st.integers(1, 12))
     shape = (draw(st.integers(1, 3)), channels, draw(st.integers(1, 9)), draw(st.integers(1, 9)))
     seed = draw(st.integers(0, 2**31 - 1))

@@ -8,7 +8,7 @@ import torch
 from reference import LocalResponseNorm, port
 from reference.pairs import PAIRS
 from reference.specs import SPECS
-from reference.testing import assert_close, assert_equivalent, tolerance
+from reference.testing import assert_close, assert_equivalent, grad_tolerance, tolerance
 
 DTYPES = [torch.float32, torch.float64]
 
@@ -26,11 +26,10 @@ PAIR_PARAMS = [
 def test_pair_forward_and_gradients(pair, dtype, built_models):
     reference = None if pair.spec is None else built_models.get(SPECS[pair.spec], dtype=dtype)
     a, b, x = pair.models(dtype, reference=reference)
-    forward, backward = tolerance(dtype, pair.exact_forward), tolerance(dtype, pair.exact_grads)
     grads_to_a = None if pair.grads_to_reference is None else (lambda grads: pair.grads_to_reference(b, grads))
     assert_equivalent(
-        a, b, x, **forward, layers=pair.layers, grads=True, grads_to_a=grads_to_a,
-        grad_rtol=backward["rtol"], grad_atol=backward["atol"],
+        a, b, x, **tolerance(dtype, pair.exact_forward), layers=pair.layers, grads=True, grads_to_a=grads_to_a,
+        **grad_tolerance(dtype, pair.exact_grads),
     )  # fmt: skip
 
 
@@ -73,9 +72,7 @@ def test_lrn_equals_torch_lrn_with_alpha_times_size(size):
     paper = LocalResponseNorm(size=size, alpha=1e-3, beta=0.75, k=1.5)
     library = torch.nn.LocalResponseNorm(size=size, alpha=size * 1e-3, beta=0.75, k=1.5)
     # Forward: the same operations in the same order. Backward: different ops (see pairs.py).
-    assert_equivalent(
-        paper, library, x, grads=True, grad_rtol=tolerance(x.dtype)["rtol"], grad_atol=tolerance(x.dtype)["atol"]
-    )
+    assert_equivalent(paper, library, x, grads=True, **grad_tolerance(x.dtype))
 
 
 def test_seed_lrn_is_the_paper_formula_with_alpha_over_five():

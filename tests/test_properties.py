@@ -11,11 +11,18 @@ from reference import LocalResponseNorm, port
 from reference.architecture import SCAN_LIMIT
 from reference.pairs import PerGroup
 from reference.specs import SPECS
-from reference.testing import assert_close, assert_equivalent, capture_outputs, layer_modules, tolerance
+from reference.testing import (
+    assert_close,
+    assert_equivalent,
+    capture_outputs,
+    grad_tolerance,
+    layer_modules,
+)
 from tests.strategies import invalid_inputs, lrn_cases, valid_inputs
 
 ALL = list(SPECS.values())
 IDS = [spec.name for spec in ALL]
+EPS64 = torch.finfo(torch.float64).eps
 
 
 def _fewer(divisor: int):
@@ -84,15 +91,30 @@ def test_alexnet_is_bitwise_torchvision_on_any_valid_input(alexnet_pair, x):
         assert_equivalent(*alexnet_pair, x)
 
 
-@given(case=lrn_cases())
-def test_lrn_equals_torch_lrn_on_any_shape(case):
-    x, size, groups, alpha, beta, k = case
+def _lrn_pair(size, groups, alpha, beta, k):
     paper = LocalResponseNorm(size=size, alpha=alpha, beta=beta, k=k, groups=groups)
     library = PerGroup(lambda: torch.nn.LocalResponseNorm(size=size, alpha=size * alpha, beta=beta, k=k), groups)
-    # Not exact over all shapes: the ci profile found size=1, groups=2, a (1, 2, 2, 2) input 4.4e-16 apart in
-    # float64 (torch's avg_pool3d path differs there). The exact claim stands only where measured: the
-    # conv1-shaped pairs in reference/pairs.py. Backward: different ops (slices here, avg_pool3d there).
-    assert_equivalent(paper, library, x, **tolerance(x.dtype), grads=True)
+    return paper, library
+
+
+@given(case=lrn_cases(max_groups=1))
+def test_lrn_forward_is_bitwise_torch_lrn_on_any_shape(case):
+    x, size, groups, alpha, beta, k = case
+    # Forward: torch's operations in torch's order over the same layout, so the same bits. Backward: other
+    # operations (autograd through slices here, avg_pool3d's backward there): the dtype's table bound.
+    assert_equivalent(*_lrn_pair(size, groups, alpha, beta, k), x, grads=True, **grad_tolerance(x.dtype))
+
+
+@given(case=lrn_cases(min_groups=2))
+def test_grouped_lrn_is_within_two_ulps_of_torch_lrn_per_group(case):
+    x, size, groups, alpha, beta, k = case
+    # Not bitwise: torch's CPU pow runs a vectorised (SLEEF) body and a scalar tail, which round x**0.75 one
+    # ulp apart on ~2% of float64 elements, so a result depends on where its element falls in the loop. The
+    # grouped layer raises the whole (N, C, H, W) denominator to beta in one loop, PerGroup each group's
+    # slice in its own. One ulp in the denominator plus the division's half ulp: rtol = 2 eps, atol = 0
+    # (measured: at most 1.41 eps over 5,000 drawn cases). Backward: the table bound, as above.
+    paper, library = _lrn_pair(size, groups, alpha, beta, k)
+    assert_equivalent(paper, library, x, rtol=2 * EPS64, atol=0.0, grads=True, **grad_tolerance(x.dtype))
 
 
 @pytest.mark.parametrize("spec", ALL, ids=IDS)
