@@ -52,6 +52,24 @@ class BuiltModels:
         model.zero_grad(set_to_none=True)
         return model
 
+    def on(self, spec: ModelSpec, device: str, **kwargs) -> nn.Module:
+        """:meth:`get` on CPU; elsewhere a copy of it moved to ``device`` (this test's own)."""
+        model = self.get(spec, **kwargs)
+        return model if device == "cpu" else copy.deepcopy(model).to(device)
+
+
+@pytest.fixture(autouse=True)
+def _no_tf32():
+    """float32 means float32 in every test: TF32 off for CUDA matmuls and cuDNN convolutions (no effect on CPU).
+    Parity between devices is about the same arithmetic, not a faster one."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
 
 @pytest.fixture(scope="session")
 def built_models() -> BuiltModels:
