@@ -1,5 +1,5 @@
-"""Summarise a saved pytest-benchmark run: per group, each implementation's median, GFLOP/s, fraction
-of the session's GEMM rate, images/s, and its median relative to the group's first implementation.
+"""Summarise a saved pytest-benchmark run: per group, each model and implementation's median, GFLOP/s,
+fraction of the session's GEMM rate, images/s, and its median relative to the group's first entry.
 
     python -m benchmarks.report .benchmarks/<machine>/0001_<commit>_<date>.json
 """
@@ -22,7 +22,7 @@ def rows(run: dict) -> list[tuple[str, ...]]:
         for bench in benches:
             info, median = bench["extra_info"], bench["stats"]["median"]
             out.append((
-                group, info["implementation"], f"{median * 1e3:.2f} ms", f"{median / first:.2f}",
+                group, info["model"], info["implementation"], f"{median * 1e3:.2f} ms", f"{median / first:.2f}",
                 f"{info.get('gflops', 0):.1f}", f"{info.get('peak_fraction', 0):.2f}",
                 f"{info['batch_size'] / median:.0f}",
             ))  # fmt: skip
@@ -34,7 +34,7 @@ def main(path: str) -> None:
     machine = run["machine_info"]
     print(f"{machine.get('cpu', {}).get('brand_raw', '?')}, torch {machine.get('torch')}, "
           f"{machine.get('torch_threads')} threads, GPU {machine.get('gpu', 'none')}")  # fmt: skip
-    header = ("group", "implementation", "median", "vs first", "GFLOP/s", "of GEMM", "images/s")
+    header = ("group", "model", "implementation", "median", "vs first", "GFLOP/s", "of GEMM", "images/s")
     table = [header, *rows(run)]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for row in table:

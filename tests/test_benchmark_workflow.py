@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import report
+
 ROOT = Path(__file__).resolve().parent.parent
 SELECT = ["-k", "test_forward and cpu-b1 and lenet5 and not seed"]
 FIELDS = {"model", "implementation", "device", "dtype", "pass", "batch_size", "gflop", "gflops", "peak_fraction"}
@@ -40,6 +42,8 @@ def test_autosave_compare_and_fail_on_regression(
     assert bench["extra_info"].keys() >= FIELDS
     assert bench["extra_info"]["gflops"] > 0
     assert bench["extra_info"]["peak_fraction"] > 0
+    ((group, model, implementation, *_),) = report.rows(run)  # python -m benchmarks.report reads it
+    assert (group, model, implementation) == (bench["group"], "lenet5", "reference")
 
     compared = _run(pytester, storage, "--benchmark-compare", "--benchmark-compare-fail=mean:1000%")
     assert compared.ret == 0, compared.stdout.str()
