@@ -20,15 +20,17 @@ def side_bounds(spec: ModelSpec) -> tuple[int, int]:
 
 
 @st.composite
-def valid_shapes(draw, spec: ModelSpec, min_batch: int = 1) -> tuple[int, int, int, int]:
+def valid_shapes(draw, spec: ModelSpec, min_batch: int = 1, max_batch: int = MAX_BATCH) -> tuple[int, int, int, int]:
     low, high = side_bounds(spec)
-    batch = draw(st.integers(min_batch, MAX_BATCH))
+    batch = draw(st.integers(min_batch, max_batch))
     return batch, spec.in_channels, draw(st.integers(low, high)), draw(st.integers(low, high))
 
 
 @st.composite
-def valid_inputs(draw, spec: ModelSpec, dtypes=FLOAT_DTYPES, min_batch: int = 1) -> torch.Tensor:
-    shape = draw(valid_shapes(spec, min_batch))
+def valid_inputs(
+    draw, spec: ModelSpec, dtypes=FLOAT_DTYPES, min_batch: int = 1, max_batch: int = MAX_BATCH
+) -> torch.Tensor:
+    shape = draw(valid_shapes(spec, min_batch, max_batch))
     dtype = draw(st.sampled_from(dtypes))
     seed = draw(st.integers(0, 2**31 - 1))
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)

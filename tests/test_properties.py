@@ -7,9 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reference import LocalResponseNorm, port
+from reference import LocalResponseNorm
 from reference.architecture import SCAN_LIMIT
-from reference.pairs import PerGroup
+from reference.pairs import PAIRS, PerGroup
 from reference.specs import SPECS
 from reference.testing import (
     assert_close,
@@ -17,6 +17,7 @@ from reference.testing import (
     capture_outputs,
     grad_tolerance,
     layer_modules,
+    tolerance,
 )
 from tests.strategies import invalid_inputs, lrn_cases, valid_inputs
 
@@ -78,17 +79,36 @@ def test_valid_sides_are_exactly_the_sides_the_raw_layers_accept(built_models, s
                 model._forward_impl(torch.zeros(1, spec.in_channels, side, other))
 
 
+SPEC_PAIRS = [pair for pair in PAIRS.values() if pair.spec is not None]
+
+
 @pytest.fixture(scope="module")
-def alexnet_pair(torchvision_alexnet):
-    library = torchvision_alexnet.eval()
-    return port.alexnet_from_torchvision(library), library
+def pair_models(built_models):
+    """Each spec pair's reference side and ported counterpart per dtype, built once for the module."""
+    cache = {}
+
+    def get(pair, dtype):
+        if (pair.name, dtype) not in cache:
+            reference = built_models.get(SPECS[pair.spec], dtype=dtype)
+            cache[pair.name, dtype] = pair.models(dtype, reference=reference)[:2]
+        return tuple(model.eval() for model in cache[pair.name, dtype])
+
+    return get
 
 
-@_fewer(2)
-@given(x=valid_inputs(SPECS["alexnet"], dtypes=(torch.float32,)))
-def test_alexnet_is_bitwise_torchvision_on_any_valid_input(alexnet_pair, x):
-    with torch.no_grad():
-        assert_equivalent(*alexnet_pair, x)
+@pytest.mark.parametrize("pair", SPEC_PAIRS, ids=[pair.name for pair in SPEC_PAIRS])
+@_fewer(3)
+@given(data=st.data())
+def test_every_model_matches_its_counterpart_on_any_valid_input(pair_models, pair, data):
+    """AlexNet vs torchvision (bitwise, forward and gradients, float32 and float64), AlexNet2012 vs its two
+    towers, the seed AlexNet vs the seed's nn.Sequential, LeNet-5 vs torch layers: each at drawn sizes."""
+    x = data.draw(valid_inputs(SPECS[pair.spec], max_batch=2))
+    model, counterpart = pair_models(pair, x.dtype)
+    assert_equivalent(
+        model, counterpart, x, **tolerance(x.dtype, pair.exact_forward), layers=pair.layers, grads=True,
+        grads_to_a=lambda grads: pair.grads_to_reference(counterpart, grads),
+        **grad_tolerance(x.dtype, pair.exact_grads),
+    )  # fmt: skip
 
 
 def _lrn_pair(size, groups, alpha, beta, k):
