@@ -9,7 +9,15 @@ import torch
 from torch.autograd import gradcheck, gradgradcheck
 
 from reference import bitmaps
-from reference.layers import AdaptiveAvgPool2d, EuclideanRBF, GaussianRBF, LocalResponseNorm, SparseConv2d, Subsampling
+from reference.layers import (
+    AdaptiveAvgPool2d,
+    EuclideanRBF,
+    GaussianRBF,
+    LocalResponseNorm,
+    SparseConv2d,
+    Squash,
+    Subsampling,
+)
 from reference.lenet import C3_TABLE
 from reference.specs import SPECS
 
@@ -25,6 +33,7 @@ LAYERS = {
     "Subsampling": (lambda: Subsampling(channels=3), (2, 3, 4, 5)),
     # C3's table with 2x2 kernels: every connection is still there, at a sixth of 5x5's gradcheck cost.
     "SparseConv2d": (lambda: SparseConv2d(in_channels=6, table=C3_TABLE, kernel_size=2), (1, 6, 3, 3)),
+    "Squash": (Squash, (2, 3, 4, 4)),
     "EuclideanRBF": (lambda: EuclideanRBF(bitmaps.prototypes()), (3, 84)),
     "GaussianRBF": (lambda: GaussianRBF(in_features=4, out_features=3), (2, 4)),
     "AdaptiveAvgPool2d": (lambda: AdaptiveAvgPool2d(output_size=3), (2, 2, 5, 7)),
