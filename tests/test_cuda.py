@@ -9,6 +9,7 @@ raise in deterministic mode, whether cuBLAS needs CUBLAS_WORKSPACE_CONFIG) is re
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -78,7 +79,7 @@ def test_alexnet_matches_torchvision_on_cuda_forward_and_gradients():
         **tolerance(torch.float32),
         layers=layers,
         grads=True,
-        grads_to_a=lambda g: port.rename_state(g, {v: k for k, v in port.TORCHVISION_NAMES.items()}),
+        grads_to_a=lambda g: SPECS["alexnet"].counterpart.grads_to_reference(library, g),
     )
     print(f"alexnet vs torchvision on CUDA: max |Δ| forward {result.forward_max:.3g}, gradients {result.grad_max:.3g}")
 
@@ -128,8 +129,7 @@ def test_lrn_on_cuda_is_deterministic_and_matches_cpu(deterministic):
     lrn = LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0, groups=2)
     x = 10 * torch.randn(2, 96, 27, 27, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     # Elementwise CUDA kernels vs CPU (SLEEF pow among them): the float64 table, forward and backward.
-    assert_equivalent(lrn, _OnDevice(LocalResponseNorm(5, 1e-4, 0.75, 2.0, groups=2), "cuda"), x,
-                      **tolerance(torch.float64), grads=True)  # fmt: skip
+    assert_equivalent(lrn, _OnDevice(copy.deepcopy(lrn), "cuda"), x, **tolerance(torch.float64), grads=True)
     grads = []
     for _ in range(2):
         on_gpu = x.cuda().requires_grad_()
