@@ -106,7 +106,15 @@ def record(benchmark, gemm_rate: GemmRates) -> Callable[..., None]:
     """Call after timing: fills the benchmark's extra_info and, from its median, the achieved rates."""
 
     def fill(
-        *, model: str, implementation: str, device: str, dtype: torch.dtype, pass_: str, batch_size: int, flop: int
+        *,
+        model: str,
+        implementation: str,
+        device: str,
+        dtype: torch.dtype,
+        pass_: str,
+        batch_size: int,
+        flop: int,
+        layout: str = "contiguous",
     ) -> None:
         benchmark.extra_info.update(
             model=model,
@@ -114,6 +122,7 @@ def record(benchmark, gemm_rate: GemmRates) -> Callable[..., None]:
             device=device,
             dtype=str(dtype).removeprefix("torch."),
             batch_size=batch_size,
+            layout=layout,
             gflop=flop / 1e9,
             **{"pass": pass_},
         )

@@ -12,13 +12,16 @@ from torch import Tensor, nn
 from benchmarks.conftest import synchronize
 from reference.specs import ModelSpec
 
-__all__ = ["CASES", "forward_step", "inputs_for", "train_step"]
+__all__ = ["BATCHED_CASES", "CASES", "forward_step", "inputs_for", "train_step"]
 
 # (device, batch size) cases, the batch sizes that matter on each device; CUDA ones marked `cuda`.
 CASES = [
     pytest.param(device, batch, id=f"{device}-b{batch}", marks=[pytest.mark.cuda] if device == "cuda" else [])
     for device, batch in [("cpu", 1), ("cpu", 32), ("cuda", 1), ("cuda", 256)]
 ]
+BATCHED_CASES = [
+    case for case in CASES if case.values[1] > 1
+]  # variants worth timing only where batches fill the device
 
 
 def inputs_for(spec: ModelSpec, batch: int, device: str) -> tuple[Tensor, Tensor]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from benchmarks.flops import forward_flops, train_step_flops
-from benchmarks.steps import CASES, forward_step, inputs_for, train_step
+from benchmarks.steps import BATCHED_CASES, CASES, forward_step, inputs_for, train_step
 from reference import port
 from reference.specs import SPECS
 
@@ -44,15 +44,18 @@ def test_train_step(benchmark, rounds, record, fp32_matmul, implementation, devi
     assert torch.isfinite(loss)
 
 
-@pytest.mark.cuda
 @pytest.mark.parametrize("implementation", ["reference", "torchvision"])
-@pytest.mark.parametrize("batch", [256])
-def test_train_step_bf16_autocast_channels_last(benchmark, rounds, record, implementation, batch):
-    model = _build(implementation, "cuda").to(memory_format=torch.channels_last)
-    x, y = inputs_for(SPEC, batch, "cuda")
+@pytest.mark.parametrize("autocast", [None, torch.bfloat16], ids=["float32", "bf16-autocast"])
+@pytest.mark.parametrize(("device", "batch"), BATCHED_CASES)
+def test_train_step_channels_last(benchmark, rounds, record, fp32_matmul, implementation, autocast, device, batch):
+    """The layouts a fast train step uses: channels_last, in float32 and under bf16 autocast (on CPU, oneDNN
+    runs bf16 convolutions and matmuls on AMX where the processor has it). bf16 runs are compared with the
+    bf16 GEMM rate."""
+    model = _build(implementation, device).to(memory_format=torch.channels_last)
+    x, y = inputs_for(SPEC, batch, device)
     x = x.to(memory_format=torch.channels_last)
-    benchmark.group = f"alexnet train cuda b{batch} bf16-autocast channels_last"
-    loss = benchmark.pedantic(train_step(model, "cuda", autocast_dtype=torch.bfloat16), args=(x, y), **rounds)
-    record(model="alexnet", implementation=implementation, device="cuda", dtype=torch.bfloat16,
-           pass_="train", batch_size=batch, flop=train_step_flops(SPEC, batch))  # fmt: skip
+    benchmark.group = f"alexnet train {device} b{batch} channels_last {'bf16-autocast' if autocast else 'float32'}"
+    loss = benchmark.pedantic(train_step(model, device, autocast_dtype=autocast), args=(x, y), **rounds)
+    record(model="alexnet", implementation=implementation, device=device, dtype=autocast or torch.float32,
+           pass_="train", batch_size=batch, flop=train_step_flops(SPEC, batch), layout="channels_last")  # fmt: skip
     assert torch.isfinite(loss)

@@ -15,7 +15,18 @@ from benchmarks import report
 
 ROOT = Path(__file__).resolve().parent.parent
 SELECT = ["-k", "test_forward and cpu-b1 and lenet5 and not seed"]
-FIELDS = {"model", "implementation", "device", "dtype", "pass", "batch_size", "gflop", "gflops", "peak_fraction"}
+FIELDS = {
+    "model",
+    "implementation",
+    "device",
+    "dtype",
+    "pass",
+    "batch_size",
+    "layout",
+    "gflop",
+    "gflops",
+    "peak_fraction",
+}
 
 
 def _run(pytester: pytest.Pytester, storage: Path, *options: str) -> pytest.RunResult:
