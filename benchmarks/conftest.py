@@ -88,9 +88,10 @@ def warm_up_process(request: pytest.FixtureRequest) -> None:
     """Run AlexNet forwards (batch 32) for a few seconds on each device before the first benchmark.
 
     Per-benchmark warmup rounds are not enough for the first AlexNet-sized benchmark of a process: on this
-    project's VM it ran 5-12 % slow over all its rounds, whichever implementation came first (reference
-    first: reference/torchvision 1.08-1.12 by median in 4 of 4 runs; torchvision first: torchvision the
-    slow one). After three seconds of these forwards, 3 of 3 runs were within 4 %. Skipped with --quick.
+    project's VM it ran slow, often over all its rounds, whichever implementation came first (reference
+    first: reference/torchvision 1.03-1.16 by median at batch 32 in six runs, five of them >= 1.08; a
+    second of matmuls first did not help). After three seconds of these forwards, five runs read
+    0.96-1.01. Skipped with --quick.
     """
     if request.config.getoption("--quick"):
         return
