@@ -90,8 +90,8 @@ def warm_up_process(request: pytest.FixtureRequest) -> None:
     Per-benchmark warmup rounds are not enough for the first AlexNet-sized benchmark of a process: on this
     project's VM it ran slow, often over all its rounds, whichever implementation came first (reference
     first: reference/torchvision 1.03-1.16 by median at batch 32 in six runs, five of them >= 1.08; a
-    second of matmuls first did not help). After three seconds of these forwards, five runs read
-    0.96-1.01. Skipped with --quick.
+    second of matmuls first did not help). After three seconds of these forwards, six runs read
+    0.96-1.03. Skipped with --quick.
     """
     if request.config.getoption("--quick"):
         return
