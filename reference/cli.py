@@ -1,4 +1,5 @@
-"""``python -m reference {verify,summary,list}``."""
+"""``python -m reference {verify,summary,list,goldens}``: check the hand-written models against their
+counterparts, the papers' facts and the stored goldens."""
 
 from __future__ import annotations
 
@@ -21,6 +22,19 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+def _device(text: str) -> str:
+    """argparse type for ``--device``: a device torch knows and this machine has, else a usage error."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available here (torch.cuda.is_available() is False)")
+    if device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"{text!r}: verify runs on cpu or cuda")
+    return text
 
 
 def verify(dtypes: Sequence[str], device: str) -> int:
@@ -140,8 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reference", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     verify_parser = commands.add_parser("verify", help="run every equivalence pair and print a table")
-    verify_parser.add_argument("--dtype", nargs="+", choices=DTYPES, default=list(DTYPES))
-    verify_parser.add_argument("--device", default="cpu")
+    verify_parser.add_argument(
+        "--dtype", nargs="+", choices=DTYPES, default=list(DTYPES), help="dtypes to compare in (default: both)"
+    )
+    verify_parser.add_argument("--device", type=_device, default="cpu", help="cpu (default) or cuda[:N]")
     summary_parser = commands.add_parser(
         "summary", help="torchinfo summary and the paper's facts next to the measured ones"
     )

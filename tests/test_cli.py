@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from reference import cli, pairs
 from reference.specs import SPECS, get_spec
@@ -80,3 +81,15 @@ def test_unknown_model_is_rejected():
         cli.main(["summary", "vgg16"])
     with pytest.raises(ValueError, match="unknown model 'vgg16'; known: lenet5"):
         get_spec("vgg16")
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [("tpu", "'tpu' is not a torch device"), ("meta", "'meta': verify runs on cpu or cuda")]
+    + ([] if torch.cuda.is_available() else [("cuda", "'cuda': CUDA is not available here")]),
+)
+def test_verify_rejects_a_device_it_cannot_run_on_as_a_usage_error(device, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["verify", "--device", device])
+    assert exit_.value.code == 2  # argparse's usage error, before any model is built
+    assert message in capsys.readouterr().err
