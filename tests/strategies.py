@@ -42,7 +42,7 @@ def invalid_inputs(draw, spec: ModelSpec) -> tuple[torch.Tensor, type[Exception]
     low, high = spec.valid_sides.low, spec.valid_sides.high
     n, c, h, w = draw(valid_shapes(spec))
     outside = [low - 1] + ([high + 1] if high is not None else [])
-    defect = draw(st.sampled_from(["height", "width", "channels", "rank", "dtype"]))
+    defect = draw(st.sampled_from(["height", "width", "channels", "rank", "dtype", "floating dtype"]))
     if defect == "height":
         return torch.zeros(n, c, draw(st.sampled_from(outside)), w), ValueError, "H x W"
     if defect == "width":
@@ -53,6 +53,9 @@ def invalid_inputs(draw, spec: ModelSpec) -> tuple[torch.Tensor, type[Exception]
     if defect == "rank":
         shape = draw(st.sampled_from([(c, h, w), (n, 1, c, h, w), (n, c * h * w), (n,)]))
         return torch.zeros(shape), ValueError, f"{len(shape)}-D"
+    if defect == "floating dtype":  # for a float32 model, as the property builds them
+        dtype = draw(st.sampled_from([torch.float64, torch.float16, torch.bfloat16]))
+        return torch.zeros(n, c, h, w, dtype=dtype), TypeError, "of dtype torch.float32 like its parameters"
     dtype = draw(st.sampled_from(NON_FLOATING_DTYPES))
     return torch.zeros(n, c, h, w, dtype=dtype), TypeError, str(dtype)
 

@@ -78,3 +78,38 @@ def test_alexnet2012_rejects_sizes_whose_flattened_length_happens_to_fit(built_m
         assert model._forward_impl(x).shape == (1, 1000)  # the raw layers take it...
     with pytest.raises(ValueError, match=r"H x W = 163 x 323"):
         model(x)  # ...the model does not
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_an_input_of_another_floating_dtype_is_a_type_error(spec_and_model, dtype):
+    spec, model = spec_and_model
+    with pytest.raises(
+        TypeError, match=rf"^{type(model).__name__} expects a 4-D .* of dtype torch\.float32.*dtype {dtype}$"
+    ):
+        model(_valid(spec).to(dtype))
+
+
+def test_a_float64_model_rejects_a_float32_input(built_models):
+    spec = SPECS["lenet5"]
+    model = built_models.get(spec, dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"^LeNet5 expects a 4-D .* of dtype torch\.float64.*dtype torch\.float32$"):
+        model(_valid(spec))
+    assert model(_valid(spec).double()).dtype == torch.float64
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_under_autocast_an_input_it_casts_is_accepted_and_float64_is_not(spec_and_model, dtype):
+    """Autocast casts float32/16 and bfloat16 tensors alike for the convolutions and leaves float64 alone,
+    so a float64 input would meet bf16 weights inside the first convolution: rejected where it enters."""
+    spec, model = spec_and_model
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        assert model(_valid(spec).to(dtype)).shape == (1, spec.architecture.num_classes)
+        with pytest.raises(TypeError, match=r"dtype torch\.float64$"):
+            model(_valid(spec).double())
+
+
+def test_an_input_on_another_device_is_a_value_error(spec_and_model):
+    spec, model = spec_and_model
+    x = _valid(spec).to("meta")  # another device that every machine has
+    with pytest.raises(ValueError, match=rf"^{type(model).__name__} expects a 4-D .*, on cpu where.*, on meta$"):
+        model(x)
