@@ -47,10 +47,8 @@ class LocalResponseNorm(nn.Module):
         self.size, self.alpha, self.beta, self.k, self.groups = size, alpha, beta, k, groups
 
     def forward(self, x: Tensor) -> Tensor:
-        channels = x.shape[1]
-        if channels % self.groups:
-            raise ValueError(f"LocalResponseNorm: {channels} channels do not split into {self.groups} groups")
-        per_group = channels // self.groups
+        self._check(x)
+        per_group = x.shape[1] // self.groups
         squares = (x * x).unflatten(1, (self.groups, per_group))  # (N, G, C/G, H, W)
         padded = F.pad(squares, (0, 0, 0, 0, self.size // 2, (self.size - 1) // 2))
         window = padded[:, :, 0:per_group].clone()  # sums run left to right, as in avg_pool3d
@@ -58,6 +56,19 @@ class LocalResponseNorm(nn.Module):
             window.add_(padded[:, :, offset : offset + per_group])
         window.div_(self.size).mul_(self.size * self.alpha).add_(self.k)
         return x / window.flatten(1, 2).pow(self.beta)
+
+    def _check(self, x: object) -> None:
+        __tracebackhide__ = True
+        accepts = f"a 4-D floating-point tensor (N, C, H, W) with C a multiple of groups={self.groups}"
+        if not isinstance(x, Tensor):
+            raise TypeError(f"LocalResponseNorm expects {accepts}; got {type(x).__name__}")
+        got = f"got shape {tuple(x.shape)}, dtype {x.dtype}"
+        if x.dim() != 4:
+            raise ValueError(f"LocalResponseNorm expects {accepts}; {got} ({x.dim()}-D)")
+        if not x.is_floating_point():
+            raise TypeError(f"LocalResponseNorm expects {accepts}; {got} (not floating point)")
+        if x.shape[1] % self.groups:
+            raise ValueError(f"LocalResponseNorm expects {accepts}; {got} ({x.shape[1]} channels)")
 
     def extra_repr(self) -> str:
         return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, groups={self.groups}"

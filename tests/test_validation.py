@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from reference import LocalResponseNorm
 from reference.specs import SPECS
 
 ALL = list(SPECS.values())
@@ -113,3 +114,31 @@ def test_an_input_on_another_device_is_a_value_error(spec_and_model):
     x = _valid(spec).to("meta")  # another device that every machine has
     with pytest.raises(ValueError, match=rf"^{type(model).__name__} expects a 4-D .*, on cpu where.*, on meta$"):
         model(x)
+
+
+@pytest.mark.parametrize(
+    ("x", "error", "got"),
+    [
+        (torch.rand(4, 5, 5), ValueError, r"got shape \(4, 5, 5\), dtype torch\.float32 \(3-D\)"),
+        (torch.rand(1, 4, 2, 2, 2), ValueError, r"got shape \(1, 4, 2, 2, 2\), dtype torch\.float32 \(5-D\)"),
+        (
+            torch.ones(1, 4, 5, 5, dtype=torch.int64),
+            TypeError,
+            r"got shape \(1, 4, 5, 5\), dtype torch\.int64 \(not floating point\)",
+        ),
+        (torch.rand(1, 5, 5, 5), ValueError, r"got shape \(1, 5, 5, 5\), dtype torch\.float32 \(5 channels\)"),
+        ([[1.0]], TypeError, r"got list"),
+    ],
+    ids=["3-D", "5-D", "int64", "channels", "list"],
+)
+def test_local_response_norm_rejects_bad_input_naming_layer_accepted_and_got(x, error, got):
+    layer = LocalResponseNorm(size=5, groups=2)
+    accepted = r"a 4-D floating-point tensor \(N, C, H, W\) with C a multiple of groups=2"
+    with pytest.raises(error, match=rf"^LocalResponseNorm expects {accepted}; {got}"):
+        layer(x)
+
+
+@pytest.mark.parametrize(("size", "groups"), [(0, 1), (5, 0)])
+def test_local_response_norm_rejects_a_window_or_group_count_below_one(size, groups):
+    with pytest.raises(ValueError, match=rf"needs size >= 1 and groups >= 1, got size={size}, groups={groups}"):
+        LocalResponseNorm(size=size, groups=groups)
