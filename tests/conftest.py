@@ -52,6 +52,11 @@ class BuiltModels:
         model.zero_grad(set_to_none=True)
         return model
 
+    def free_gradients(self) -> None:
+        """Drop every shared model's gradients: a float64 AlexNet's are 490 MB, held until its next ``get``."""
+        for model in self._models.values():
+            model.zero_grad(set_to_none=True)
+
     def on(self, spec: ModelSpec, device: str, **kwargs) -> nn.Module:
         """:meth:`get` on CPU; elsewhere a copy of it moved to ``device`` (this test's own)."""
         model = self.get(spec, **kwargs)
@@ -74,6 +79,13 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 @pytest.fixture(scope="session")
 def built_models() -> BuiltModels:
     return BuiltModels()
+
+
+@pytest.fixture(autouse=True)
+def _free_shared_gradients(built_models: BuiltModels, torchvision_alexnet: torchvision.models.AlexNet):
+    yield
+    built_models.free_gradients()
+    torchvision_alexnet.zero_grad(set_to_none=True)
 
 
 @pytest.fixture(scope="session")
@@ -111,23 +123,29 @@ def train_step(model: nn.Module, x: Tensor, seed: int) -> TrainStep:
 
 
 class TrainSteps:
-    """Two train steps per spec on the same input under the same seed, taken once per session.
+    """One train step per spec, taken once per session; :meth:`again` takes another, uncached.
 
-    The gradient-flow tests read the first; the determinism tests compare the two bitwise.
+    The gradient-flow tests read the cached step; the determinism tests compare it bitwise with a
+    second one. Only the first is kept: an AlexNet step's gradients are 250 MB.
     """
 
     def __init__(self, built_models: BuiltModels) -> None:
         self._built = built_models
-        self._steps: dict[str, tuple[TrainStep, TrainStep]] = {}
+        self._steps: dict[str, TrainStep] = {}
 
-    def get(self, spec: ModelSpec) -> tuple[TrainStep, TrainStep]:
+    def get(self, spec: ModelSpec) -> TrainStep:
         if spec.name not in self._steps:
-            model = self._built.get(spec, train=True, prepared=True)
-            side = spec.default_side
-            x = torch.randn(2, spec.in_channels, side, side, generator=torch.Generator().manual_seed(BUILD_SEED))
-            self._steps[spec.name] = (train_step(model, x, seed=11), train_step(model, x, seed=11))
-            model.zero_grad(set_to_none=True)
+            self._steps[spec.name] = self.again(spec)
         return self._steps[spec.name]
+
+    def again(self, spec: ModelSpec) -> TrainStep:
+        """The same step as :meth:`get`'s: the same model, input and seed."""
+        model = self._built.get(spec, train=True, prepared=True)
+        side = spec.default_side
+        x = torch.randn(2, spec.in_channels, side, side, generator=torch.Generator().manual_seed(BUILD_SEED))
+        step = train_step(model, x, seed=11)
+        model.zero_grad(set_to_none=True)  # the step holds the gradient tensors; the shared model lets go
+        return step
 
 
 @pytest.fixture(scope="session")

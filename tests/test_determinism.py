@@ -34,7 +34,7 @@ def spec_and_model(request, built_models):
 
 @pytest.mark.parametrize("spec", ALL, ids=IDS)
 def test_same_input_twice_is_bitwise_reproducible_in_train_mode(spec, train_steps):
-    first, second = train_steps.get(spec)
+    first, second = train_steps.get(spec), train_steps.again(spec)
     # Same ops, same order, same dropout masks: bitwise.
     assert_close(second.output, first.output, exact=True)
     assert_close(second.input_grad, first.input_grad, exact=True)

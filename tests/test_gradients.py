@@ -63,7 +63,7 @@ def test_gradcheck_and_gradgradcheck(name):
 
 @pytest.mark.parametrize("spec", ALL, ids=[spec.name for spec in ALL])
 def test_every_trainable_parameter_and_the_input_get_a_finite_nonzero_gradient(spec, train_steps):
-    step, _ = train_steps.get(spec)
+    step = train_steps.get(spec)
     for name, grad in [*step.grads.items(), ("input", step.input_grad)]:
         assert grad is not None, name
         # One pass each: min and max propagate NaN, so both finite means every element is finite.
