@@ -99,7 +99,7 @@ def warm_up_process(request: pytest.FixtureRequest) -> None:
     with torch.random.fork_rng(devices=[]), torch.inference_mode():
         for device in devices:
             model = SPECS["alexnet"].builder().to(device).eval()
-            x = torch.randn(32, 3, 227, 227, device=device)
+            x = torch.randn(32, 3, 227, 227, generator=torch.Generator().manual_seed(0)).to(device)
             start = time.perf_counter()
             while time.perf_counter() - start < WARM_UP_SECONDS:
                 model(x)
