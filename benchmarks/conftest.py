@@ -7,9 +7,12 @@ that rate as a fraction of a GEMM rate measured once per session on the same dev
 
 from __future__ import annotations
 
+import os
+import re
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -34,10 +37,20 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     machine_info["torch"] = torch.__version__
     machine_info["torchvision"] = torchvision.__version__
     machine_info["torch_threads"] = torch.get_num_threads()
+    # Whether torch's CPU allocator asks for 2 MB pages: it moves the CPU train step by 10-20 %, see README.
+    machine_info["thp_mem_alloc_enable"] = os.environ.get("THP_MEM_ALLOC_ENABLE", "")
+    machine_info["transparent_hugepage"] = _transparent_hugepage_mode()
     machine_info["cuda"] = torch.version.cuda
     if torch.cuda.is_available():
         machine_info["gpu"] = torch.cuda.get_device_name(0)
         machine_info["cudnn"] = torch.backends.cudnn.version()
+
+
+def _transparent_hugepage_mode() -> str:
+    """The kernel's THP mode, the bracketed word of "always [madvise] never"; "" where there is none."""
+    path = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    match = re.search(r"\[(\w+)\]", path.read_text()) if path.exists() else None
+    return match.group(1) if match else ""
 
 
 def synchronize(device: str) -> None:

@@ -53,7 +53,9 @@ def main(path: str) -> None:
     run = json.loads(Path(path).read_text())
     machine = run["machine_info"]
     print(f"{machine.get('cpu', {}).get('brand_raw', '?')}, torch {machine.get('torch')}, "
-          f"{machine.get('torch_threads')} threads, GPU {machine.get('gpu', 'none')}")  # fmt: skip
+          f"{machine.get('torch_threads')} threads, GPU {machine.get('gpu', 'none')}, "
+          f"THP_MEM_ALLOC_ENABLE={machine.get('thp_mem_alloc_enable') or 'unset'} "
+          f"(kernel THP: {machine.get('transparent_hugepage') or '?'})")  # fmt: skip
     table = [HEADER, *rows(run)]
     widths = [max(len(r[i]) for r in table) for i in range(len(HEADER))]
     for row in table:

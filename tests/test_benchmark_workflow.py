@@ -48,7 +48,8 @@ def test_autosave_compare_and_fail_on_regression(
     assert saved.ret == 0, saved.stdout.str()
     (run_file,) = storage.rglob("0001_*.json")
     run = json.loads(run_file.read_text())
-    assert {"torch", "torchvision", "torch_threads"} <= run["machine_info"].keys()
+    assert {"torch", "torchvision", "torch_threads", "thp_mem_alloc_enable"} <= run["machine_info"].keys()
+    assert run["machine_info"]["transparent_hugepage"] in {"always", "madvise", "never", ""}
     (bench,) = run["benchmarks"]
     assert bench["extra_info"].keys() >= FIELDS
     assert bench["extra_info"]["gflops"] > 0
