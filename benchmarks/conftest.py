@@ -37,7 +37,8 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     machine_info["torch"] = torch.__version__
     machine_info["torchvision"] = torchvision.__version__
     machine_info["torch_threads"] = torch.get_num_threads()
-    # Whether torch's CPU allocator asks for 2 MB pages: it moves the CPU train step by 10-20 %, see README.
+    # Whether torch's CPU allocator asks for 2 MB pages (the root conftest sets it unless the environment does):
+    # without them a CPU train step took 5-32 % longer here, see README.
     machine_info["thp_mem_alloc_enable"] = os.environ.get("THP_MEM_ALLOC_ENABLE", "")
     machine_info["transparent_hugepage"] = _transparent_hugepage_mode()
     machine_info["cuda"] = torch.version.cuda
