@@ -6,7 +6,7 @@ at the median.
 
 Two ratios because this project's VM stalls for seconds at a time: a stall that covers several rounds of
 one implementation moves its median (measured: 1.11 between two models running identical operations),
-while the minimum, which a stall can only raise, stays within 1-2 %.
+while the minimum, which a stall can only raise, moves less.
 """
 
 from __future__ import annotations

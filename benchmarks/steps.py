@@ -19,9 +19,8 @@ CASES = [
     pytest.param(device, batch, id=f"{device}-b{batch}", marks=[pytest.mark.cuda] if device == "cuda" else [])
     for device, batch in [("cpu", 1), ("cpu", 32), ("cuda", 1), ("cuda", 256)]
 ]
-BATCHED_CASES = [
-    case for case in CASES if case.values[1] > 1
-]  # variants worth timing only where batches fill the device
+# Variants worth timing only where batches fill the device.
+BATCHED_CASES = [case for case in CASES if case.values[1] > 1]
 
 
 def inputs_for(spec: ModelSpec, batch: int, device: str) -> tuple[Tensor, Tensor]:

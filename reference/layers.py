@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from reference.inputs import check_4d_floating
+
 __all__ = [
     "AdaptiveAvgPool2d",
     "EuclideanRBF",
@@ -57,16 +59,10 @@ class LocalResponseNorm(nn.Module):
         window.div_(self.size).mul_(self.size * self.alpha).add_(self.k)
         return x / window.flatten(1, 2).pow(self.beta)
 
-    def _check(self, x: object) -> None:
+    def _check(self, x: Tensor) -> None:
         __tracebackhide__ = True
         accepts = f"a 4-D floating-point tensor (N, C, H, W) with C a multiple of groups={self.groups}"
-        if not isinstance(x, Tensor):
-            raise TypeError(f"LocalResponseNorm expects {accepts}; got {type(x).__name__}")
-        got = f"got shape {tuple(x.shape)}, dtype {x.dtype}"
-        if x.dim() != 4:
-            raise ValueError(f"LocalResponseNorm expects {accepts}; {got} ({x.dim()}-D)")
-        if not x.is_floating_point():
-            raise TypeError(f"LocalResponseNorm expects {accepts}; {got} (not floating point)")
+        got = check_4d_floating("LocalResponseNorm", x, accepts)
         if x.shape[1] % self.groups:
             raise ValueError(f"LocalResponseNorm expects {accepts}; {got} ({x.shape[1]} channels)")
 

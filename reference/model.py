@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from reference.architecture import Architecture, SideRange
+from reference.inputs import check_4d_floating
 
 __all__ = ["ReferenceModel", "check_input"]
 
@@ -22,13 +23,7 @@ def check_input(model: str, x: object, in_channels: int, sides: SideRange, like:
     """
     __tracebackhide__ = True
     accepts = f"a 4-D floating-point tensor (N, {in_channels}, H, W) with H and W in {sides}"
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{model} expects {accepts}; got {type(x).__name__}")
-    got = f"got shape {tuple(x.shape)}, dtype {x.dtype}"
-    if x.dim() != 4:
-        raise ValueError(f"{model} expects {accepts}; {got} ({x.dim()}-D)")
-    if not x.is_floating_point():
-        raise TypeError(f"{model} expects {accepts}; {got} (not floating point)")
+    got = check_4d_floating(model, x, accepts)
     if x.shape[1] != in_channels:
         raise ValueError(f"{model} expects {accepts}; {got} ({x.shape[1]} channels)")
     if x.shape[2] not in sides or x.shape[3] not in sides:

@@ -28,6 +28,12 @@ class BuiltModels:
 
     def __init__(self) -> None:
         self._models: dict[tuple[str, torch.dtype, bool], nn.Module] = {}
+        self._others: list[nn.Module] = []
+
+    def share(self, model: nn.Module) -> nn.Module:
+        """Register a session-shared model built elsewhere, so :meth:`free_gradients` covers it too."""
+        self._others.append(model)
+        return model
 
     def get(
         self, spec: ModelSpec, *, dtype: torch.dtype = torch.float32, train: bool = False, prepared: bool = False
@@ -54,7 +60,7 @@ class BuiltModels:
 
     def free_gradients(self) -> None:
         """Drop every shared model's gradients: a float64 AlexNet's are 490 MB, held until its next ``get``."""
-        for model in self._models.values():
+        for model in [*self._models.values(), *self._others]:
             model.zero_grad(set_to_none=True)
 
     def on(self, spec: ModelSpec, device: str, **kwargs) -> nn.Module:
@@ -82,25 +88,26 @@ def built_models() -> BuiltModels:
 
 
 @pytest.fixture(autouse=True)
-def _free_shared_gradients(built_models: BuiltModels, torchvision_alexnet: torchvision.models.AlexNet):
+def _free_shared_gradients(built_models: BuiltModels):
     yield
     built_models.free_gradients()
-    torchvision_alexnet.zero_grad(set_to_none=True)
 
 
 @pytest.fixture(scope="session")
-def torchvision_alexnet() -> torchvision.models.AlexNet:
+def torchvision_alexnet(built_models: BuiltModels) -> torchvision.models.AlexNet:
     """torchvision's AlexNet built under ``BUILD_SEED``, shared like the spec models: never change its weights."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(BUILD_SEED)
-        return torchvision.models.alexnet(weights=None)
+        return built_models.share(torchvision.models.alexnet(weights=None))
 
 
 @pytest.fixture(scope="session")
-def alexnet_and_torchvision(torchvision_alexnet) -> tuple[nn.Module, torchvision.models.AlexNet]:
+def alexnet_and_torchvision(
+    built_models: BuiltModels, torchvision_alexnet: torchvision.models.AlexNet
+) -> tuple[nn.Module, torchvision.models.AlexNet]:
     """The reference AlexNet ported from the shared torchvision one, and that one. Tests set the mode; a
     test that perturbs a weight restores it."""
-    return port.alexnet_from_torchvision(torchvision_alexnet), torchvision_alexnet
+    return built_models.share(port.alexnet_from_torchvision(torchvision_alexnet)), torchvision_alexnet
 
 
 @dataclass(frozen=True)
