@@ -18,7 +18,7 @@ import pytest
 import torch
 import torchvision
 
-from reference.specs import SPECS
+from reference.verify.registry import CASES
 
 GEMM_SIDE = {"cpu": 2048, "cuda": 8192}  # square matmuls big enough to run at the device's GEMM rate
 QUICK_GEMM_SIDE = {"cpu": 1024, "cuda": 4096}  # --quick: ~8x cheaper, a few per cent under the full rate
@@ -112,7 +112,7 @@ def warm_up_process(request: pytest.FixtureRequest) -> None:
     devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     with torch.random.fork_rng(devices=[]), torch.inference_mode():
         for device in devices:
-            model = SPECS["alexnet"].builder().to(device).eval()
+            model = CASES["alexnet"].build().to(device).eval()
             x = torch.randn(32, 3, 227, 227, generator=torch.Generator().manual_seed(0)).to(device)
             start = time.perf_counter()
             while time.perf_counter() - start < WARM_UP_SECONDS:

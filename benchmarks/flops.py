@@ -1,4 +1,4 @@
-"""Analytic FLOPs of one benchmarked call, from the specs' layer tables (never from a profiler).
+"""Analytic FLOPs of one benchmarked call, from the cases' layer tables (never from a profiler).
 
 Only the multiply-accumulates of convolutions and linear layers are counted, two FLOPs each: the
 work that dominates and that a GEMM rate is comparable with. Activations, pooling, LRN and the
@@ -8,19 +8,19 @@ grouped convolution's backward as if it were dense.
 
 from __future__ import annotations
 
-from reference.specs import ModelSpec
+from reference.verify.cases import Case
 
 __all__ = ["forward_flops", "lrn_flops", "train_step_flops"]
 
 
-def forward_flops(spec: ModelSpec, batch: int, side: int | None = None) -> int:
-    return 2 * batch * sum(spec.architecture.macs(side).values())
+def forward_flops(case: Case, batch: int, side: int | None = None) -> int:
+    return 2 * batch * sum(case.architecture.macs(side).values())
 
 
-def train_step_flops(spec: ModelSpec, batch: int, side: int | None = None) -> int:
+def train_step_flops(case: Case, batch: int, side: int | None = None) -> int:
     """Forward, weight gradients (as many MACs as the forward) and input gradients of every weighted
     layer but the first (nothing asks for the image's gradient)."""
-    macs = list(spec.architecture.macs(side).values())
+    macs = list(case.architecture.macs(side).values())
     return 2 * batch * (2 * sum(macs) + sum(macs[1:]))
 
 

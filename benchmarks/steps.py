@@ -10,24 +10,24 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmarks.conftest import synchronize
-from reference.specs import ModelSpec
+from reference.verify.cases import Case
 
-__all__ = ["BATCHED_CASES", "CASES", "forward_step", "inputs_for", "train_step"]
+__all__ = ["DEVICE_BATCHES", "FULL_BATCHES", "forward_step", "inputs_for", "train_step"]
 
 # (device, batch size) cases, the batch sizes that matter on each device; CUDA ones marked `cuda`.
-CASES = [
+DEVICE_BATCHES = [
     pytest.param(device, batch, id=f"{device}-b{batch}", marks=[pytest.mark.cuda] if device == "cuda" else [])
     for device, batch in [("cpu", 1), ("cpu", 32), ("cuda", 1), ("cuda", 256)]
 ]
 # Variants worth timing only where batches fill the device.
-BATCHED_CASES = [case for case in CASES if case.values[1] > 1]
+FULL_BATCHES = [case for case in DEVICE_BATCHES if case.values[1] > 1]
 
 
-def inputs_for(spec: ModelSpec, batch: int, device: str) -> tuple[Tensor, Tensor]:
+def inputs_for(case: Case, batch: int, device: str) -> tuple[Tensor, Tensor]:
     generator = torch.Generator().manual_seed(0)
-    side = spec.default_side
-    x = torch.randn(batch, spec.in_channels, side, side, generator=generator)
-    y = torch.randint(0, spec.architecture.num_classes, (batch,), generator=generator)
+    side = case.default_side
+    x = torch.randn(batch, case.in_channels, side, side, generator=generator)
+    y = torch.randint(0, case.architecture.num_classes, (batch,), generator=generator)
     return x.to(device), y.to(device)
 
 

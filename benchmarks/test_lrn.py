@@ -7,7 +7,7 @@ import torch
 
 from benchmarks.conftest import synchronize
 from benchmarks.flops import lrn_flops
-from benchmarks.steps import CASES
+from benchmarks.steps import DEVICE_BATCHES
 from reference import LocalResponseNorm
 
 SIZE, ALPHA, BETA, K = 5, 1e-4, 0.75, 2.0
@@ -26,7 +26,7 @@ def _conv1_output(batch: int, device: str) -> torch.Tensor:
 
 @pytest.mark.benchmark(warmup=True, warmup_iterations=10)
 @pytest.mark.parametrize("implementation", ["reference", "torch"])
-@pytest.mark.parametrize(("device", "batch"), CASES)
+@pytest.mark.parametrize(("device", "batch"), DEVICE_BATCHES)
 def test_forward(benchmark, record, implementation, device, batch):
     layer, x = _layer(implementation), _conv1_output(batch, device)
 
@@ -46,7 +46,7 @@ def test_forward(benchmark, record, implementation, device, batch):
 
 @pytest.mark.benchmark(warmup=True, warmup_iterations=10)
 @pytest.mark.parametrize("implementation", ["reference", "torch"])
-@pytest.mark.parametrize(("device", "batch"), CASES)
+@pytest.mark.parametrize(("device", "batch"), DEVICE_BATCHES)
 def test_forward_backward(benchmark, record, implementation, device, batch):
     layer, x = _layer(implementation), _conv1_output(batch, device).requires_grad_()
     grad = torch.ones_like(x)

@@ -1,11 +1,12 @@
-"""Paper-faithful reference CNNs and the tools to verify them against each other and torchvision."""
+"""Paper-faithful reference CNNs (:mod:`reference.models`, torch only) and the harness that verifies them
+against each other and torchvision (:mod:`reference.verify`, loaded on first use)."""
 
-from reference import port
-from reference.alexnet import AlexNet
-from reference.alexnet2012 import AlexNet2012, AlexNet2012TwoTower
-from reference.layers import LocalResponseNorm
-from reference.lenet import LeNet5
-from reference.specs import get_spec, list_models
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from reference.models import AlexNet, AlexNet2012, AlexNet2012TwoTower, LeNet5, LocalResponseNorm
 
 __all__ = [
     "AlexNet",
@@ -17,3 +18,18 @@ __all__ = [
     "list_models",
     "port",
 ]
+
+# The harness needs torchvision and torchinfo: `import reference` for a model must not load them.
+_LAZY = {
+    "port": ("reference.verify.port", None),
+    "get_spec": ("reference.verify.registry", "get_case"),
+    "list_models": ("reference.verify.registry", "list_models"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'reference' has no attribute {name!r}")
+    module, attribute = _LAZY[name]
+    value = importlib.import_module(module)
+    return value if attribute is None else getattr(value, attribute)

@@ -1,5 +1,5 @@
-"""``python -m reference {verify,summary,list,goldens}``: check the hand-written models against their
-counterparts, the papers' facts and the stored goldens."""
+"""``python -m reference {verify,summary,list,goldens}``: check the hand-written models and layers against
+their counterparts, the papers' facts and the stored goldens, all read from the case registry."""
 
 from __future__ import annotations
 
@@ -9,15 +9,13 @@ from pathlib import Path
 
 import torch
 
-from reference.specs import SPECS, get_spec, torchvision_meta
-
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
     lines = [
-        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip()
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in (header, *rows)
     ]
     lines.insert(1, "  ".join("-" * width for width in widths))
@@ -37,28 +35,34 @@ def _device(text: str) -> str:
     return text
 
 
-def verify(dtypes: Sequence[str], device: str) -> int:
-    from reference.pairs import PAIRS  # builds nothing until asked; imported here to keep `list` fast
+def _describe(exact: bool, rtol: float, atol: float) -> str:
+    return "exact" if exact else f"rtol={rtol:g} atol={atol:g}"
 
-    rows, failed = [], []
-    for pair in PAIRS.values():
-        for dtype_name in dtypes:
-            _, _, x = pair.models(DTYPES[dtype_name])
-            result = pair.compare(DTYPES[dtype_name], device)
-            forward = "exact" if pair.exact_forward else f"rtol={result.rtol:g} atol={result.atol:g}"
-            backward = "exact" if pair.exact_grads else f"rtol={result.grad_rtol:g} atol={result.grad_atol:g}"
-            status = "PASS" if result.passed else "FAIL"
-            rows.append(
-                (pair.name, "x".join(map(str, x.shape)), dtype_name, f"{result.forward_max:.3g}",
-                 f"{result.grad_max:.3g}", f"fwd {forward}; grad {backward}", status)
-            )  # fmt: skip
-            if not result.passed:
-                failed.append(f"{pair.name} [{dtype_name}]\n{result.report()}")
+
+def verify(dtypes: Sequence[str], device: str) -> int:
+    from reference.verify.pairs import compare_pair, ported, reference_module
+    from reference.verify.registry import CASES
+
+    rows, failed, notes = [], [], []
+    for case in CASES.values():
+        for counterpart in case.counterparts:
+            name = f"{case.name} vs {counterpart.name}"
+            if counterpart.why_not_exact:
+                notes.append(f"* {name}: not exact because {counterpart.why_not_exact}")
+            for dtype_name in dtypes:
+                reference = reference_module(case, dtype=DTYPES[dtype_name], device=device)
+                x = case.input_space.sample(dtype=DTYPES[dtype_name]).to(device)
+                result = compare_pair(counterpart, reference, ported(counterpart, reference), x)
+                forward = _describe(counterpart.exact_forward, result.rtol, result.atol)
+                backward = _describe(counterpart.exact_grads, result.grad_rtol, result.grad_atol)
+                status = "PASS" if result.passed else "FAIL"
+                rows.append((name, "x".join(map(str, x.shape)), dtype_name, f"{result.forward_max:.3g}",
+                             f"{result.grad_max:.3g}", f"fwd {forward}; grad {backward}", status))  # fmt: skip
+                if not result.passed:
+                    failed.append(f"{name} [{dtype_name}]\n{result.report()}")
     header = ("pair", "input", "dtype", "max |Δ| fwd", "max |Δ| grad", "tolerance", "status")
     print(_table(header, rows))
-    for pair in PAIRS.values():
-        if pair.why_not_exact:
-            print(f"* {pair.name}: not exact because {pair.why_not_exact}")
+    print("\n".join(notes))
     for failure in failed:
         print(f"\nFAILED {failure}")
     print(f"\n{len(rows) - len(failed)} passed, {len(failed)} failed")
@@ -68,92 +72,60 @@ def verify(dtypes: Sequence[str], device: str) -> int:
 def summary(name: str) -> int:
     import torchinfo
 
-    spec = get_spec(name)
-    model = spec.builder()
-    side = spec.default_side
-    print(torchinfo.summary(model, input_size=(1, spec.in_channels, side, side), device="cpu", verbose=0))
-    arch, facts = spec.architecture, spec.facts
-    measured_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    rows = [("trainable parameters", "total", f"{facts.trainable_params:,}", f"{measured_params:,}")]
-    derived = arch.trainable_params()
-    rows += [
-        ("trainable parameters", layer, f"{n:,}", f"{derived[layer]:,}") for layer, n in facts.params_per_layer.items()
-    ]
-    connections = arch.connections()
-    rows += [
-        ("connections", layer, f"{n:,}", f"{connections[layer]:,}") for layer, n in facts.connections_per_layer.items()
-    ]
-    if facts.total_connections is not None:
-        rows.append(("connections", "total", f"{facts.total_connections:,}", f"{sum(connections.values()):,}"))
-    neurons = arch.neurons()
-    rows += [("neurons", layer, f"{n:,}", f"{neurons[layer]:,}") for layer, n in facts.neurons_per_layer.items()]
-    rows += [
-        ("neurons (as printed)", layer, f"{n:,}", f"{neurons[layer]:,}")
-        for layer, (n, _) in facts.printed_discrepancies.items()
-    ]
-    if facts.macs is not None:
-        rows.append(
-            (
-                f"MACs at {facts.macs_side}x{facts.macs_side}",
-                "total",
-                f"{facts.macs:,}",
-                f"{sum(arch.macs(facts.macs_side).values()):,}",
-            )
-        )
-    if name == "alexnet":
-        meta = torchvision_meta()
-        rows.append(("torchvision meta num_params", "total", f"{meta['num_params']:,}", f"{measured_params:,}"))
-        rows.append(
-            ("torchvision meta _ops (GMAC)", "total", f"{meta['_ops']}", f"{sum(arch.macs(224).values()) / 1e9:.3f}")
-        )
-    print(
-        f"\n{spec.name}: {spec.summary}\nsource: {facts.citation}\ninput: (N, {spec.in_channels}, H, W), H and W in {spec.valid_sides}\n"
-    )
-    print(_table(("fact", "layer", "published", "measured"), rows))
-    for layer, (_, note) in facts.printed_discrepancies.items():
-        print(f"* {layer}: {note}")
+    from reference.verify.facts import fact_rows
+    from reference.verify.registry import get_case
+
+    case = get_case(name)
+    model = case.build()
+    side = case.default_side
+    print(torchinfo.summary(model, input_size=(1, case.in_channels, side, side), device="cpu", verbose=0))
+    print(f"\n{case.name}: {case.summary}\nsource: {case.facts.citation}\n"
+          f"input: (N, {case.in_channels}, H, W), H and W in {case.valid_sides}\n")  # fmt: skip
+    print(_table(("fact", "layer", "published", "measured"), fact_rows(case, model)))
+    for layer, (_, note) in case.facts.errata.items():
+        print(f"* erratum, {layer}: {note}")
+    for departure in case.departures:
+        print(f"* departs: {departure}")
     return 0
 
 
-def list_models() -> int:
-    rows = [
-        (
-            spec.name,
-            f"(N, {spec.in_channels}, H, W)",
-            str(spec.valid_sides),
-            f"{spec.facts.trainable_params:,}",
-            spec.summary,
-        )
-        for spec in SPECS.values()
-    ]
+def list_cases() -> int:
+    from reference.verify.registry import CASES
+
+    models = [case for case in CASES.values() if case.is_model]
+    rows = [(case.name, f"(N, {case.in_channels}, H, W)", str(case.valid_sides), f"{case.facts.trainable_params:,}",
+             case.summary) for case in models]  # fmt: skip
     print(_table(("model", "input", "H, W", "parameters", "what"), rows))
+    layers = [case for case in CASES.values() if not case.is_model]
+    rows = [(case.name, "x".join(map(str, case.input_space.default)), case.summary) for case in layers]
+    print("\n" + _table(("layer", "default input", "what"), rows))
     return 0
 
 
-def goldens(write: bool, directory: Path) -> int:
+def goldens(write: bool, directory: Path | None) -> int:
     """Check every model against its stored golden, or (``write``) regenerate the stored files."""
-    from reference import golden
+    from reference.verify import golden
+    from reference.verify.registry import CASES
 
     failures = 0
-    for spec in SPECS.values():
+    for case in (case for case in CASES.values() if case.is_model):
         if write:
-            print(f"wrote {golden.write(spec, directory)}")
+            print(f"wrote {golden.write(case, directory)}")
             continue
-        now = golden.compute(spec)
+        now, stored = golden.compute(case), golden.load(case, directory)
         for dtype in golden.DTYPES:
-            try:
-                golden.check(spec, golden.load(spec, directory), now, dtype)
-                print(f"ok    {spec.name} {dtype}")
-            except AssertionError as error:
-                failures += 1
-                print(f"DRIFT {error}")
+            message = golden.drift(case, stored, now, dtype)
+            failures += message is not None
+            print(f"DRIFT {message}" if message else f"ok    {case.name} {dtype}")
     return 1 if failures else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from reference.verify.registry import list_models
+
     parser = argparse.ArgumentParser(prog="python -m reference", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    verify_parser = commands.add_parser("verify", help="run every equivalence pair and print a table")
+    verify_parser = commands.add_parser("verify", help="compare every case with its counterparts and print a table")
     verify_parser.add_argument(
         "--dtype", nargs="+", choices=DTYPES, default=list(DTYPES), help="dtypes to compare in (default: both)"
     )
@@ -161,18 +133,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary_parser = commands.add_parser(
         "summary", help="torchinfo summary and the paper's facts next to the measured ones"
     )
-    summary_parser.add_argument("name", choices=list(SPECS))
-    commands.add_parser("list", help="the models and the input sizes they accept")
+    summary_parser.add_argument("name", choices=list_models())
+    commands.add_parser("list", help="the models and the input sizes they accept, and the hand-written layers")
     goldens_parser = commands.add_parser("goldens", help="compare every model with its stored golden fingerprint")
     goldens_parser.add_argument("--write", action="store_true", help="regenerate the stored goldens instead")
-    goldens_parser.add_argument("--dir", type=Path, default=None, help="golden directory (default: tests/golden)")
+    goldens_parser.add_argument(
+        "--dir", type=Path, default=None, help="golden directory (default: the goldens shipped with the package)"
+    )
     args = parser.parse_args(argv)
     if args.command == "goldens":
-        from reference.golden import GOLDEN_DIR
-
-        return goldens(args.write, args.dir or GOLDEN_DIR)
+        return goldens(args.write, args.dir)
     if args.command == "verify":
         return verify(args.dtype, args.device)
     if args.command == "summary":
         return summary(args.name)
-    return list_models()
+    return list_cases()

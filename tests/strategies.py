@@ -1,46 +1,62 @@
-"""Hypothesis strategies derived from the specs: every range comes from a spec, none is typed here."""
+"""Hypothesis strategies derived from the cases: every range comes from a case's input space or options."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from hypothesis import strategies as st
 
-from reference.specs import ModelSpec
+from reference.verify.cases import Case
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
 NON_FLOATING_DTYPES = (torch.bool, torch.uint8, torch.int32, torch.int64, torch.complex64, torch.complex128)
 MAX_BATCH = 3
+OPEN_RANGE = 32  # an open side range is cut this far above the default side: every pooling boundary once more
 
 
-def side_bounds(spec: ModelSpec) -> tuple[int, int]:
-    """The spec's valid sides; an open range is cut at the default side plus the last conv's receptive
-    step (32 px for every model here), enough to cross every pooling boundary once more."""
-    sides = spec.valid_sides
-    return sides.low, sides.high if sides.high is not None else max(sides.low, spec.default_side) + 32
+def _bounds(dim: int | tuple[int, int | None], default: int) -> tuple[int, int]:
+    if isinstance(dim, int):
+        return dim, dim
+    low, high = dim
+    return low, high if high is not None else max(low, default) + OPEN_RANGE
 
 
-@st.composite
-def valid_shapes(draw, spec: ModelSpec, min_batch: int = 1, max_batch: int = MAX_BATCH) -> tuple[int, int, int, int]:
-    low, high = side_bounds(spec)
-    batch = draw(st.integers(min_batch, max_batch))
-    return batch, spec.in_channels, draw(st.integers(low, high)), draw(st.integers(low, high))
-
-
-@st.composite
-def valid_inputs(
-    draw, spec: ModelSpec, dtypes=FLOAT_DTYPES, min_batch: int = 1, max_batch: int = MAX_BATCH
-) -> torch.Tensor:
-    shape = draw(valid_shapes(spec, min_batch, max_batch))
-    dtype = draw(st.sampled_from(dtypes))
-    seed = draw(st.integers(0, 2**31 - 1))
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+def side_bounds(case: Case) -> tuple[int, int]:
+    """A model's valid sides, an open range cut :data:`OPEN_RANGE` above its default side."""
+    return _bounds((case.valid_sides.low, case.valid_sides.high), case.default_side)
 
 
 @st.composite
-def invalid_inputs(draw, spec: ModelSpec) -> tuple[torch.Tensor, type[Exception], str]:
-    """One defect at a time: (input, the error it must raise, a fragment of the message)."""
-    low, high = spec.valid_sides.low, spec.valid_sides.high
-    n, c, h, w = draw(valid_shapes(spec))
+def options(draw, case: Case) -> dict[str, Any]:
+    return {name: draw(st.sampled_from(list(values))) for name, values in case.options.items()}
+
+
+@st.composite
+def valid_shapes(draw, case: Case, opts: dict[str, Any] | None = None, min_batch: int = 1,
+                 max_batch: int = MAX_BATCH) -> tuple[int, ...]:  # fmt: skip
+    space = case.input_space
+    defaults = (case.in_channels, case.default_side, case.default_side) if case.is_model else space.default[1:]
+    shape = [draw(st.integers(min_batch, max_batch))]
+    for index, (dim, default) in enumerate(zip(space.dims, defaults, strict=True)):
+        low, high = _bounds(dim, default)
+        step = (opts or {}).get(space.channels_multiple_of, 1) if index == 0 and space.channels_multiple_of else 1
+        shape.append(step * draw(st.integers(-(-low // step), high // step)))
+    return tuple(shape)
+
+
+@st.composite
+def valid_inputs(draw, case: Case, dtypes=FLOAT_DTYPES, opts: dict[str, Any] | None = None, min_batch: int = 1,
+                 max_batch: int = MAX_BATCH) -> torch.Tensor:  # fmt: skip
+    shape = draw(valid_shapes(case, opts, min_batch, max_batch))
+    return case.input_space.sample(shape, dtype=draw(st.sampled_from(dtypes)), seed=draw(st.integers(0, 2**31 - 1)))
+
+
+@st.composite
+def invalid_inputs(draw, case: Case) -> tuple[torch.Tensor, type[Exception], str]:
+    """One defect at a time, for a float32 model: (input, the error it must raise, a fragment of the message)."""
+    low, high = case.valid_sides.low, case.valid_sides.high
+    n, c, h, w = draw(valid_shapes(case))
     outside = [low - 1] + ([high + 1] if high is not None else [])
     defect = draw(st.sampled_from(["height", "width", "channels", "rank", "dtype", "floating dtype"]))
     if defect == "height":
@@ -53,23 +69,8 @@ def invalid_inputs(draw, spec: ModelSpec) -> tuple[torch.Tensor, type[Exception]
     if defect == "rank":
         shape = draw(st.sampled_from([(c, h, w), (n, 1, c, h, w), (n, c * h * w), (n,)]))
         return torch.zeros(shape), ValueError, f"{len(shape)}-D"
-    if defect == "floating dtype":  # for a float32 model, as the property builds them
+    if defect == "floating dtype":
         dtype = draw(st.sampled_from([torch.float64, torch.float16, torch.bfloat16]))
         return torch.zeros(n, c, h, w, dtype=dtype), TypeError, "of dtype torch.float32 like its parameters"
     dtype = draw(st.sampled_from(NON_FLOATING_DTYPES))
     return torch.zeros(n, c, h, w, dtype=dtype), TypeError, str(dtype)
-
-
-@st.composite
-def lrn_cases(draw, min_groups: int = 1, max_groups: int = 3) -> tuple[torch.Tensor, int, int, float, float, float]:
-    """(input, size, groups, alpha, beta, k) for LocalResponseNorm against torch's."""
-    groups = draw(st.integers(min_groups, max_groups))
-    channels = groups * draw(st.integers(1, 12))
-    shape = (draw(st.integers(1, 3)), channels, draw(st.integers(1, 9)), draw(st.integers(1, 9)))
-    seed = draw(st.integers(0, 2**31 - 1))
-    x = 10 * torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    size = draw(st.integers(1, 7))
-    alpha = draw(st.sampled_from([1e-4, 1e-3, 2e-5, 0.1]))
-    beta = draw(st.sampled_from([0.5, 0.75, 1.0]))
-    k = draw(st.sampled_from([1.0, 2.0]))
-    return x, size, groups, alpha, beta, k

@@ -5,22 +5,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reference.specs import SPECS
-from reference.testing import assert_close
+from reference.verify.compare import assert_close
+from tests.helpers import MODELS, case_params
 
 pytestmark = pytest.mark.slow
 
-ALL = list(SPECS.values())
 
-
-@pytest.mark.parametrize("spec", ALL, ids=[spec.name for spec in ALL])
-def test_compiled_model_matches_eager(built_models, spec):
-    model = built_models.get(spec, prepared=True)
-    x = torch.randn(2, spec.in_channels, spec.default_side, spec.default_side)
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_compiled_model_matches_eager(modules, case):
+    model = modules.reference(case)
+    x = case.input_space.sample()
     torch._dynamo.reset()  # no graph or guard left from another model
     compiled = torch.compile(model, backend="inductor", fullgraph=True)
     with torch.no_grad():
         expected, out = model(x), compiled(x)
     # Inductor fuses the pointwise ops (LRN, squash, RBF) into generated C++ loops and may reassociate
     # their sums: the same terms in another order, so the float32 table bound, not bitwise.
-    assert_close(out, expected, what=f"{spec.name} compiled vs eager")
+    assert_close(out, expected, what=f"{case.name} compiled vs eager")

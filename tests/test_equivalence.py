@@ -1,85 +1,119 @@
-"""Every equivalence pair, exactly where the operations and their order are the same."""
+"""Every case against each of its counterparts: exactly where the operations and their order are the same."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from reference import LocalResponseNorm, port
-from reference.pairs import PAIRS
-from reference.specs import SPECS
-from reference.testing import assert_close, assert_equivalent, grad_tolerance, tolerance
+from reference.verify.compare import assert_close, tolerance
+from reference.verify.pairs import compare_pair, ported, reference_module
+from tests.helpers import BUILD_SEED, pair_params
+from tests.strategies import options, valid_inputs
 
 DTYPES = [torch.float32, torch.float64]
 
 
-# The torchvision -> reference direction is also asserted bitwise by test_alexnet_train_mode_draws_the_same_dropout_masks
-# (forward and every gradient), the fixed sizes below and the hypothesis property; its full pair runs with -m slow.
-SLOW_PAIRS = {"alexnet from torchvision AlexNet"}
-PAIR_PARAMS = [
-    pytest.param(pair, id=name, marks=[pytest.mark.slow] if name in SLOW_PAIRS else []) for name, pair in PAIRS.items()
-]
+def _passes(result) -> None:
+    __tracebackhide__ = True
+    if not result.passed:
+        raise AssertionError(result.report())
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("pair", PAIR_PARAMS)
-def test_pair_forward_and_gradients(pair, dtype, built_models):
-    reference = None if pair.spec is None else built_models.get(SPECS[pair.spec], dtype=dtype)
-    a, b, x = pair.models(dtype, reference=reference)
-    grads_to_a = None if pair.grads_to_reference is None else (lambda grads: pair.grads_to_reference(b, grads))
-    assert_equivalent(
-        a, b, x, **tolerance(dtype, pair.exact_forward), layers=pair.layers, grads=True, grads_to_a=grads_to_a,
-        **grad_tolerance(dtype, pair.exact_grads),
-    )  # fmt: skip
+@pytest.mark.parametrize(("case", "counterpart"), pair_params())
+def test_pair_forward_and_gradients_at_the_default_input(modules, case, counterpart, dtype):
+    reference = modules.reference(case, dtype=dtype)
+    other = modules.counterpart(case, counterpart, dtype=dtype)
+    _passes(compare_pair(counterpart, reference, other, case.input_space.sample(dtype=dtype)))
 
 
-def test_alexnet_train_mode_draws_the_same_dropout_masks(alexnet_and_torchvision):
-    model, library = (m.train() for m in alexnet_and_torchvision)
-    x = torch.randn(2, 3, 224, 224)
-    result = assert_equivalent(
-        model,
-        library,
-        x,
-        seed=1234,
-        grads=True,
-        grads_to_a=lambda g: SPECS["alexnet"].counterpart.grads_to_reference(library, g),
-    )
-    assert result.forward_max == 0.0
-    # ...and dropout really was active: a different seed gives different outputs.
-    with torch.no_grad():
+def _fewer(divisor: int):
+    """The active profile's example count divided: AlexNet-sized examples cost ~0.1-0.5 s each."""
+    return settings(max_examples=max(2, settings().max_examples // divisor))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize(("case", "counterpart"), pair_params())
+@_fewer(3)
+@given(data=st.data())
+def test_pair_at_any_valid_input_and_options(modules, case, counterpart, dtype, data):
+    """Models at drawn batch sizes and sides (their shared modules); layers also at drawn constructor options."""
+    opts = data.draw(options(case))
+    x = data.draw(valid_inputs(case, dtypes=(dtype,), opts=opts, max_batch=2))
+    if opts:
+        reference = reference_module(case, dtype=dtype, **opts)
+        other = ported(counterpart, reference)
+    else:
+        reference, other = modules.reference(case, dtype=dtype), modules.counterpart(case, counterpart, dtype=dtype)
+    _passes(compare_pair(counterpart, reference, other, x, drawn=True))
+    for side in (reference, other):
+        side.zero_grad(set_to_none=True)  # AlexNet's float64 gradients are 0.5 GB a side
+
+
+@pytest.mark.parametrize("dtype", [torch.float64], ids=str)
+@pytest.mark.parametrize(("case", "counterpart"), pair_params(lambda case, _: bool(case.options)))
+def test_pair_at_every_option_value(case, counterpart, dtype):
+    """Each constructor option at each of its values (the others at their defaults), at the default input."""
+    x = case.input_space.sample(dtype=dtype)
+    for name, values in case.options.items():
+        for value in values:
+            if name == "groups" and x.shape[1] % value:
+                continue  # the default input's channels are not a multiple: the property covers such counts
+            reference = reference_module(case, dtype=dtype, **{name: value})
+            result = compare_pair(counterpart, reference, ported(counterpart, reference), x, drawn=True)
+            assert result.passed, f"{name}={value}: {result.report()}"
+
+
+def _sides(case) -> list[int]:
+    """Across the valid range: its low end, the default side, beyond it, and the high end where there is one."""
+    low, high, default = case.valid_sides.low, case.valid_sides.high, case.default_side
+    sides = [low, (low + default) // 2, default, default + 31, default + 76]
+    return sorted({min(side, high) if high is not None else side for side in sides})
+
+
+@pytest.mark.parametrize(("case", "counterpart"), pair_params(lambda _, c: c.library is not None))
+def test_the_library_built_counterpart_ported_back_is_equal_across_the_valid_range(modules, case, counterpart):
+    reference, library = modules.from_library(case, counterpart)
+    for side in _sides(case):
+        x = case.input_space.sample((2, case.in_channels, side, side))
+        result = compare_pair(counterpart, reference, library, x)
+        assert result.passed, f"{side}x{side}: {result.report()}"
+
+
+@pytest.mark.parametrize(("case", "counterpart"), pair_params(lambda _, c: c.library is not None))
+def test_same_seed_gives_the_library_initial_weights(modules, case, counterpart):
+    ported_state = ported(counterpart, modules.reference(case)).state_dict()  # both built under BUILD_SEED
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(BUILD_SEED)
+        library = counterpart.library().state_dict()  # same draws in the same order
+    assert ported_state.keys() == library.keys()
+    for key, tensor in library.items():
+        assert_close(ported_state[key], tensor, exact=True, what=key)
+
+
+@pytest.mark.parametrize(("case", "counterpart"), pair_params(lambda _, c: c.same_dropout))
+def test_train_mode_with_the_same_seed_draws_the_same_dropout_masks(modules, case, counterpart):
+    other = modules.counterpart(case, counterpart).train()
+    reference = modules.reference(case, train=True)
+    x = case.input_space.sample()
+    result = compare_pair(counterpart, reference, other, x, seed=1234)
+    _passes(result)
+    assert result.forward_max == 0.0  # dropout's masks and the forward arithmetic: bitwise
+    with torch.no_grad():  # ...and dropout really was active: another seed gives other outputs
         torch.manual_seed(1)
-        first = model(x)
+        first = reference(x)
         torch.manual_seed(2)
-        assert not torch.equal(first, model(x))
+        assert not torch.equal(first, reference(x))
 
 
-def test_alexnet_same_seed_gives_torchvision_initial_weights(built_models, torchvision_alexnet):
-    model, library = built_models.get(SPECS["alexnet"]), torchvision_alexnet  # both built under BUILD_SEED
-    ported = port.rename_state(model.state_dict(), port.TORCHVISION_NAMES)
-    for key, tensor in library.state_dict().items():
-        assert_close(ported[key], tensor, exact=True, what=key)  # same draws in the same order
-
-
-@pytest.mark.parametrize("side", [63, 100, 224, 255, 300])
-def test_alexnet_bitwise_equal_to_torchvision_at_any_valid_size(alexnet_and_torchvision, side):
-    model, library = (m.eval() for m in alexnet_and_torchvision)
-    assert_equivalent(model, library, torch.randn(2, 3, side, side))
-
-
-@pytest.mark.parametrize("size", [1, 2, 3, 5, 6])
-def test_lrn_equals_torch_lrn_with_alpha_times_size(size):
-    x = 10 * torch.randn(3, 20, 7, 5, dtype=torch.float64)
-    paper = LocalResponseNorm(size=size, alpha=1e-3, beta=0.75, k=1.5)
-    library = torch.nn.LocalResponseNorm(size=size, alpha=size * 1e-3, beta=0.75, k=1.5)
-    # Forward: the same operations in the same order. Backward: different ops (see pairs.py).
-    assert_equivalent(paper, library, x, grads=True, **grad_tolerance(x.dtype))
-
-
-def test_seed_lrn_is_the_paper_formula_with_alpha_over_five():
+def test_torch_lrn_with_the_seeds_alpha_is_the_paper_formula_with_alpha_over_five():
+    """nn.LocalResponseNorm divides alpha by the size (Caffe's convention): the seed's alpha=1e-4 is 2e-5."""
     x = 10 * torch.randn(2, 16, 4, 4, dtype=torch.float64)
     squares = torch.nn.functional.pad(x * x, (0, 0, 0, 0, 2, 2))
     window = sum(squares[:, i : i + 16] for i in range(5))
-    paper_formula = x / (2.0 + 2e-5 * window) ** 0.75  # Krizhevsky et al. eq. (section 3.3), alpha = 2e-5
+    paper_formula = x / (2.0 + 2e-5 * window) ** 0.75  # Krizhevsky et al. section 3.3, alpha = 2e-5
     seed = torch.nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)(x)
     # alpha * sum vs (sum / 5) * (5 alpha): one rounding apart, float64.
     torch.testing.assert_close(seed, paper_formula, **tolerance(torch.float64))

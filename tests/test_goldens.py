@@ -1,30 +1,58 @@
-"""Every model against its stored golden (tests/golden/, made by `python -m reference goldens --write`)."""
+"""Every model against its stored golden (shipped in the package, made by `python -m reference goldens --write`)."""
 
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import torch
 
-from reference import golden
-from reference.specs import SPECS
-
-ALL = list(SPECS.values())
-GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+from reference.verify import golden
+from tests.helpers import MODELS, case_params
 
 
-@pytest.fixture(scope="module", params=ALL, ids=[spec.name for spec in ALL])
-def spec_and_fingerprints(request):
-    spec = request.param
-    return spec, golden.load(spec, GOLDEN_DIR), golden.compute(spec)
+@pytest.fixture(scope="module")
+def fingerprints():
+    """The current case's stored and computed fingerprints (tests run case by case: one held at a time)."""
+    held = {}
+
+    def get(case):
+        if case.name not in held:
+            held.clear()
+            held[case.name] = golden.load(case), golden.compute(case)
+        return held[case.name]
+
+    return get
 
 
 @pytest.mark.parametrize("dtype", golden.DTYPES, ids=str)
-def test_model_matches_its_golden(spec_and_fingerprints, dtype):
-    spec, stored, now = spec_and_fingerprints
-    golden.check(spec, stored, now, dtype)
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_model_matches_its_golden(fingerprints, case, dtype):
+    stored, now = fingerprints(case)
+    message = golden.drift(case, stored, now, dtype)
+    assert message is None, message
+
+
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_a_drifted_layer_is_named(fingerprints, case):
+    stored, now = fingerprints(case)
+    drifted = copy.deepcopy(now)
+    layer = list(drifted[str(torch.float32)]["layers"])[2]
+    drifted[str(torch.float32)]["layers"][layer]["abs_sum"] *= 1.001
+    message = golden.drift(case, stored, drifted, torch.float32)
+    assert message is not None
+    assert message.startswith(f"{case.name} (torch.float32): first layer that drifted from the golden: '{layer}'")
+
+
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_a_changed_shape_is_named(fingerprints, case):
+    stored, now = fingerprints(case)
+    changed = copy.deepcopy(now)
+    layer = next(iter(changed[str(torch.float64)]["layers"]))
+    changed[str(torch.float64)]["layers"][layer]["shape"][-1] += 1
+    assert golden.drift(case, stored, changed, torch.float64).startswith(
+        f"{case.name} (torch.float64): layer '{layer}'"
+    )
 
 
 def test_goldens_are_version_independent_data():
@@ -34,10 +62,7 @@ def test_goldens_are_version_independent_data():
     assert values.tolist() == expected
 
 
-def test_a_drifted_layer_is_named(spec_and_fingerprints):
-    spec, stored, now = spec_and_fingerprints
-    drifted = copy.deepcopy(now)
-    layer = list(drifted[str(torch.float32)]["layers"])[2]
-    drifted[str(torch.float32)]["layers"][layer]["abs_sum"] *= 1.001
-    with pytest.raises(AssertionError, match=rf"{spec.name} \(torch.float32\): first layer that drifted .*'{layer}'"):
-        golden.check(spec, stored, drifted, torch.float32)
+def test_goldens_load_from_the_package_in_any_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for case in MODELS:
+        assert golden.load(case)["model"] == case.name

@@ -6,29 +6,34 @@ on CPU is what a GPU run checks.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
-from reference.specs import SPECS
-from reference.testing import assert_close, capture_outputs, uninitialised
-from tests.conftest import DEVICES
+from reference.verify.build import uninitialised
+from reference.verify.compare import assert_close, capture_outputs
+from tests.helpers import DEVICES, MODELS, case_params
 
-ALL = list(SPECS.values())
-IDS = [spec.name for spec in ALL]
 BF16_EPS = 2.0**-7
 
 
-def _input(spec, width_factor=1, device="cpu"):
-    """One sample: a layout is a property of the whole tensor, and AlexNet-sized batches cost time."""
-    side = spec.default_side
-    x = torch.randn(1, spec.in_channels, side, side * width_factor, generator=torch.Generator().manual_seed(1))
-    return x.to(device)
+def _input(case, width_factor=1, device="cpu"):
+    """One sample at the smallest valid side: a layout is a property of the whole tensor."""
+    side = case.valid_sides.low
+    return case.input_space.sample((1, case.in_channels, side, side * width_factor), seed=1).to(device)
 
 
-@pytest.mark.parametrize("spec", ALL, ids=IDS)
-def test_non_contiguous_input_gives_the_contiguous_result_exactly(built_models, spec):
-    model = built_models.get(spec)
-    strided = _input(spec, width_factor=2)[..., ::2]  # every other column: a strided view
+def _on(modules, case, device):
+    """The shared model on CPU; elsewhere a copy of it moved to ``device`` (this test's own)."""
+    model = modules.reference(case)
+    return model if device == "cpu" else copy.deepcopy(model).to(device)
+
+
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_non_contiguous_input_gives_the_contiguous_result_exactly(modules, case):
+    model = modules.reference(case)
+    strided = _input(case, width_factor=2)[..., ::2]  # every other column: a strided view
     transposed = strided.contiguous().transpose(2, 3).contiguous().transpose(2, 3)  # same values, W-major strides
     assert not strided.is_contiguous()
     assert not transposed.is_contiguous()
@@ -41,14 +46,14 @@ def test_non_contiguous_input_gives_the_contiguous_result_exactly(built_models, 
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("spec", ALL, ids=IDS)
-def test_channels_last_input_and_model_give_the_contiguous_result(built_models, spec, device):
-    x = _input(spec, device=device)
-    model = built_models.on(spec, device)
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_channels_last_input_and_model_give_the_contiguous_result(modules, case, device):
+    x = _input(case, device=device)
+    model = _on(modules, case, device)
     with torch.no_grad():
         expected = model(x)
         from_input = model(x.to(memory_format=torch.channels_last))
-        channels_last = uninitialised(spec.builder, device=device)
+        channels_last = uninitialised(case.build, device=device)
         channels_last.load_state_dict(model.state_dict())
         channels_last = channels_last.eval().to(memory_format=torch.channels_last)
         from_model = channels_last(x.to(memory_format=torch.channels_last))
@@ -59,10 +64,10 @@ def test_channels_last_input_and_model_give_the_contiguous_result(built_models, 
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("spec", ALL, ids=IDS)
-def test_bfloat16_autocast_stays_within_a_few_roundings_of_float32(built_models, spec, device):
-    model = built_models.on(spec, device, prepared=True)
-    x = _input(spec, device=device)
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_bfloat16_autocast_stays_within_a_few_roundings_of_float32(modules, case, device):
+    model = _on(modules, case, device)
+    x = _input(case, device=device)
     first_conv = next(name for name, module in model.named_modules() if isinstance(module, torch.nn.Conv2d))
     with torch.no_grad():
         expected = model(x)
@@ -73,5 +78,5 @@ def test_bfloat16_autocast_stays_within_a_few_roundings_of_float32(built_models,
     # and accumulates in float32 (oneDNN and cuDNN alike); measured on CPU ~3.5e-3 (about eps/2) relative
     # to the output's norm. Bound: 4 eps.
     error = (out.float() - expected).norm() / expected.norm()
-    assert error <= 4 * BF16_EPS, f"{spec.name}: bf16 autocast is {error:.3g} from float32 (relative norm)"
+    assert error <= 4 * BF16_EPS, f"{case.name}: bf16 autocast is {error:.3g} from float32 (relative norm)"
     assert error > 0  # ...and it is not float32 in disguise

@@ -7,8 +7,8 @@ import torch
 import torchvision
 
 from reference import AlexNet, AlexNet2012, AlexNet2012TwoTower, LeNet5, port
-from reference.alexnet2012 import SEED_LRN_ALPHA
-from reference.testing import assert_close
+from reference.models.alexnet2012 import SEED_LRN_ALPHA
+from reference.verify.compare import assert_close
 
 
 @pytest.fixture(scope="module")

@@ -1,144 +1,176 @@
-"""Bad input is rejected where it enters, naming the model, what it accepts and what it got."""
+"""Bad input is rejected where it enters, naming the module, what it accepts and what it got."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
-from reference import LocalResponseNorm
-from reference.specs import SPECS
-
-ALL = list(SPECS.values())
-
-
-@pytest.fixture(params=ALL, ids=lambda spec: spec.name)
-def spec_and_model(request, built_models):
-    return request.param, built_models.get(request.param)
+from reference.models.tables import Architecture, InvalidInputSize
+from tests.helpers import CASES, MODELS, case_params
+from tests.strategies import invalid_inputs
 
 
-def _valid(spec, batch=1, **changes):
-    shape = dict(n=batch, c=spec.in_channels, h=spec.default_side, w=spec.default_side) | changes
+def _valid(case, batch=1, **changes):
+    shape = dict(n=batch, c=case.in_channels, h=case.default_side, w=case.default_side) | changes
     return torch.randn(shape["n"], shape["c"], shape["h"], shape["w"])
 
 
-def _bad_inputs(spec):
-    low, high = spec.valid_sides.low, spec.valid_sides.high
+def _bad_inputs(case):
+    low, high = case.valid_sides.low, case.valid_sides.high
     cases = {
-        "3-D": (ValueError, _valid(spec)[0], r"got shape \(\d+, \d+, \d+\).*3-D"),
-        "5-D": (ValueError, _valid(spec)[None], r"5-D"),
-        "int64": (TypeError, _valid(spec).long(), r"dtype torch\.int64 \(not floating point\)"),
-        "bool": (TypeError, _valid(spec) > 0, r"dtype torch\.bool"),
-        "complex": (TypeError, _valid(spec).to(torch.complex64), r"dtype torch\.complex64"),
-        "channels": (ValueError, _valid(spec, c=spec.in_channels + 1), rf"\({spec.in_channels + 1} channels\)"),
-        "H too small": (ValueError, _valid(spec, h=low - 1), rf"H x W = {low - 1} x"),
-        "W too small": (ValueError, _valid(spec, w=low - 1), rf"x {low - 1}\)"),
+        "3-D": (ValueError, _valid(case)[0], r"got shape \(\d+, \d+, \d+\).*3-D"),
+        "5-D": (ValueError, _valid(case)[None], r"5-D"),
+        "int64": (TypeError, _valid(case).long(), r"dtype torch\.int64 \(not floating point\)"),
+        "bool": (TypeError, _valid(case) > 0, r"dtype torch\.bool"),
+        "complex": (TypeError, _valid(case).to(torch.complex64), r"dtype torch\.complex64"),
+        "channels": (ValueError, _valid(case, c=case.in_channels + 1), rf"\({case.in_channels + 1} channels\)"),
+        "H too small": (ValueError, _valid(case, h=low - 1), rf"H x W = {low - 1} x"),
+        "W too small": (ValueError, _valid(case, w=low - 1), rf"x {low - 1}\)"),
     }
     if high is not None:
-        cases["H too large"] = (ValueError, _valid(spec, h=high + 1), rf"H x W = {high + 1} x")
+        cases["H too large"] = (ValueError, _valid(case, h=high + 1), rf"H x W = {high + 1} x")
     return cases
 
 
-def test_every_bad_input_is_rejected_with_a_message_naming_model_accepted_and_got(spec_and_model):
-    spec, model = spec_and_model
-    accepted = rf"\(N, {spec.in_channels}, H, W\) with H and W in {spec.valid_sides}".replace(".", r"\.")
-    for case, (error, x, got) in _bad_inputs(spec).items():
-        with pytest.raises(error, match=rf"^{type(model).__name__} expects .*{accepted}.*{got}") as info:
+def _accepted(case) -> str:
+    return rf"\(N, {case.in_channels}, H, W\) with H and W in {case.valid_sides}".replace(".", r"\.")
+
+
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_every_bad_input_is_rejected_with_a_message_naming_model_accepted_and_got(modules, case):
+    model = modules.reference(case)
+    for name, (error, x, got) in _bad_inputs(case).items():
+        with pytest.raises(error, match=rf"^{type(model).__name__} expects .*{_accepted(case)}.*{got}") as info:
             model(x)
-        assert "got" in str(info.value), case
+        assert "got" in str(info.value), name
 
 
-def test_non_tensor_is_a_type_error(spec_and_model):
-    _spec, model = spec_and_model
+@pytest.mark.parametrize("case", case_params(MODELS))
+@given(data=st.data())
+def test_drawn_invalid_inputs_are_rejected_naming_model_accepted_and_got(modules, case, data):
+    model = modules.reference(case)
+    x, error, fragment = data.draw(invalid_inputs(case))
+    with pytest.raises(error) as info:
+        model(x)
+    message = str(info.value)
+    assert message.startswith(
+        f"{type(model).__name__} expects a 4-D floating-point tensor (N, {case.in_channels}, H, W)"
+    )
+    assert f"H and W in {case.valid_sides}" in message
+    assert f"got shape {tuple(x.shape)}" in message
+    assert fragment in message
+
+
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_non_tensor_is_a_type_error(modules, case):
+    model = modules.reference(case)
     with pytest.raises(TypeError, match=rf"{type(model).__name__} expects .*; got list"):
         model([[0.0]])
 
 
-def test_empty_batch_gives_an_empty_output(spec_and_model):
-    spec, model = spec_and_model
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_empty_batch_gives_an_empty_output(modules, case):
     with torch.no_grad():
-        out = model(_valid(spec, batch=0))
-    assert out.shape == (0, spec.architecture.num_classes)
+        out = modules.reference(case)(_valid(case, batch=0))
+    assert out.shape == (0, case.architecture.num_classes)
 
 
-def test_bounds_are_inclusive(spec_and_model):
-    spec, model = spec_and_model
-    sides = [spec.valid_sides.low] + ([spec.valid_sides.high] if spec.valid_sides.high else [])
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_bounds_are_inclusive(modules, case):
+    model = modules.reference(case)
+    sides = [case.valid_sides.low] + ([case.valid_sides.high] if case.valid_sides.high else [])
     with torch.no_grad():
         for side in sides:
-            assert model(_valid(spec, h=side, w=sides[-1])).shape == (1, spec.architecture.num_classes)
+            assert model(_valid(case, h=side, w=sides[-1])).shape == (1, case.architecture.num_classes)
 
 
-def test_alexnet2012_rejects_sizes_whose_flattened_length_happens_to_fit(built_models):
-    """pool5 at 4x9 has 36 positions like 6x6: flatten + fc6 alone would accept 163x323 silently."""
-    spec = SPECS["alexnet2012"]
-    model = built_models.get(spec)
-    with pytest.raises(ValueError, match="flatten expects 256x6x6, got 256x4x9"):
-        spec.shapes(163, 323)
-    x = torch.randn(1, 3, 163, 323)
+def _flatten_fits_but_table_does_not(case) -> tuple[int, int] | None:
+    """An input size outside the valid range whose last map before ``flatten`` has as many values as the
+    expected one (4x9 for 6x6), so that flatten and the first FC layer alone would run it; None if none."""
+    table = case.architecture
+    names = list(table.layers)
+    if "flatten" not in names:
+        return None
+    before = Architecture(layers={n: table.layers[n] for n in names[: names.index("flatten")]},
+                          in_channels=table.in_channels, default_side=table.default_side)  # fmt: skip
+    expected = table.layers["flatten"].expected
+    low, high = case.valid_sides.low, case.valid_sides.high
+    for height in range(max(1, low - 70), low):
+        for width in range(high + 1, high + 80) if high is not None else ():
+            try:
+                shape = before.shapes(height, width)[names[names.index("flatten") - 1]]
+            except InvalidInputSize:
+                continue
+            if shape != expected and math.prod(shape) == math.prod(expected):
+                return height, width
+    return None
+
+
+@pytest.mark.parametrize("case", case_params(MODELS, lambda case: _flatten_fits_but_table_does_not(case) is not None))
+def test_sizes_whose_flattened_length_happens_to_fit_are_rejected(modules, case):
+    """e.g. AlexNet 2012 at 163x323: pool5 is 4x9, 36 positions like 6x6."""
+    model = modules.reference(case)
+    height, width = _flatten_fits_but_table_does_not(case)
+    x = torch.randn(1, case.in_channels, height, width)
     with torch.no_grad():
-        assert model._forward_impl(x).shape == (1, 1000)  # the raw layers take it...
-    with pytest.raises(ValueError, match=r"H x W = 163 x 323"):
+        assert model._forward_impl(x).shape == (1, case.architecture.num_classes)  # the raw layers take it...
+    with pytest.raises(ValueError, match=rf"H x W = {height} x {width}"):
         model(x)  # ...the model does not
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
-def test_an_input_of_another_floating_dtype_is_a_type_error(spec_and_model, dtype):
-    spec, model = spec_and_model
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_an_input_of_another_floating_dtype_is_a_type_error(modules, case, dtype):
+    model = modules.reference(case)
     with pytest.raises(
         TypeError, match=rf"^{type(model).__name__} expects a 4-D .* of dtype torch\.float32.*dtype {dtype}$"
     ):
-        model(_valid(spec).to(dtype))
+        model(_valid(case).to(dtype))
 
 
-def test_a_float64_model_rejects_a_float32_input(built_models):
-    spec = SPECS["lenet5"]
-    model = built_models.get(spec, dtype=torch.float64)
-    with pytest.raises(TypeError, match=r"^LeNet5 expects a 4-D .* of dtype torch\.float64.*dtype torch\.float32$"):
-        model(_valid(spec))
-    assert model(_valid(spec).double()).dtype == torch.float64
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_a_float64_model_rejects_a_float32_input(modules, case):
+    model = modules.reference(case, dtype=torch.float64)
+    with pytest.raises(
+        TypeError, match=rf"^{type(model).__name__} expects a 4-D .* of dtype torch\.float64.*dtype torch\.float32$"
+    ):
+        model(_valid(case, h=case.valid_sides.low, w=case.valid_sides.low))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_under_autocast_an_input_it_casts_is_accepted_and_float64_is_not(spec_and_model, dtype):
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_under_autocast_an_input_it_casts_is_accepted_and_float64_is_not(modules, case, dtype):
     """Autocast casts float32/16 and bfloat16 tensors alike for the convolutions and leaves float64 alone,
     so a float64 input would meet bf16 weights inside the first convolution: rejected where it enters."""
-    spec, model = spec_and_model
+    model = modules.reference(case)
     with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
-        assert model(_valid(spec).to(dtype)).shape == (1, spec.architecture.num_classes)
+        assert model(_valid(case).to(dtype)).shape == (1, case.architecture.num_classes)
         with pytest.raises(TypeError, match=r"dtype torch\.float64$"):
-            model(_valid(spec).double())
+            model(_valid(case).double())
 
 
-def test_an_input_on_another_device_is_a_value_error(spec_and_model):
-    spec, model = spec_and_model
-    x = _valid(spec).to("meta")  # another device that every machine has
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_an_input_on_another_device_is_a_value_error(modules, case):
+    model = modules.reference(case)
+    x = _valid(case).to("meta")  # another device that every machine has
     with pytest.raises(ValueError, match=rf"^{type(model).__name__} expects a 4-D .*, on cpu where.*, on meta$"):
         model(x)
 
 
-@pytest.mark.parametrize(
-    ("x", "error", "got"),
-    [
-        (torch.rand(4, 5, 5), ValueError, r"got shape \(4, 5, 5\), dtype torch\.float32 \(3-D\)"),
-        (torch.rand(1, 4, 2, 2, 2), ValueError, r"got shape \(1, 4, 2, 2, 2\), dtype torch\.float32 \(5-D\)"),
-        (
-            torch.ones(1, 4, 5, 5, dtype=torch.int64),
-            TypeError,
-            r"got shape \(1, 4, 5, 5\), dtype torch\.int64 \(not floating point\)",
-        ),
-        (torch.rand(1, 5, 5, 5), ValueError, r"got shape \(1, 5, 5, 5\), dtype torch\.float32 \(5 channels\)"),
-        ([[1.0]], TypeError, r"got list"),
-    ],
-    ids=["3-D", "5-D", "int64", "channels", "list"],
-)
-def test_local_response_norm_rejects_bad_input_naming_layer_accepted_and_got(x, error, got):
-    layer = LocalResponseNorm(size=5, groups=2)
-    accepted = r"a 4-D floating-point tensor \(N, C, H, W\) with C a multiple of groups=2"
-    with pytest.raises(error, match=rf"^LocalResponseNorm expects {accepted}; {got}"):
-        layer(x)
+@pytest.mark.parametrize("case", case_params(list(CASES.values()), lambda case: case.error_inputs is not None))
+def test_a_layer_rejects_bad_input_naming_itself_what_it_accepts_and_what_it_got(case):
+    layer = case.build()
+    for x, error, message in case.error_inputs():
+        with pytest.raises(error, match=message):
+            layer(x)
 
 
-@pytest.mark.parametrize(("size", "groups"), [(0, 1), (5, 0)])
-def test_local_response_norm_rejects_a_window_or_group_count_below_one(size, groups):
-    with pytest.raises(ValueError, match=rf"needs size >= 1 and groups >= 1, got size={size}, groups={groups}"):
-        LocalResponseNorm(size=size, groups=groups)
+@pytest.mark.parametrize("case", case_params(list(CASES.values()), lambda case: bool(case.error_options)))
+def test_a_layer_rejects_bad_constructor_options(case):
+    for opts, error, message in case.error_options:
+        with pytest.raises(error, match=message):
+            case.build(**opts)

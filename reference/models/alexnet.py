@@ -2,13 +2,13 @@
 networks", arXiv:1404.5997, 2014 — the network ``torchvision.models.alexnet`` implements.
 
 Written out by hand with the operations of torchvision's model in the same order, so that after
-:func:`reference.port.alexnet_from_torchvision` it is bitwise equal to it on CPU float32, in eval and
+:func:`reference.verify.port.alexnet_from_torchvision` it is bitwise equal to it on CPU float32, in eval and
 (same seed, same dropout masks) in train mode. Modules are built in torchvision's order, so the same
 seed also gives the same initial weights.
 
 Where it departs from torchvision: layers are named after the papers (conv1..conv5, fc6..fc8)
 instead of ``features.N`` / ``classifier.N``; the adaptive average pool is
-:class:`reference.layers.AdaptiveAvgPool2d`, torch's forward with a backward that is deterministic on
+:class:`reference.models.layers.AdaptiveAvgPool2d`, torch's forward with a backward that is deterministic on
 CUDA (torchvision's raises under ``torch.use_deterministic_algorithms(True)``); input is validated.
 Where it departs from the 2014 paper: it has no grouped "one weird trick" parallelism of its own —
 that is a training scheme, not a layer.
@@ -20,8 +20,8 @@ import functools
 
 from torch import Tensor, nn
 
-from reference import architecture as arch
-from reference.model import ReferenceModel
+from reference.models import tables as arch
+from reference.models.base import ReferenceModel
 
 __all__ = ["AlexNet", "alexnet_architecture"]
 

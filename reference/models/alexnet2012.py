@@ -4,7 +4,7 @@ Convolutional Neural Networks", NIPS 2012, sections 3 and 5.
 :class:`AlexNet2012` writes the two-GPU network with grouped convolutions (conv2, conv4, conv5 see
 only their own GPU's maps) and local response normalisation whose windows stop at the GPU boundary.
 :class:`AlexNet2012TwoTower` writes the same network literally, as two towers that exchange maps only
-at conv3, fc6, fc7 and fc8. Once weights are split (:mod:`reference.port`) they are the same function.
+at conv3, fc6, fc7 and fc8. Once weights are split (:mod:`reference.verify.port`) they are the same function.
 
 Where it departs: the input is 227x227 (the paper says 224, which its stride-4 11x11 conv1 cannot
 turn into the 55x55 maps it reports); the paper's first-layer neuron count, 253,440, matches neither
@@ -18,18 +18,28 @@ arithmetic, which is the paper's formula with alpha = 1e-4 / 5 (torch divides al
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import torch
 from torch import Tensor, nn
 
-from reference import architecture as arch
-from reference.model import ReferenceModel
+from reference.models import tables as arch
+from reference.models.base import ReferenceModel
 
-__all__ = ["PAPER_LRN_ALPHA", "SEED_LRN_ALPHA", "AlexNet2012", "AlexNet2012TwoTower", "alexnet2012_architecture"]
+__all__ = [
+    "PAPER_LRN_ALPHA",
+    "SEED_LRN_ALPHA",
+    "TOWERS",
+    "AlexNet2012",
+    "AlexNet2012TwoTower",
+    "alexnet2012_architecture",
+    "tower_architecture",
+]
 
 PAPER_LRN_ALPHA = 1e-4
 SEED_LRN_ALPHA = 1e-4 / 5  # nn.LocalResponseNorm(size=5, alpha=1e-4) in the paper's convention
+TOWERS = 2  # the two GPUs
 BIAS_ONE = (
     "conv2",
     "conv4",
@@ -63,17 +73,46 @@ def alexnet2012_architecture(
     return arch.Architecture(layers=layers, in_channels=3, default_side=227)
 
 
+def _share(units: int, tower: int) -> int:
+    """Tower ``tower``'s share of ``units`` outputs: equal shares, the remainder to the first towers."""
+    return units // TOWERS + (tower < units % TOWERS)
+
+
+def tower_architecture(table: arch.Architecture, tower: int) -> dict[str, arch.LayerSpec]:
+    """One GPU's layers, derived from the grouped table: each layer keeps its share of the outputs; a grouped
+    layer sees its own tower's maps (one group), a full one (conv1 on the image, conv3, the FC layers)
+    sees both towers' maps; LRN windows stop at the tower's edge. Flattening happens across the towers."""
+    layers: dict[str, arch.LayerSpec] = {}
+    for name, layer in table:
+        if isinstance(layer, arch.Conv2d):
+            in_channels = layer.in_channels // TOWERS if layer.groups == TOWERS else layer.in_channels
+            layers[name] = dataclasses.replace(
+                layer, in_channels=in_channels, out_channels=_share(layer.out_channels, tower), groups=1
+            )
+        elif isinstance(layer, arch.Linear):
+            layers[name] = dataclasses.replace(layer, out_features=_share(layer.out_features, tower))
+        elif isinstance(layer, arch.LocalResponseNorm):
+            layers[name] = dataclasses.replace(layer, groups=1)
+        elif not isinstance(layer, arch.Flatten):
+            layers[name] = layer
+    return layers
+
+
+def _weighted(table: arch.Architecture) -> list[str]:
+    return [name for name, layer in table if isinstance(layer, (arch.Conv2d, arch.Linear))]
+
+
 def _default_device() -> torch.device:
     """Where factory functions put tensors now: honours an enclosing ``with torch.device(...)``."""
     return torch.empty(0).device
 
 
-def _init_paper(model: nn.Module, weighted: dict[str, nn.Module]) -> None:
+@torch.no_grad()
+def _init_paper(weighted: dict[str, nn.Module]) -> None:
     """Section 5: weights N(0, 0.01); biases 1 in conv2, conv4, conv5, fc6, fc7 and 0 elsewhere."""
-    with torch.no_grad():
-        for name, layer in weighted.items():
-            layer.weight.normal_(0.0, 0.01)
-            layer.bias.fill_(1.0 if name.rsplit(".", 1)[-1] in BIAS_ONE else 0.0)
+    for name, layer in weighted.items():
+        layer.weight.normal_(0.0, 0.01)
+        layer.bias.fill_(1.0 if name in BIAS_ONE else 0.0)
 
 
 class AlexNet2012(ReferenceModel):
@@ -107,10 +146,7 @@ class AlexNet2012(ReferenceModel):
         self.to_empty(device=device)
         self.relu = nn.ReLU(inplace=True)
         self.dropout = nn.Dropout(p=dropout)
-        _init_paper(
-            self,
-            {name: getattr(self, name) for name in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")},
-        )
+        _init_paper({name: getattr(self, name) for name in _weighted(self.architecture)})
 
     def _forward_impl(self, x: Tensor) -> Tensor:
         x = self.pool1(self.lrn1(self.relu(self.conv1(x))))  # (N, 96, 27, 27)
@@ -125,26 +161,12 @@ class AlexNet2012(ReferenceModel):
 
 
 class Tower(nn.Module):
-    """One GPU's half of the 2012 network: its share of every layer's maps and neurons."""
+    """One GPU's half of the 2012 network: its share of every layer's maps and neurons (from the table)."""
 
-    def __init__(self, fc8_out: int, lrn_alpha: float) -> None:
+    def __init__(self, layers: dict[str, arch.LayerSpec]) -> None:
         super().__init__()
-        lrn = arch.LocalResponseNorm(size=5, alpha=lrn_alpha, beta=0.75, k=2.0)
-        self.conv1 = arch.Conv2d(in_channels=3, out_channels=48, kernel_size=11, stride=4).build()
-        self.lrn1 = lrn.build()
-        self.pool1 = arch.MaxPool2d(kernel_size=3, stride=2).build()
-        self.conv2 = arch.Conv2d(in_channels=48, out_channels=128, kernel_size=5, padding=2).build()
-        self.lrn2 = lrn.build()
-        self.pool2 = arch.MaxPool2d(kernel_size=3, stride=2).build()
-        self.conv3 = arch.Conv2d(
-            in_channels=256, out_channels=192, kernel_size=3, padding=1
-        ).build()  # both towers' maps
-        self.conv4 = arch.Conv2d(in_channels=192, out_channels=192, kernel_size=3, padding=1).build()
-        self.conv5 = arch.Conv2d(in_channels=192, out_channels=128, kernel_size=3, padding=1).build()
-        self.pool5 = arch.MaxPool2d(kernel_size=3, stride=2).build()
-        self.fc6 = arch.Linear(in_features=256 * 6 * 6, out_features=2048).build()  # both towers' maps
-        self.fc7 = arch.Linear(in_features=4096, out_features=2048).build()
-        self.fc8 = arch.Linear(in_features=4096, out_features=fc8_out).build()
+        for name, layer in layers.items():
+            self.add_module(name, layer.build())
         self.relu = nn.ReLU(inplace=True)
 
     def lower(self, x: Tensor) -> Tensor:
@@ -152,7 +174,7 @@ class Tower(nn.Module):
         return self.pool2(self.lrn2(self.relu(self.conv2(x))))  # (N, 128, 13, 13)
 
     def upper(self, both: Tensor) -> Tensor:
-        x = self.relu(self.conv3(both))  # (N, 192, 13, 13)
+        x = self.relu(self.conv3(both))  # (N, 192, 13, 13): both towers' maps in
         x = self.relu(self.conv4(x))  # (N, 192, 13, 13)
         return self.pool5(self.relu(self.conv5(x)))  # (N, 128, 6, 6)
 
@@ -168,24 +190,17 @@ class AlexNet2012TwoTower(ReferenceModel):
             raise ValueError(
                 f"AlexNet2012TwoTower splits fc8 between two towers: num_classes must be >= 2, got {num_classes}"
             )
-        super().__init__(alexnet2012_architecture(num_classes, lrn_groups=2, lrn_alpha=lrn_alpha))
+        super().__init__(alexnet2012_architecture(num_classes, lrn_groups=TOWERS, lrn_alpha=lrn_alpha))
         device = _default_device()
         with torch.device("meta"):  # every weight is drawn again by _init_paper: skip torch's default init
-            self.tower_a = Tower(num_classes - num_classes // 2, lrn_alpha)
-            self.tower_b = Tower(num_classes // 2, lrn_alpha)
+            self.tower_a = Tower(tower_architecture(self.architecture, 0))
+            self.tower_b = Tower(tower_architecture(self.architecture, 1))
         self.to_empty(device=device)
         self.flatten = nn.Flatten()
         self.dropout = nn.Dropout(p=dropout)
         self.relu = nn.ReLU(inplace=True)
-        towers = {"tower_a": self.tower_a, "tower_b": self.tower_b}
-        _init_paper(
-            self,
-            {
-                f"{t}.{name}": getattr(tower, name)
-                for t, tower in towers.items()
-                for name in (*BIAS_ONE, "conv1", "conv3", "fc8")
-            },
-        )
+        for tower in (self.tower_a, self.tower_b):
+            _init_paper({name: getattr(tower, name) for name in _weighted(self.architecture)})
 
     def _forward_impl(self, x: Tensor) -> Tensor:
         a, b = self.tower_a, self.tower_b

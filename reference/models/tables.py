@@ -19,8 +19,8 @@ from functools import cached_property
 
 from torch import nn
 
-from reference import bitmaps
-from reference import layers as ref
+from reference.models import bitmaps
+from reference.models import layers as ref
 
 __all__ = [
     "RBF",
@@ -42,7 +42,7 @@ Shape = tuple[int, ...]
 
 # Sides are scanned up to this bound to derive the valid range. Every layer here maps a larger side
 # to a larger-or-equal side, so a side that is valid at the bound stays valid above it: the range is
-# then open-ended. tests/test_shapes.py checks sides beyond the bound against the real layers.
+# then open-ended (the suite runs the real layers at a side beyond the bound).
 SCAN_LIMIT = 1024
 
 
@@ -325,7 +325,7 @@ class Architecture:
         # The other side is held at the default while this one is scanned: sides are independent.
         valid = [s for s in range(1, SCAN_LIMIT + 1) if self._accepts(s, self.default_side)]
         if not valid or valid != list(range(valid[0], valid[-1] + 1)):
-            raise AssertionError(f"valid sides are not one interval: {valid[:5]}...{valid[-5:]}")
+            raise ValueError(f"the table's valid sides are not one interval: {valid[:5]}...{valid[-5:]}")
         return SideRange(valid[0], None if valid[-1] == SCAN_LIMIT else valid[-1])
 
     def _accepts(self, height: int, width: int) -> bool:

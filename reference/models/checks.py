@@ -1,18 +1,34 @@
-"""What every reference model shares: input validated where it enters, then the architecture's layers."""
+"""Input checks every reference model and hand-written layer starts with: errors raised where the input
+enters, naming the module, what it accepts and what it got."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from reference.architecture import Architecture, SideRange
-from reference.inputs import check_4d_floating
+if TYPE_CHECKING:
+    from reference.models.tables import SideRange
 
-__all__ = ["ReferenceModel", "check_input"]
+__all__ = ["check_4d_floating", "check_input"]
 
 # What autocast casts to its lower precision: float64 tensors are left as they are, so a float64 input
 # meets bf16 weights (or float64 weights a bf16 input) inside the first convolution.
 AUTOCAST_CASTS = frozenset({torch.float32, torch.float16, torch.bfloat16})
+
+
+def check_4d_floating(name: str, x: object, accepts: str) -> str:
+    """Raise TypeError/ValueError unless ``x`` is a 4-D floating-point tensor; return the message's
+    "got ..." clause for the caller's own checks."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} expects {accepts}; got {type(x).__name__}")
+    got = f"got shape {tuple(x.shape)}, dtype {x.dtype}"
+    if x.dim() != 4:
+        raise ValueError(f"{name} expects {accepts}; {got} ({x.dim()}-D)")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} expects {accepts}; {got} (not floating point)")
+    return got
 
 
 def check_input(model: str, x: object, in_channels: int, sides: SideRange, like: Tensor | None = None) -> None:
@@ -21,7 +37,6 @@ def check_input(model: str, x: object, in_channels: int, sides: SideRange, like:
     ``like``: one of the model's parameters; the input must be on its device and, unless autocast is on
     for that device (it casts inputs and weights alike), of its dtype.
     """
-    __tracebackhide__ = True
     accepts = f"a 4-D floating-point tensor (N, {in_channels}, H, W) with H and W in {sides}"
     got = check_4d_floating(model, x, accepts)
     if x.shape[1] != in_channels:
@@ -38,26 +53,3 @@ def check_input(model: str, x: object, in_channels: int, sides: SideRange, like:
             f"{model} expects {accepts}, of dtype {like.dtype} like its parameters (under autocast: float32, "
             f"float16 or bfloat16 for parameters of one of those); {got}"
         )
-
-
-class ReferenceModel(nn.Module):
-    """Base of the reference models: ``forward`` validates the input, ``_forward_impl`` computes."""
-
-    architecture: Architecture
-
-    def __init__(self, architecture: Architecture) -> None:
-        super().__init__()
-        self.architecture = architecture
-        self.valid_sides = architecture.valid_sides
-
-    @property
-    def num_classes(self) -> int:
-        return self.architecture.num_classes
-
-    def forward(self, x: Tensor) -> Tensor:
-        like = next(self.parameters(), None)
-        check_input(type(self).__name__, x, self.architecture.in_channels, self.valid_sides, like)
-        return self._forward_impl(x)
-
-    def _forward_impl(self, x: Tensor) -> Tensor:
-        raise NotImplementedError

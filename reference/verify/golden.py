@@ -6,37 +6,40 @@ whose streams no release promises to keep: ``(i * 2654435761 + salt * 40503) mod
 scaled (one correctly rounded IEEE multiplication). Every torch version and CPU produces the same
 bits, so a golden can only drift where the computation itself changed.
 
-A fingerprint holds, for every layer of the spec's table, the output shape, the sum of absolute
-values (accumulated in float64) and the first values, plus the first logits. Regenerate the stored
-files only on purpose: ``python -m reference goldens --write`` (never a side effect of a test).
+A fingerprint holds, for every layer of the case's table, the output shape, the sum of absolute
+values (accumulated in float64) and the first values, plus the first logits. The stored files ship with
+the package (``reference/verify/goldens``, read through importlib.resources), so the check runs from any
+directory of an installed copy. Regenerate them only on purpose: ``python -m reference goldens --write``
+(never a side effect of a test).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from reference.specs import ModelSpec
-from reference.testing import capture_outputs, layer_modules, tolerance, uninitialised
+from reference.verify.build import uninitialised
+from reference.verify.cases import Case
+from reference.verify.compare import capture_outputs, layer_modules, tolerance
 
 __all__ = [
     "DTYPES",
-    "GOLDEN_DIR",
-    "check",
     "closed_form",
+    "drift",
     "fingerprint",
     "golden_input",
     "golden_model",
     "load",
+    "stored_dir",
     "write",
 ]
 
-GOLDEN_DIR = Path("tests/golden")  # relative to the repository root, where the CLI is run from
 DTYPES = (torch.float64, torch.float32)
 HEAD = 8  # values kept per layer and logits kept per model
 
@@ -62,28 +65,33 @@ def _fill_closed_form(param: Tensor, salt: int, scale: float, offset: float = 0.
         flat[start:stop].copy_(_hashed(start, stop, salt, scale, offset))
 
 
-def golden_model(spec: ModelSpec) -> nn.Module:
-    """The spec's model with every parameter set by :func:`closed_form`: weights of variance 2 / fan-in,
+def stored_dir() -> Path:
+    """Where the goldens ship: the package's ``goldens`` folder (in an editable install, the source tree)."""
+    return Path(str(resources.files("reference.verify") / "goldens"))
+
+
+def golden_model(case: Case) -> nn.Module:
+    """The case's model with every parameter set by :func:`closed_form`: weights of variance 2 / fan-in,
     one-dimensional parameters (biases, subsampling coefficients) near 0.25, so no layer is dead."""
-    model = uninitialised(spec.builder)  # every value is set below
+    model = uninitialised(case.build)  # every value is set below
     with torch.no_grad():
         for salt, (_name, param) in enumerate(model.named_parameters()):
             if param.dim() >= 2:
                 _fill_closed_form(param, salt, scale=math.sqrt(24.0 / param[0].numel()))
             else:
                 _fill_closed_form(param, salt, scale=0.1, offset=0.25)
-    if spec.counterpart is not None and spec.counterpart.prepare is not None:
-        spec.counterpart.prepare(model)  # e.g. the seed LeNet-5's Gaussian widths, which would underflow
+    if case.prepare is not None:
+        case.prepare(model)  # e.g. the seed LeNet-5's Gaussian widths, which would underflow
     return model.eval()
 
 
-def golden_input(spec: ModelSpec) -> Tensor:
-    side = spec.default_side
-    return closed_form((2, spec.in_channels, side, side), salt=10_000, scale=2.0)
+def golden_input(case: Case) -> Tensor:
+    side = case.default_side
+    return closed_form((2, case.in_channels, side, side), salt=10_000, scale=2.0)
 
 
-def fingerprint(spec: ModelSpec, model: nn.Module, x: Tensor) -> dict[str, Any]:
-    modules = {layer: layer_modules(model, layer) for layer in spec.architecture.layers}
+def fingerprint(case: Case, model: nn.Module, x: Tensor) -> dict[str, Any]:
+    modules = {layer: layer_modules(model, layer) for layer in case.architecture.layers}
     with torch.no_grad(), capture_outputs(model, [m for names in modules.values() for m in names]) as seen:
         logits = model(x)
     layers = {}
@@ -99,22 +107,26 @@ def fingerprint(spec: ModelSpec, model: nn.Module, x: Tensor) -> dict[str, Any]:
     return {"layers": layers, "logits": logits[0, :HEAD].double().tolist()}
 
 
-def compute(spec: ModelSpec, model: nn.Module | None = None) -> dict[str, dict[str, Any]]:
-    model = golden_model(spec) if model is None else model
-    x = golden_input(spec)
-    return {str(dtype): fingerprint(spec, model.to(dtype), x.to(dtype)) for dtype in DTYPES}
+def compute(case: Case, model: nn.Module | None = None) -> dict[str, dict[str, Any]]:
+    model = golden_model(case) if model is None else model
+    x = golden_input(case)
+    return {str(dtype): fingerprint(case, model.to(dtype), x.to(dtype)) for dtype in DTYPES}
 
 
-def write(spec: ModelSpec, directory: Path = GOLDEN_DIR) -> Path:
+def write(case: Case, directory: Path | None = None) -> Path:
+    directory = stored_dir() if directory is None else directory
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{spec.name}.json"
-    record = {"model": spec.name, "generated_with": {"torch": torch.__version__}, **compute(spec)}
+    path = directory / f"{case.name}.json"
+    record = {"model": case.name, "generated_with": {"torch": torch.__version__}, **compute(case)}
     path.write_text(json.dumps(record, indent=1) + "\n")
     return path
 
 
-def load(spec: ModelSpec, directory: Path = GOLDEN_DIR) -> dict[str, Any]:
-    return json.loads((directory / f"{spec.name}.json").read_text())
+def load(case: Case, directory: Path | None = None) -> dict[str, Any]:
+    """The stored golden: from ``directory`` where given, else from the package data."""
+    if directory is not None:
+        return json.loads((directory / f"{case.name}.json").read_text())
+    return json.loads((resources.files("reference.verify") / "goldens" / f"{case.name}.json").read_text())
 
 
 def _differs(now: list[float], then: list[float], dtype: torch.dtype) -> float | None:
@@ -124,27 +136,28 @@ def _differs(now: list[float], then: list[float], dtype: torch.dtype) -> float |
     return max(worst) if worst else None
 
 
-def check(spec: ModelSpec, golden: dict[str, Any], now: dict[str, Any], dtype: torch.dtype) -> None:
-    """Raise AssertionError naming the model and the first layer that drifted from its golden.
+def drift(case: Case, golden: dict[str, Any], now: dict[str, Any], dtype: torch.dtype) -> str | None:
+    """Where ``now`` drifted from ``golden`` in ``dtype``: a message naming the model and the first layer
+    that drifted, or None.
 
     Tolerance: the dtype's table bound. Another torch release may pick other convolution kernels,
     which sum the same terms in another order; anything beyond reordering is drift.
     """
-    __tracebackhide__ = True
     then, current = golden[str(dtype)], now[str(dtype)]
     for layer, stored in then["layers"].items():
         seen = current["layers"].get(layer)
         if seen is None or seen["shape"] != stored["shape"]:
-            raise AssertionError(f"{spec.name} ({dtype}): layer {layer!r} has shape {seen and seen['shape']}, "
-                                 f"golden {stored['shape']}")  # fmt: skip
+            return (
+                f"{case.name} ({dtype}): layer {layer!r} has shape {seen and seen['shape']}, golden {stored['shape']}"
+            )
         diff = _differs([seen["abs_sum"], *seen["head"]], [stored["abs_sum"], *stored["head"]], dtype)
         if diff is not None:
-            raise AssertionError(
-                f"{spec.name} ({dtype}): first layer that drifted from the golden: {layer!r}, max |Δ| = {diff:.3g} "
+            return (
+                f"{case.name} ({dtype}): first layer that drifted from the golden: {layer!r}, max |Δ| = {diff:.3g} "
                 f"(abs sum {seen['abs_sum']!r} vs golden {stored['abs_sum']!r}; "
                 f"golden made with torch {golden['generated_with']['torch']}, now {torch.__version__})"
             )
     diff = _differs(current["logits"], then["logits"], dtype)
     if diff is not None:
-        raise AssertionError(f"{spec.name} ({dtype}): logits drifted from the golden after every layer agreed: "
-                             f"max |Δ| = {diff:.3g}")  # fmt: skip
+        return f"{case.name} ({dtype}): logits drifted from the golden after every layer agreed: max |Δ| = {diff:.3g}"
+    return None

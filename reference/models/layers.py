@@ -15,13 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reference.inputs import check_4d_floating
+from reference.models.checks import check_4d_floating
 
 __all__ = [
     "AdaptiveAvgPool2d",
     "EuclideanRBF",
     "GaussianRBF",
-    "LiteralSparseConv2d",
     "LocalResponseNorm",
     "SparseConv2d",
     "Squash",
@@ -60,7 +59,6 @@ class LocalResponseNorm(nn.Module):
         return x / window.flatten(1, 2).pow(self.beta)
 
     def _check(self, x: Tensor) -> None:
-        __tracebackhide__ = True
         accepts = f"a 4-D floating-point tensor (N, C, H, W) with C a multiple of groups={self.groups}"
         got = check_4d_floating("LocalResponseNorm", x, accepts)
         if x.shape[1] % self.groups:
@@ -80,6 +78,8 @@ def _adaptive_avg_pool2d_adjoint(grad: Tensor, in_height: int, in_width: int) ->
     out_height, out_width = grad.shape[-2:]
     if (in_height, in_width) == (out_height, out_width):
         return grad.clone()
+    if (out_height, out_width) == (1, 1):  # torch's forward is then a mean, and its backward mean's: one division
+        return (grad / (in_height * in_width)).expand(*grad.shape[:-2], in_height, in_width).clone()
     grad_input = grad.new_zeros(*grad.shape[:-2], in_height, in_width)
     for i, (h0, h1) in enumerate(_bins(in_height, out_height)):
         for j, (w0, w1) in enumerate(_bins(in_width, out_width)):
@@ -137,6 +137,9 @@ class Subsampling(nn.Module):
         self.weight = nn.Parameter(torch.full((channels,), 1.0 / kernel_size**2))
         self.bias = nn.Parameter(torch.zeros(channels))
 
+    def extra_repr(self) -> str:
+        return f"{self.weight.numel()}, kernel_size={self.kernel_size}"
+
     def forward(self, x: Tensor) -> Tensor:
         block_sums = F.avg_pool2d(x, self.kernel_size, divisor_override=1)
         return block_sums * self.weight[:, None, None] + self.bias[:, None, None]
@@ -169,10 +172,14 @@ class SparseConv2d(nn.Module):
         self.bias = nn.Parameter(torch.empty(len(self.table)))
         self.reset_parameters()
 
+    def fan_ins(self) -> Tensor:
+        """Each output map's fan-in: the kernels of the maps it sees."""
+        return torch.tensor([len(maps) * self.kernel_size**2 for maps in self.table], dtype=self.weight.dtype)
+
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """LeCun et al. 1998, appendix A: uniform in (-2.4 / F, 2.4 / F), F the fan-in of the output map."""
-        fan_in = torch.tensor([len(maps) * self.kernel_size**2 for maps in self.table], dtype=self.weight.dtype)
+        fan_in = self.fan_ins()
         self.weight.uniform_(-1.0, 1.0).mul_(2.4 / fan_in[self.out_index][:, None, None])
         self.bias.uniform_(-1.0, 1.0).mul_(2.4 / fan_in)
 
@@ -193,32 +200,6 @@ class SparseConv2d(nn.Module):
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, connections={len(self.out_index)}"
 
 
-class LiteralSparseConv2d(nn.Module):
-    """The connection table written out: one small convolution per output map over its listed inputs."""
-
-    def __init__(self, in_channels: int, table: Sequence[Sequence[int]], kernel_size: int) -> None:
-        super().__init__()
-        self.table = tuple(tuple(sorted(maps)) for maps in table)
-        self.maps = nn.ModuleList(
-            nn.Conv2d(in_channels=len(in_maps), out_channels=1, kernel_size=kernel_size) for in_maps in self.table
-        )
-
-    @classmethod
-    def from_sparse(cls, sparse: SparseConv2d) -> LiteralSparseConv2d:
-        literal = cls(sparse.in_channels, sparse.table, sparse.kernel_size).to(sparse.weight)
-        kernels = iter(sparse.weight.detach())
-        with torch.no_grad():
-            for out_map, (in_maps, conv) in enumerate(zip(literal.table, literal.maps, strict=False)):
-                conv.weight.copy_(torch.stack([next(kernels) for _ in in_maps])[None])
-                conv.bias.copy_(sparse.bias[out_map : out_map + 1])
-        return literal
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.cat(
-            [conv(x[:, list(in_maps)]) for in_maps, conv in zip(self.table, self.maps, strict=False)], dim=1
-        )
-
-
 class EuclideanRBF(nn.Module):
     """LeNet-5's output: y_i = sum_j (x_j - w_ij)^2 with fixed prototypes w (a penalty: lower is better)."""
 
@@ -228,6 +209,10 @@ class EuclideanRBF(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return ((x[:, None, :] - self.prototypes) ** 2).sum(dim=-1)  # (N, classes)
+
+    def extra_repr(self) -> str:
+        classes, features = self.prototypes.shape
+        return f"in_features={features}, out_features={classes}"
 
 
 class GaussianRBF(nn.Module):

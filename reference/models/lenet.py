@@ -5,7 +5,7 @@ Faithful to the paper: C3's sparse connection table (table I), trainable subsamp
 function 1.7159 tanh(2a/3) after every layer up to F6, fixed +-1 RBF prototypes drawn from 7x12
 digit bitmaps, and the initialisation of appendix A (uniform in +-2.4 / fan-in, per unit).
 
-Where it departs: the prototypes' pixels are drawn here (:mod:`reference.bitmaps`), the paper does not
+Where it departs: the prototypes' pixels are drawn here (:mod:`reference.models.bitmaps`), the paper does not
 publish them as data; the loss (the paper's MAP criterion) is not part of the model.
 
 Constructor options express the seed notebook's simplified variant:
@@ -22,9 +22,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from reference import architecture as arch
-from reference.layers import SparseConv2d, Squash, Subsampling
-from reference.model import ReferenceModel
+from reference.models import tables as arch
+from reference.models.base import ReferenceModel
+from reference.models.layers import SparseConv2d, Squash, Subsampling
 
 __all__ = ["C3_TABLE", "LeNet5", "lenet5_architecture"]
 
@@ -104,7 +104,7 @@ class LeNet5(ReferenceModel):
 def _fan_ins(layer: nn.Module) -> list[tuple[Tensor, Tensor | int]]:
     """Each parameter of ``layer`` with the fan-in of the unit it feeds (broadcastable)."""
     if isinstance(layer, SparseConv2d):
-        per_map = torch.tensor([len(maps) * layer.kernel_size**2 for maps in layer.table], dtype=layer.weight.dtype)
+        per_map = layer.fan_ins()
         return [(layer.weight, per_map[layer.out_index][:, None, None]), (layer.bias, per_map)]
     if isinstance(layer, Subsampling):
         return [(layer.weight, layer.kernel_size**2), (layer.bias, layer.kernel_size**2)]

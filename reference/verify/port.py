@@ -7,15 +7,16 @@ them, so a parameter's gradient is compared with the gradient of the parameter i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
 import torchvision
 from torch import Tensor, nn
 
-from reference.alexnet import AlexNet
-from reference.alexnet2012 import AlexNet2012, AlexNet2012TwoTower
-from reference.testing import uninitialised
+from reference.models import tables as arch
+from reference.models.alexnet import AlexNet
+from reference.models.alexnet2012 import TOWERS, AlexNet2012, AlexNet2012TwoTower, tower_architecture
+from reference.verify.build import uninitialised
 
 __all__ = [
     "TORCHVISION_NAMES",
@@ -41,7 +42,7 @@ TORCHVISION_NAMES = {
     "fc7": "classifier.4",
     "fc8": "classifier.6",
 }
-TOWERS = ("tower_a", "tower_b")
+TOWER_NAMES = ("tower_a", "tower_b")
 
 
 def _require_type(model: object, expected: type, function: str) -> None:
@@ -107,9 +108,12 @@ def alexnet_to_torchvision(model: AlexNet) -> torchvision.models.AlexNet:
 
 
 def _tower_split(model: AlexNet2012TwoTower | AlexNet2012) -> dict[str, int]:
-    """Output units of tower A per layer (tower B has the rest); the towers split every layer's outputs."""
-    half = {"conv1": 48, "conv2": 128, "conv3": 192, "conv4": 192, "conv5": 128, "fc6": 2048, "fc7": 2048}
-    return half | {"fc8": model.num_classes - model.num_classes // 2}
+    """Output units of tower A per weighted layer (tower B has the rest), from the tower's table."""
+    return {
+        name: layer.out_channels if isinstance(layer, arch.Conv2d) else layer.out_features
+        for name, layer in tower_architecture(model.architecture, 0).items()
+        if isinstance(layer, (arch.Conv2d, arch.Linear))
+    }
 
 
 def two_tower_state_from_grouped(state: State, split: Mapping[str, int]) -> dict[str, Tensor]:
@@ -119,29 +123,50 @@ def two_tower_state_from_grouped(state: State, split: Mapping[str, int]) -> dict
         layer, _, _param = key.rpartition(".")
         if layer not in split:
             raise ValueError(f"unexpected key {key!r}: no layer {layer!r} in the two-tower split")
-        out[f"tower_a.{key}"], out[f"tower_b.{key}"] = tensor[: split[layer]], tensor[split[layer] :]
+        out[f"{TOWER_NAMES[0]}.{key}"], out[f"{TOWER_NAMES[1]}.{key}"] = tensor[: split[layer]], tensor[split[layer] :]
     return out
 
 
-def grouped_state_from_two_tower(state: State) -> dict[str, Tensor]:
-    out = {}
-    for key in state:
-        tower, _, rest = key.partition(".")
-        if tower not in TOWERS:
-            raise ValueError(f"unexpected key {key!r}: not in tower_a or tower_b")
-        if f"tower_a.{rest}" not in state or f"tower_b.{rest}" not in state:
-            raise ValueError(f"key {rest!r} is missing from one tower")
-        if rest not in out:  # once per pair of halves: fc6 alone is 38M values
-            out[rest] = torch.cat([state[f"tower_a.{rest}"], state[f"tower_b.{rest}"]], dim=0)
-    return out
+class _JoinedTowers(Mapping[str, Tensor]):
+    """The grouped state of a two-tower state: each key's halves concatenated when it is read, so a caller
+    that copies or compares one tensor at a time never holds a second copy of the whole model."""
+
+    def __init__(self, state: State) -> None:
+        self._state = state
+        self._keys = []
+        for key in state:
+            tower, _, rest = key.partition(".")
+            if tower not in TOWER_NAMES:
+                raise ValueError(f"unexpected key {key!r}: not in {' or '.join(TOWER_NAMES)}")
+            if any(f"{other}.{rest}" not in state for other in TOWER_NAMES):
+                raise ValueError(f"key {rest!r} is missing from one tower")
+            if tower == TOWER_NAMES[0]:
+                self._keys.append(rest)
+
+    def __getitem__(self, key: str) -> Tensor:
+        if key not in self._keys:
+            raise KeyError(key)
+        return torch.cat([self._state[f"{tower}.{key}"] for tower in TOWER_NAMES], dim=0)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def grouped_state_from_two_tower(state: State) -> Mapping[str, Tensor]:
+    """The grouped model's state: tower A's and tower B's halves of every key, joined along the outputs."""
+    return _JoinedTowers(state)
 
 
 def two_tower_from_grouped(model: AlexNet2012) -> AlexNet2012TwoTower:
     _require_type(model, AlexNet2012, "two_tower_from_grouped")
     lrn = model.lrn1
-    if lrn.groups != 2:
+    if lrn.groups != TOWERS:
         raise ValueError(
-            f"two_tower_from_grouped needs LRN windows confined to the two towers (lrn_groups=2), got {lrn.groups}"
+            f"two_tower_from_grouped needs LRN windows confined to the two towers (lrn_groups={TOWERS}), "
+            f"got {lrn.groups}"
         )
     state = two_tower_state_from_grouped(model.state_dict(), _tower_split(model))
     build = lambda: AlexNet2012TwoTower(num_classes=model.num_classes, dropout=model.dropout.p, lrn_alpha=lrn.alpha)  # noqa: E731
@@ -154,6 +179,8 @@ def grouped_from_two_tower(model: AlexNet2012TwoTower) -> AlexNet2012:
     lrn = model.tower_a.lrn1
 
     def build():
-        return AlexNet2012(num_classes=model.num_classes, dropout=model.dropout.p, lrn_groups=2, lrn_alpha=lrn.alpha)
+        return AlexNet2012(
+            num_classes=model.num_classes, dropout=model.dropout.p, lrn_groups=TOWERS, lrn_alpha=lrn.alpha
+        )
 
     return _ported(build, state, model, "two-tower AlexNet2012")

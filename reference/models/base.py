@@ -1,0 +1,33 @@
+"""What every reference model shares: input validated where it enters, then the architecture's layers."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from reference.models.checks import check_input
+from reference.models.tables import Architecture
+
+__all__ = ["ReferenceModel"]
+
+
+class ReferenceModel(nn.Module):
+    """Base of the reference models: ``forward`` validates the input, ``_forward_impl`` computes."""
+
+    architecture: Architecture
+
+    def __init__(self, architecture: Architecture) -> None:
+        super().__init__()
+        self.architecture = architecture
+        self.valid_sides = architecture.valid_sides
+
+    @property
+    def num_classes(self) -> int:
+        return self.architecture.num_classes
+
+    def forward(self, x: Tensor) -> Tensor:
+        like = next(self.parameters(), None)
+        check_input(type(self).__name__, x, self.architecture.in_channels, self.valid_sides, like)
+        return self._forward_impl(x)
+
+    def _forward_impl(self, x: Tensor) -> Tensor:
+        raise NotImplementedError

@@ -1,0 +1,169 @@
+"""The record types of the case registry: one :class:`Case` per model and per hand-written layer.
+
+In the spirit of PyTorch's ``ModuleInfo``: a case says how to build the module, what input it accepts
+(derived from the layer table for a model), what it is verified against and how the weights get there,
+how exact each comparison is and why, and the facts the paper and library state about it. The suite,
+the CLI, the goldens and the benchmarks read these records; none of them names a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from reference.models.tables import Architecture, SideRange
+from reference.verify.compare import LayerMap
+
+__all__ = ["Case", "Counterpart", "Facts", "GradcheckInput", "InputSpace", "QuotedTable"]
+
+# A dimension after the batch: a fixed size, or an inclusive range (None: no upper bound).
+Dim = int | tuple[int, int | None]
+
+
+@dataclass(frozen=True)
+class InputSpace:
+    """The inputs a module accepts: ``dims`` after the batch dimension, and the ``default`` shape (batch
+    included) the fixed comparisons use, the smallest that still runs every layer. Values are drawn as
+    ``scale`` times a standard normal, rectified where the module sees post-ReLU activations."""
+
+    dims: tuple[Dim, ...]
+    default: tuple[int, ...]
+    scale: float = 1.0
+    rectified: bool = False
+    channels_multiple_of: str | None = None  # a constructor option the channel count must be a multiple of
+
+    def sample(
+        self, shape: Sequence[int] | None = None, *, dtype: torch.dtype = torch.float32, seed: int = 0
+    ) -> Tensor:
+        """A reproducible input of ``shape`` (default: :attr:`default`), from its own generator."""
+        x = torch.randn(tuple(shape or self.default), generator=torch.Generator().manual_seed(seed), dtype=dtype)
+        x = self.scale * x
+        return x.relu() if self.rectified else x
+
+
+@dataclass(frozen=True)
+class Counterpart:
+    """What a case is verified against, and how its weights get there.
+
+    ``port`` makes the counterpart from the reference with the same weights; ``port_back`` goes the other
+    way; ``library`` builds the counterpart by its own library's constructor (equal seeds must then give
+    equal initial weights). ``grads`` maps the counterpart's parameter gradients onto the reference's names.
+    """
+
+    name: str
+    port: Callable[[nn.Module], nn.Module]
+    exact_forward: bool  # same operations in the same order on CPU: compared with rtol = atol = 0
+    exact_grads: bool
+    why_not_exact: str = ""
+    layers: LayerMap = field(default_factory=dict)
+    grads: Callable[[nn.Module, Mapping[str, Tensor]], Mapping[str, Tensor]] | None = None
+    port_back: Callable[[nn.Module], nn.Module] | None = None
+    library: Callable[[], nn.Module] | None = None
+    # Tolerances at drawn inputs and options, where they differ from the default input's (dtype -> keywords of
+    # compare_models: rtol, atol, grad_rtol, grad_atol), with the reason in a comment where they are given.
+    drawn_tolerance: Mapping[torch.dtype, Mapping[str, float]] = field(default_factory=dict)
+    # Dropout runs in the same order on both sides: train mode with the same seed must agree too.
+    same_dropout: bool = False
+
+
+@dataclass(frozen=True)
+class QuotedTable:
+    """A table printed in a paper, as printed, and how to read the same table off the built module."""
+
+    printed: tuple[str, ...]
+    parse: Callable[[tuple[str, ...]], Any]
+    derive: Callable[[nn.Module], Any]
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Numbers quoted from the paper or the library's metadata, to be matched by derived and counted ones."""
+
+    citation: str
+    trainable_params: int
+    params_per_layer: Mapping[str, int] = field(default_factory=dict)
+    connections_per_layer: Mapping[str, int] = field(default_factory=dict)
+    total_connections: int | None = None
+    neurons_per_layer: Mapping[str, int] = field(default_factory=dict)
+    # Where the paper prints a figure its own network contradicts: layer -> (printed, note).
+    errata: Mapping[str, tuple[int, str]] = field(default_factory=dict)
+    macs: int | None = None  # multiplications per image at ``macs_side`` (weights only, no bias)
+    macs_side: int | None = None
+    tables: Mapping[str, QuotedTable] = field(default_factory=dict)
+    # Buffers that are fixed data, not parameters: name -> (shape, the only values they hold).
+    fixed_buffers: Mapping[str, tuple[tuple[int, ...], frozenset[float]]] = field(default_factory=dict)
+    # The library's published metadata (torchvision's weights meta: num_params, _ops, min_size).
+    library_meta: Callable[[], Mapping[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class GradcheckInput:
+    shape: tuple[int, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One model or hand-written layer: everything the battery, the CLI and the benchmarks need to know."""
+
+    name: str
+    summary: str
+    build: Callable[..., nn.Module]  # keyword options from ``options`` (layers); a model takes none
+    inputs: InputSpace | None = None  # a model's is derived from its table
+    table: Callable[[], Architecture] | None = None  # models only
+    counterparts: tuple[Counterpart, ...] = ()
+    facts: Facts | None = None
+    departures: tuple[str, ...] = ()
+    options: Mapping[str, Sequence[Any]] = field(default_factory=dict)  # drawn by the properties
+    gradcheck: tuple[GradcheckInput, ...] = ()
+    gradcheck_reinit: bool = True  # parameters redrawn in U(-0.5, 0.5) for a well-conditioned gradcheck
+    # Inputs a layer must reject where they enter: () -> [(input, error type, regex of the message)]. A model's
+    # are derived from its table.
+    error_inputs: Callable[[], Sequence[tuple[Any, type[Exception], str]]] | None = None
+    # Constructor options it must reject: (options, error type, regex of the message).
+    error_options: tuple[tuple[Mapping[str, Any], type[Exception], str], ...] = ()
+    # Adjusts freshly initialised weights where a comparison would otherwise pass vacuously (outputs ~1e-19).
+    prepare: Callable[[nn.Module], None] | None = None
+    # Each parameter's init bound |value| <= bound (a tensor broadcastable to it), where the paper states one.
+    init_bounds: Callable[[nn.Module], Mapping[str, Tensor]] | None = None
+
+    @property
+    def is_model(self) -> bool:
+        return self.table is not None
+
+    @cached_property
+    def architecture(self) -> Architecture:
+        if self.table is None:
+            raise ValueError(f"{self.name} is a layer: it has no layer table")
+        return self.table()
+
+    @property
+    def valid_sides(self) -> SideRange:
+        return self.architecture.valid_sides
+
+    @property
+    def in_channels(self) -> int:
+        return self.architecture.in_channels
+
+    @property
+    def default_side(self) -> int:
+        return self.architecture.default_side
+
+    @cached_property
+    def input_space(self) -> InputSpace:
+        """The case's inputs; for a model, (C, H, W) from its table at batch 2 and the smallest valid side."""
+        if self.inputs is not None or self.table is None:
+            return self.inputs
+        sides = self.valid_sides
+        side_range = (sides.low, sides.high)
+        return InputSpace(
+            dims=(self.in_channels, side_range, side_range), default=(2, self.in_channels, sides.low, sides.low)
+        )
+
+    def shapes(self, height: int, width: int) -> dict[str, tuple[int, ...]]:
+        return self.architecture.shapes(height, width)

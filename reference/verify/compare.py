@@ -1,0 +1,297 @@
+"""Comparison: one tolerance table, one ``assert_close`` path, and a divergence locator.
+
+Exact comparison (rtol = atol = 0) is the rule where two computations run the same operations in the
+same order. Where the order differs (a different kernel, a different association of the same sum),
+:data:`TOLERANCES` gives the bound per dtype: rounding of a reordered sum of n terms grows like
+eps * sqrt(n) relative to the magnitudes summed, and the models here sum at most ~40k terms per output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "EXACT",
+    "TOLERANCES",
+    "Comparison",
+    "LayerMap",
+    "assert_close",
+    "assert_equivalent",
+    "capture_outputs",
+    "compare_models",
+    "grad_tolerance",
+    "layer_modules",
+    "tolerance",
+]
+
+EXACT = {"rtol": 0.0, "atol": 0.0}
+
+# eps: float64 2.2e-16, float32 1.2e-7, bfloat16 7.8e-3, float16 9.8e-4. rtol is eps * ~4e4
+# (sqrt of the longest sum, ~2e2, times a safety factor of ~2e2) capped well below any real bug;
+# atol covers outputs that cancel to ~0 while the terms summed into them are O(1).
+TOLERANCES: dict[torch.dtype, dict[str, float]] = {
+    torch.float64: {"rtol": 1e-11, "atol": 1e-12},
+    torch.float32: {"rtol": 5e-5, "atol": 1e-5},
+    torch.bfloat16: {"rtol": 5e-2, "atol": 5e-2},
+    torch.float16: {"rtol": 5e-3, "atol": 1e-3},
+}
+
+# reference layer -> counterpart layer, or several counterpart layers concatenated along dim 1.
+LayerMap = Mapping[str, str | Sequence[str]]
+
+
+def tolerance(dtype: torch.dtype, exact: bool = False) -> dict[str, float]:
+    return dict(EXACT) if exact else dict(TOLERANCES[dtype])
+
+
+def grad_tolerance(dtype: torch.dtype, exact: bool = False) -> dict[str, float]:
+    """:func:`tolerance` as ``assert_equivalent``'s gradient keywords (``grad_rtol``, ``grad_atol``)."""
+    return {f"grad_{key}": value for key, value in tolerance(dtype, exact).items()}
+
+
+def assert_close(actual: Tensor, expected: Tensor, *, exact: bool = False, what: str = "tensor") -> None:
+    """``torch.testing.assert_close`` with this suite's tolerance for ``expected.dtype``, or exactly."""
+    __tracebackhide__ = True
+    tol = tolerance(expected.dtype, exact)
+    if actual.dtype == expected.dtype and actual.device == expected.device and _diff(actual, expected, **tol)[1]:
+        return  # a cache-sized pass over the data; torch.testing's report is built only for a failure
+    torch.testing.assert_close(actual, expected, **tol, msg=lambda m: f"{what} ({_describe(tol)}): {m}")
+
+
+def _describe(tol: Mapping[str, float]) -> str:
+    return "exact" if tol["rtol"] == tol["atol"] == 0 else f"rtol={tol['rtol']:g}, atol={tol['atol']:g}"
+
+
+_CHUNK = 1 << 18  # elements per pass: the work buffers stay in cache, unlike temporaries the size of fc6 (38M)
+
+
+def _diff(a: Tensor, b: Tensor, rtol: float, atol: float) -> tuple[float, bool]:
+    """(max |a - b|, whether |a - b| <= atol + rtol |b| everywhere), in chunks.
+
+    In the tensors' own (promoted) dtype: subtracting two close floats is exact (Sterbenz), and a
+    report needs no more. NaN anywhere makes the max NaN and the verdict False.
+    """
+    if a.shape != b.shape:
+        return float("inf"), False
+    if a.numel() == 0:
+        return 0.0, True
+    a, b = a.detach().reshape(-1), b.detach().reshape(-1)
+    exact = rtol == atol == 0
+    if exact and torch.equal(a, b):
+        return 0.0, True
+    dtype = torch.result_type(a, b)
+    dtype = dtype if dtype.is_floating_point else torch.float64  # integers and bools: |Δ| without wrapping
+    diff = torch.empty(min(a.numel(), _CHUNK), dtype=dtype, device=a.device)
+    bound = torch.empty_like(diff)
+    largest = torch.zeros((), dtype=dtype, device=a.device)
+    close = torch.tensor(not exact, device=a.device)
+    for start in range(0, a.numel(), _CHUNK):
+        x, y = a[start : start + _CHUNK].to(dtype), b[start : start + _CHUNK].to(dtype)
+        d = torch.sub(x, y, out=diff[: x.numel()]).abs_()
+        largest = torch.maximum(largest, d.max())
+        if not exact:
+            close &= d.le(torch.abs(y, out=bound[: x.numel()]).mul_(rtol).add_(atol)).all()
+    return largest.item(), bool(close)
+
+
+def layer_modules(model: nn.Module, layer: str) -> list[str]:
+    """The module(s) computing a table layer: the layer itself, or its two halves in the two-tower form
+    (concatenate their outputs along dim 1); empty if the model has neither."""
+    modules = dict(model.named_modules())
+    if layer in modules:
+        return [layer]
+    towers = [f"tower_a.{layer}", f"tower_b.{layer}"]
+    return towers if all(t in modules for t in towers) else []
+
+
+@contextmanager
+def capture_outputs(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, Tensor]]:
+    """Clone each named module's output as it runs (cloned: an in-place ReLU may overwrite it later)."""
+    modules = dict(model.named_modules())
+    missing = [name for name in names if name not in modules]
+    if missing:
+        raise ValueError(f"{type(model).__name__} has no module(s) {missing}")
+    captured: dict[str, Tensor] = {}
+    handles = [
+        modules[name].register_forward_hook(
+            lambda _m, _i, out, name=name: captured.__setitem__(name, out.detach().clone())
+        )
+        for name in names
+    ]
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@dataclass
+class LayerDiff:
+    layer: str
+    counterpart: str
+    shape: tuple[int, ...]
+    max_abs_diff: float
+    close: bool
+
+
+@dataclass
+class Comparison:
+    """Outputs, per-layer outputs and (optionally) gradients of two models on the same input."""
+
+    rtol: float
+    atol: float
+    forward_max: float
+    forward_close: bool
+    layers: list[LayerDiff] = field(default_factory=list)
+    grad_max: float | None = None
+    grad_failures: list[str] = field(default_factory=list)
+    grad_rtol: float = 0.0
+    grad_atol: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.forward_close and self.first_divergence() is None and not self.grad_failures
+
+    def first_divergence(self) -> LayerDiff | None:
+        return next((d for d in self.layers if not d.close), None)
+
+    def report(self) -> str:
+        tol = _describe({"rtol": self.rtol, "atol": self.atol})
+        lines = []
+        first = self.first_divergence()
+        if not self.forward_close or first is not None:
+            agree = "agree" if self.forward_close else "differ"
+            lines.append(f"outputs {agree} ({tol}): max |Δ| = {self.forward_max:.3g}")
+            if first is not None:
+                lines.append(
+                    f"first diverging layer: {first.layer!r} (counterpart {first.counterpart!r}), "
+                    f"output shape {first.shape}, max |Δ| = {first.max_abs_diff:.3g}"
+                )
+            elif self.layers:
+                lines.append("every mapped layer agrees: the divergence is after the last mapped layer")
+            lines += [f"  {d.layer:<12} {d.counterpart:<28} {d.max_abs_diff:.3g}" for d in self.layers]
+        grad_tol = _describe({"rtol": self.grad_rtol, "atol": self.grad_atol})
+        lines += [f"gradient differs ({grad_tol}): {failure}" for failure in self.grad_failures]
+        return "\n".join(lines) or f"equivalent ({tol})"
+
+
+def _cotangent(like: Tensor) -> Tensor:
+    """A fixed pseudo-random upstream gradient (its own generator: the global RNG is left alone)."""
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(like.shape, generator=generator, dtype=torch.float64).to(like)
+
+
+def _run(model: nn.Module, x: Tensor, seed: int | None) -> Tensor:
+    if seed is None:
+        return model(x)
+    with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
+        torch.manual_seed(seed)
+        return model(x)
+
+
+def compare_models(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    inputs: Tensor,
+    *,
+    rtol: float = 0.0,
+    atol: float = 0.0,
+    layers: LayerMap | None = None,
+    grads: bool = False,
+    grads_to_a: Callable[[dict[str, Tensor]], Mapping[str, Tensor]] | None = None,
+    seed: int | None = None,
+    grad_rtol: float | None = None,
+    grad_atol: float | None = None,
+) -> Comparison:
+    """Run both models on ``inputs`` and compare outputs, mapped layers and (``grads``) gradients.
+
+    ``grads_to_a`` maps model_b's parameter gradients onto model_a's parameter names (for example the
+    inverse of a port); without it only the input gradient is compared. ``seed`` reseeds the RNG before
+    each forward pass, so dropout draws the same masks in both. Gradients are compared with
+    ``grad_rtol``/``grad_atol`` where given, else with the forward tolerance.
+    """
+    layers = dict(layers or {})
+    b_names = [n for names in layers.values() for n in ([names] if isinstance(names, str) else names)]
+    x_a = inputs.detach().clone().requires_grad_(grads)
+    x_b = inputs.detach().clone().requires_grad_(grads)
+    with capture_outputs(model_a, list(layers)) as seen_a, capture_outputs(model_b, b_names) as seen_b:
+        out_a, out_b = _run(model_a, x_a, seed), _run(model_b, x_b, seed)
+    result = Comparison(rtol, atol, *_diff(out_a, out_b, rtol, atol))
+    result.grad_rtol = rtol if grad_rtol is None else grad_rtol
+    result.grad_atol = atol if grad_atol is None else grad_atol
+    for name, names in layers.items():
+        names = [names] if isinstance(names, str) else list(names)
+        b = torch.cat([seen_b[n] for n in names], dim=1) if len(names) > 1 else seen_b[names[0]]
+        a = seen_a[name]
+        result.layers.append(LayerDiff(name, "+".join(names), tuple(a.shape), *_diff(a, b, rtol, atol)))
+    if grads:
+        _compare_grads(result, model_a, model_b, out_a, out_b, x_a, x_b, grads_to_a)
+    return result
+
+
+def _compare_grads(result, model_a, model_b, out_a, out_b, x_a, x_b, grads_to_a) -> None:
+    for model in (model_a, model_b):
+        model.zero_grad(set_to_none=True)
+    cotangent = _cotangent(out_a)
+    out_a.backward(cotangent)
+    out_b.backward(cotangent)
+    pairs = [("input", x_a.grad, lambda: x_b.grad)]
+    if grads_to_a is not None:
+        # A mapping may build each entry on access (two towers joined): take them one at a time.
+        grads_b = grads_to_a({n: p.grad for n, p in model_b.named_parameters() if p.grad is not None})
+        pairs += [
+            (name, param.grad, lambda name=name: grads_b.get(name, None))
+            for name, param in model_a.named_parameters()
+            if param.requires_grad
+        ]
+    result.grad_max = 0.0
+    for name, a, get_b in pairs:
+        b = get_b()
+        if a is None or b is None:
+            result.grad_failures.append(
+                f"{name}: gradient missing on {'reference' if a is None else 'counterpart'} side"
+            )
+            continue
+        diff, close = _diff(a, b, result.grad_rtol, result.grad_atol)
+        result.grad_max = max(result.grad_max, diff)
+        if not close:
+            result.grad_failures.append(f"{name}: shape {tuple(a.shape)}, max |Δ| = {diff:.3g}")
+
+
+def assert_equivalent(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    inputs: Tensor,
+    *,
+    rtol: float = 0.0,
+    atol: float = 0.0,
+    layers: LayerMap | None = None,
+    grads: bool = False,
+    grads_to_a: Callable[[dict[str, Tensor]], Mapping[str, Tensor]] | None = None,
+    seed: int | None = None,
+    grad_rtol: float | None = None,
+    grad_atol: float | None = None,
+) -> Comparison:
+    """Assert two models agree on ``inputs``; on failure name the first layer whose output diverges."""
+    __tracebackhide__ = True
+    result = compare_models(
+        model_a,
+        model_b,
+        inputs,
+        rtol=rtol,
+        atol=atol,
+        layers=layers,
+        grads=grads,
+        grads_to_a=grads_to_a,
+        seed=seed,
+        grad_rtol=grad_rtol,
+        grad_atol=grad_atol,
+    )
+    if not result.passed:
+        raise AssertionError(f"{type(model_a).__name__} vs {type(model_b).__name__}:\n{result.report()}")
+    return result

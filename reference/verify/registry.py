@@ -1,0 +1,472 @@
+"""The case registry: every model and hand-written layer, with its counterparts, facts and departures.
+
+Adding a model is one model file (:mod:`reference.models`) and one :class:`~reference.verify.cases.Case`
+here; every test, ``python -m reference`` and the benchmarks pick it up.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+import torchvision
+from torch import Tensor, nn
+
+from reference.models.alexnet import AlexNet, alexnet_architecture
+from reference.models.alexnet2012 import (
+    SEED_LRN_ALPHA,
+    AlexNet2012,
+    AlexNet2012TwoTower,
+    alexnet2012_architecture,
+    tower_architecture,
+)
+from reference.models.bitmaps import prototypes
+from reference.models.layers import (
+    AdaptiveAvgPool2d,
+    EuclideanRBF,
+    GaussianRBF,
+    LocalResponseNorm,
+    SparseConv2d,
+    Squash,
+    Subsampling,
+)
+from reference.models.lenet import C3_TABLE, LeNet5, lenet5_architecture
+from reference.verify import port
+from reference.verify.cases import Case, Counterpart, Facts, GradcheckInput, InputSpace, QuotedTable
+from reference.verify.counterparts import (
+    CdistRBF,
+    LiteralSparseConv2d,
+    PerGroup,
+    TanhSquash,
+    TorchLayersLeNet5,
+    alexnet2012_torch_layers,
+    alexnet2012_torch_layers_names,
+    depthwise_subsampling,
+    literal_grads,
+    subsampling_grads,
+)
+
+__all__ = ["CASES", "get_case", "list_models"]
+
+LECUN_1998 = "LeCun, Bottou, Bengio, Haffner. Gradient-based learning applied to document recognition. Proc. IEEE, 1998"
+KRIZHEVSKY_2012 = (
+    "Krizhevsky, Sutskever, Hinton. ImageNet classification with deep convolutional neural networks. NIPS 2012"
+)
+KRIZHEVSKY_2014 = "Krizhevsky. One weird trick for parallelizing convolutional neural networks. arXiv:1404.5997, 2014"
+REORDERED = "the same terms summed in a different order"
+LRN_BACKWARD = "backward: autograd through slices here, avg_pool3d's backward in torch"
+EPS64, EPS32 = torch.finfo(torch.float64).eps, torch.finfo(torch.float32).eps
+
+# Table I of LeCun et al. 1998 as printed: a row per S2 map, a column per C3 map, X where they connect.
+C3_TABLE_PRINTED = (
+    "X...XXX..XXXX.XX",
+    "XX...XXX..XXXX.X",
+    "XXX...XXX..X.XXX",
+    ".XXX..XXXX..X.XX",
+    "..XXX..XXXX.XX.X",
+    "...XXX..XXXX.XXX",
+)
+
+
+def _columns(printed: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
+    """Each column of a printed connection table: the rows marked X in it."""
+    return tuple(
+        tuple(row for row, line in enumerate(printed) if line[column] == "X") for column in range(len(printed[0]))
+    )
+
+
+def _sparse_init_bounds(layer: nn.Module) -> dict[str, Tensor]:
+    """Appendix A: |w| < 2.4 / F, F the fan-in of the output map the weight feeds."""
+    bound = 2.4 / layer.fan_ins()
+    return {"weight": bound[layer.out_index][:, None, None], "bias": bound}
+
+
+def _widen_gaussian_head(model: nn.Module) -> None:
+    """The seed's head starts at width 1, where exp(-||x - c||^2 / 2) is ~1e-19 for every class and any two
+    implementations agree within any tolerance. Width 10 puts the outputs near 0.4."""
+    head = model.output if hasattr(model, "output") else model
+    with torch.no_grad():
+        head.widths.fill_(10.0)
+
+
+def _torch_lrn(lrn: LocalResponseNorm) -> nn.Module:
+    """torch's LRN per channel group, alpha times the size (torch divides it by the size)."""
+    return PerGroup(
+        lambda: nn.LocalResponseNorm(lrn.size, alpha=lrn.size * lrn.alpha, beta=lrn.beta, k=lrn.k), lrn.groups
+    )
+
+
+def _lrn_error_inputs() -> list[tuple[object, type[Exception], str]]:
+    """What the grouped LRN (groups=2) must reject, and the "got" clause its message must carry."""
+    accepts = r"^LocalResponseNorm expects a 4-D floating-point tensor \(N, C, H, W\) with C a multiple of groups=2; "
+    return [
+        (torch.rand(4, 5, 5), ValueError, accepts + r"got shape \(4, 5, 5\), dtype torch\.float32 \(3-D\)"),
+        (torch.rand(1, 4, 2, 2, 2), ValueError, accepts + r"got shape \(1, 4, 2, 2, 2\), dtype torch\.float32 \(5-D\)"),
+        (torch.ones(1, 4, 5, 5, dtype=torch.int64), TypeError,
+         accepts + r"got shape \(1, 4, 5, 5\), dtype torch\.int64 \(not floating point\)"),
+        (torch.rand(1, 5, 5, 5), ValueError, accepts + r"got shape \(1, 5, 5, 5\), dtype torch\.float32 \(5 channels\)"),
+        ([[1.0]], TypeError, accepts + "got list"),
+    ]  # fmt: skip
+
+
+_LRN_ERROR_OPTIONS = tuple(
+    (
+        {"size": size, "groups": groups},
+        ValueError,
+        rf"needs size >= 1 and groups >= 1, got size={size}, groups={groups}",
+    )
+    for size, groups in ((0, 1), (5, 0))
+)
+
+
+def _torchvision_meta() -> dict:
+    """torchvision's published AlexNet metadata (no download: the weights enum carries it)."""
+    return dict(torchvision.models.AlexNet_Weights.IMAGENET1K_V1.meta)
+
+
+_LENET_TORCH_LAYERS = Counterpart(
+    name="LeNet-5 in torch layers",
+    port=TorchLayersLeNet5,
+    layers={name: name for name in ("c1", "s2", "c3", "s4", "c5", "f6")},
+    grads=lambda counterpart, grads: counterpart.grads_to_reference(grads),
+    exact_forward=False,
+    exact_grads=False,
+    why_not_exact="subsampling multiplies after summing the block, the depthwise conv before; the head "
+    "sums squared differences where torch.cdist takes a square root that is squared again",
+)
+_LENET_PARAMS = {"c1": 156, "s2": 12, "c5": 48_120, "f6": 10_164}
+
+_TORCHVISION_PATHS = port.TORCHVISION_NAMES | {
+    "pool1": "features.2",
+    "pool2": "features.5",
+    "pool5": "features.12",
+    "avgpool": "avgpool",
+}
+_TORCHVISION_ALEXNET = Counterpart(
+    name="torchvision AlexNet",
+    port=port.alexnet_to_torchvision,
+    port_back=port.alexnet_from_torchvision,
+    library=lambda: torchvision.models.alexnet(weights=None),
+    layers={name: _TORCHVISION_PATHS[name] for name in alexnet_architecture().layers if name in _TORCHVISION_PATHS},
+    grads=lambda _c, grads: port.rename_state(grads, {v: k for k, v in port.TORCHVISION_NAMES.items()}),
+    exact_forward=True,
+    exact_grads=True,
+    same_dropout=True,
+)
+
+_TWO_TOWER_LAYERS = {
+    name: ("tower_a." + name, "tower_b." + name) for name in tower_architecture(alexnet2012_architecture(), 0)
+}
+
+_SEED_NAMES = alexnet2012_torch_layers_names(alexnet2012_architecture(lrn_groups=1, lrn_alpha=SEED_LRN_ALPHA))
+
+_LAYERS = (
+    Case(
+        name="local-response-norm",
+        summary="the paper's LRN (alpha not divided by the size) vs nn.LocalResponseNorm(alpha * size)",
+        build=partial(LocalResponseNorm, size=5, alpha=1e-4, beta=0.75, k=2.0),
+        # conv1's output, scaled so that alpha * sum(a^2) is comparable with k and the normalisation really
+        # bends the output (post-ReLU activations of a trained net are O(10)).
+        inputs=InputSpace(dims=((1, 12), (1, 9), (1, 9)), default=(2, 96, 55, 55), scale=10.0, rectified=True),
+        options={"size": range(1, 8), "alpha": (1e-4, 1e-3, 2e-5, 0.1), "beta": (0.5, 0.75, 1.0), "k": (1.0, 2.0)},
+        counterparts=(
+            Counterpart(
+                name="nn.LocalResponseNorm",
+                port=_torch_lrn,
+                exact_forward=True,
+                exact_grads=False,
+                why_not_exact=LRN_BACKWARD,
+            ),
+        ),
+        gradcheck=(GradcheckInput((2, 7, 3, 3), {"alpha": 1e-2}),),
+        error_options=_LRN_ERROR_OPTIONS,
+    ),
+    Case(
+        name="local-response-norm-grouped",
+        summary="the paper's LRN with windows stopping at each GPU's maps vs nn.LocalResponseNorm per group",
+        build=partial(LocalResponseNorm, size=5, alpha=1e-4, beta=0.75, k=2.0, groups=2),
+        inputs=InputSpace(
+            dims=((1, 36), (1, 9), (1, 9)),
+            default=(2, 96, 55, 55),
+            scale=10.0,
+            rectified=True,
+            channels_multiple_of="groups",
+        ),
+        options={
+            "groups": (2, 3),
+            "size": range(1, 8),
+            "alpha": (1e-4, 1e-3, 2e-5, 0.1),
+            "beta": (0.5, 0.75, 1.0),
+            "k": (1.0, 2.0),
+        },
+        counterparts=(
+            Counterpart(
+                name="nn.LocalResponseNorm per group",
+                port=_torch_lrn,
+                exact_forward=True,
+                exact_grads=False,
+                # torch's CPU pow runs a vectorised (SLEEF) body and a scalar tail, which round x**beta one ulp
+                # apart on ~2% of elements, so a result depends on where its element falls in the loop: one
+                # loop over (N, C, H, W) here, one per group's slice there. One ulp in the denominator plus the
+                # division's half ulp: rtol = 2 eps (measured: at most 1.41 eps over 5,000 drawn cases). At the
+                # default input every group's slice is a multiple of the vector width: bitwise.
+                drawn_tolerance={
+                    torch.float64: {"rtol": 2 * EPS64, "atol": 0.0},
+                    torch.float32: {"rtol": 2 * EPS32, "atol": 0.0},
+                },
+                why_not_exact=LRN_BACKWARD,
+            ),
+        ),
+        gradcheck=(GradcheckInput((1, 8, 2, 3), {"size": 3, "alpha": 1e-2, "k": 1.0}),),
+        error_inputs=_lrn_error_inputs,
+        error_options=_LRN_ERROR_OPTIONS,
+    ),
+    Case(
+        name="subsampling",
+        summary="LeNet-5's S2: each 2x2 block summed, times a trainable coefficient, plus a bias",
+        build=partial(Subsampling, channels=6),
+        inputs=InputSpace(dims=(6, (2, 30), (2, 30)), default=(2, 6, 28, 28)),
+        counterparts=(
+            Counterpart(
+                name="depthwise nn.Conv2d",
+                port=depthwise_subsampling,
+                grads=subsampling_grads,
+                exact_forward=False,
+                exact_grads=False,
+                why_not_exact="the block is summed and then multiplied here, each term multiplied there",
+            ),
+        ),
+        gradcheck=(GradcheckInput((2, 6, 4, 5)),),
+    ),
+    Case(
+        name="sparse-conv2d",
+        summary="LeNet-5's C3: output map i sees only the S2 maps of table I's column i",
+        build=partial(SparseConv2d, in_channels=6, table=C3_TABLE, kernel_size=5),
+        inputs=InputSpace(dims=(6, (5, 20), (5, 20)), default=(2, 6, 14, 14)),
+        counterparts=(
+            Counterpart(
+                name="16 literal convolutions",
+                port=LiteralSparseConv2d,
+                grads=literal_grads,
+                exact_forward=False,
+                exact_grads=False,
+                why_not_exact=REORDERED + ": one 6-map convolution with zero kernels vs 16 small ones",
+                # A kernel entry's gradient sums N x H' x W' products (up to 2 x 16 x 16 = 512 at drawn
+                # sizes) that cancel to near zero: reordered, float32 can be off by eps * 512 * |term| ~
+                # 1e-4 (measured 3.4e-5) where the table's atol (1e-5) covers O(1) values.
+                drawn_tolerance={torch.float32: {"grad_atol": 1e-4}},
+            ),
+        ),
+        # C3's table with 2x2 kernels: every connection is still there, at a sixth of 5x5's gradcheck cost.
+        gradcheck=(GradcheckInput((1, 6, 3, 3), {"kernel_size": 2}),),
+        init_bounds=_sparse_init_bounds,
+    ),
+    Case(
+        name="squash",
+        summary="LeNet-5's squashing function 1.7159 tanh(2a/3)",
+        build=Squash,
+        inputs=InputSpace(dims=((1, 4), (1, 9), (1, 9)), default=(2, 6, 28, 28), scale=2.0),
+        counterparts=(
+            Counterpart(
+                name="tanh written from the paper", port=lambda _: TanhSquash(), exact_forward=True, exact_grads=True
+            ),
+        ),
+        gradcheck=(GradcheckInput((2, 3, 4, 4)),),
+    ),
+    Case(
+        name="euclidean-rbf",
+        summary="LeNet-5's output: squared distances to fixed +-1 prototypes",
+        build=lambda: EuclideanRBF(prototypes()),
+        inputs=InputSpace(dims=(84,), default=(2, 84)),
+        counterparts=(
+            Counterpart(
+                name="torch.cdist",
+                port=CdistRBF,
+                exact_forward=False,
+                exact_grads=False,
+                why_not_exact="torch.cdist takes a square root that is squared again",
+            ),
+        ),
+        gradcheck=(GradcheckInput((3, 84)),),
+    ),
+    Case(
+        name="gaussian-rbf",
+        summary="the seed's head: exp(-||x - c||^2 / (2 sigma^2)) with trainable centres and widths",
+        build=partial(GaussianRBF, in_features=84, out_features=10),
+        inputs=InputSpace(dims=(84,), default=(2, 84)),
+        counterparts=(
+            Counterpart(
+                name="torch.cdist",
+                port=CdistRBF,
+                grads=lambda _c, grads: grads,
+                exact_forward=False,
+                exact_grads=False,
+                why_not_exact="torch.cdist takes a square root that is squared again",
+            ),
+        ),
+        gradcheck=(GradcheckInput((2, 4), {"in_features": 4, "out_features": 3}),),
+        gradcheck_reinit=False,  # randn centres and unit widths are already well-conditioned at 4 features
+        prepare=_widen_gaussian_head,
+    ),
+    Case(
+        name="adaptive-avg-pool2d",
+        summary="torch's adaptive average pool with a backward that is deterministic on CUDA",
+        build=partial(AdaptiveAvgPool2d, output_size=6),
+        inputs=InputSpace(dims=((1, 4), (1, 20), (1, 20)), default=(2, 8, 13, 11)),
+        options={"output_size": (1, 3, 6, 7)},
+        counterparts=(
+            # Forward: torch's kernel. Backward: each bin's share added in row-major order, torch's CPU order.
+            Counterpart(
+                name="nn.AdaptiveAvgPool2d",
+                port=lambda pool: nn.AdaptiveAvgPool2d(pool.output_size),
+                exact_forward=True,
+                exact_grads=True,
+            ),
+        ),
+        gradcheck=(GradcheckInput((2, 2, 5, 7), {"output_size": 3}), GradcheckInput((1, 2, 3, 3), {"output_size": 3})),
+    ),
+)
+
+_MODELS = (
+    Case(
+        name="lenet5",
+        summary="LeNet-5 as published: sparse C3, squashing, fixed +-1 RBF prototypes",
+        build=LeNet5,
+        table=lenet5_architecture,
+        counterparts=(_LENET_TORCH_LAYERS,),
+        facts=Facts(
+            citation=LECUN_1998,
+            trainable_params=60_000,
+            params_per_layer=_LENET_PARAMS | {"c3": 1_516, "s4": 32, "output": 0},
+            connections_per_layer={
+                "c1": 122_304,
+                "s2": 5_880,
+                "c3": 151_600,
+                "s4": 2_000,
+                "c5": 48_120,
+                "f6": 10_164,
+                "output": 840,
+            },
+            total_connections=340_908,
+            tables={"C3 (table I)": QuotedTable(C3_TABLE_PRINTED, _columns, lambda model: model.c3.table)},
+            fixed_buffers={"output.prototypes": ((10, 84), frozenset({-1.0, 1.0}))},
+        ),
+        departures=(
+            "the RBF prototypes' 7x12 pixels are drawn here: the paper does not publish them as data",
+            "the loss (the paper's MAP criterion) is not part of the model",
+        ),
+    ),
+    Case(
+        name="lenet5-seed",
+        summary="the seed notebook's LeNet-5: dense C3, tanh, Gaussian RBF head with trainable centres and widths",
+        build=partial(LeNet5, c3="dense", head="gaussian", activation="tanh"),
+        table=partial(lenet5_architecture, c3="dense", head="gaussian"),
+        counterparts=(_LENET_TORCH_LAYERS,),
+        prepare=_widen_gaussian_head,
+        facts=Facts(
+            citation="the seed notebook (a simplification of " + LECUN_1998 + ")",
+            trainable_params=61_750,
+            params_per_layer=_LENET_PARAMS | {"c3": 2_416, "s4": 32, "output": 850},
+        ),
+        departures=("dense C3, plain tanh and a Gaussian head: the seed's simplifications of the paper",),
+    ),
+    Case(
+        name="alexnet2012",
+        summary="AlexNet as published: grouped conv2/4/5, LRN confined to each GPU's maps, paper init",
+        build=AlexNet2012,
+        table=alexnet2012_architecture,
+        counterparts=(
+            Counterpart(
+                name="AlexNet2012TwoTower",
+                port=port.two_tower_from_grouped,
+                port_back=port.grouped_from_two_tower,
+                layers=_TWO_TOWER_LAYERS,
+                grads=lambda _c, grads: port.grouped_state_from_two_tower(grads),
+                exact_forward=False,
+                exact_grads=False,
+                why_not_exact="a grouped convolution and two separate convolutions are different kernels, "
+                "free to block their reductions differently",
+            ),
+        ),
+        facts=Facts(
+            citation=KRIZHEVSKY_2012,
+            trainable_params=60_965_224,
+            neurons_per_layer={
+                "conv1": 290_400,
+                "conv2": 186_624,
+                "conv3": 64_896,
+                "conv4": 64_896,
+                "conv5": 43_264,
+                "fc6": 4_096,
+                "fc7": 4_096,
+                "fc8": 1_000,
+            },
+            errata={"conv1": (253_440, "the paper prints 253,440; its own conv1 (96 maps of 55x55) has 290,400")},
+        ),
+        departures=(
+            "input 227x227: the paper says 224, which its stride-4 11x11 conv1 cannot turn into 55x55 maps",
+            "the training recipe (augmentation, PCA lighting, momentum schedule) is not part of the model",
+        ),
+    ),
+    Case(
+        name="alexnet2012-two-tower",
+        summary="AlexNet as published, written literally as two towers crossing at conv3, fc6, fc7, fc8",
+        build=AlexNet2012TwoTower,
+        table=alexnet2012_architecture,
+        facts=Facts(citation=KRIZHEVSKY_2012, trainable_params=60_965_224),
+        departures=("fc8's outputs are split between the towers, the first half (rounded up) in tower A",),
+    ),
+    Case(
+        name="alexnet2012-seed",
+        summary="the seed notebook's AlexNet: LRN across all 96/256 maps with nn.LocalResponseNorm(5, alpha=1e-4)",
+        build=partial(AlexNet2012, lrn_groups=1, lrn_alpha=SEED_LRN_ALPHA),
+        table=partial(alexnet2012_architecture, lrn_groups=1, lrn_alpha=SEED_LRN_ALPHA),
+        counterparts=(
+            Counterpart(
+                name="seed nn.Sequential",
+                port=alexnet2012_torch_layers,
+                layers=_SEED_NAMES,
+                grads=lambda _c, grads: port.rename_state(grads, {v: k for k, v in _SEED_NAMES.items()}),
+                exact_forward=True,
+                exact_grads=False,
+                why_not_exact=LRN_BACKWARD,
+                same_dropout=True,
+            ),
+        ),
+        facts=Facts(citation="the seed notebook (after " + KRIZHEVSKY_2012 + ")", trainable_params=60_965_224),
+        departures=("nn.LocalResponseNorm(alpha=1e-4) divides alpha by the size: the paper's formula with 2e-5",),
+    ),
+    Case(
+        name="alexnet",
+        summary="torchvision's AlexNet ('One weird trick'), hand-written with its operations in its order",
+        build=AlexNet,
+        table=alexnet_architecture,
+        counterparts=(_TORCHVISION_ALEXNET,),
+        facts=Facts(
+            citation=KRIZHEVSKY_2014 + "; torchvision.models.AlexNet_Weights.IMAGENET1K_V1.meta",
+            trainable_params=61_100_840,
+            macs=714_188_480,
+            macs_side=224,
+            library_meta=_torchvision_meta,
+        ),
+        departures=(
+            "layers named after the papers (conv1..fc8), not features.N / classifier.N",
+            "the adaptive average pool's backward is deterministic on CUDA (torchvision's raises in deterministic mode)",
+            "input validated where it enters",
+        ),
+    ),
+)
+
+CASES: dict[str, Case] = {case.name: case for case in (*_MODELS, *_LAYERS)}
+
+
+def list_models() -> list[str]:
+    """The registered models' names (the hand-written layers are cases too, but not models)."""
+    return [name for name, case in CASES.items() if case.is_model]
+
+
+def get_case(name: str) -> Case:
+    try:
+        return CASES[name]
+    except KeyError:
+        raise ValueError(f"unknown model or layer {name!r}; known: {', '.join(CASES)}") from None

@@ -1,0 +1,69 @@
+"""Shapes over the whole input space each case accepts, drawn by hypothesis, against the layer tables."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reference.models.tables import SCAN_LIMIT
+from reference.verify.compare import assert_close, capture_outputs, layer_modules
+from reference.verify.pairs import reference_module
+from tests.helpers import LAYERS, MODELS, case_params
+from tests.strategies import options, valid_inputs
+
+
+def _fewer(divisor: int):
+    """The active profile's example count divided: AlexNet-sized examples cost ~0.1-0.5 s each."""
+    return settings(max_examples=max(2, settings().max_examples // divisor))
+
+
+@pytest.mark.parametrize("case", case_params(MODELS))
+@_fewer(3)
+@given(data=st.data())
+def test_output_and_every_layer_have_the_table_shapes(modules, case, data):
+    x = data.draw(valid_inputs(case))
+    model = modules.reference(case, dtype=x.dtype)
+    layers = {name: layer_modules(model, name) for name in case.architecture.layers}
+    with torch.no_grad(), capture_outputs(model, [n for names in layers.values() for n in names]) as seen:
+        out = model(x)
+    assert out.shape == (x.shape[0], case.architecture.num_classes)
+    expected = case.shapes(x.shape[2], x.shape[3])
+    for name, names in layers.items():
+        if names:
+            channels = sum(seen[n].shape[1] for n in names)
+            assert (channels, *seen[names[0]].shape[2:]) == expected[name], name
+
+
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_valid_sides_are_exactly_the_sides_the_raw_layers_accept(modules, case):
+    """Below the low bound (and above the high one) the layers themselves fail; inside, they run."""
+    model, low, high = modules.reference(case), case.valid_sides.low, case.valid_sides.high
+    other = case.valid_sides.low
+    inside = [low, high if high is not None else SCAN_LIMIT + 7]
+    outside = [low - 1] + ([high + 1] if high is not None else [])
+    with torch.no_grad():
+        for side in inside:
+            assert model._forward_impl(torch.zeros(1, case.in_channels, side, other)).shape[0] == 1, side
+        for side in outside:
+            with pytest.raises(RuntimeError):  # torch's own error deep inside a layer: why the input check exists
+                model._forward_impl(torch.zeros(1, case.in_channels, side, other))
+
+
+@pytest.mark.parametrize("case", case_params(MODELS + LAYERS))
+@_fewer(5)
+@given(data=st.data())
+def test_batch_independence_and_permutation(modules, case, data):
+    opts = data.draw(options(case))
+    x = data.draw(valid_inputs(case, opts=opts, min_batch=2))
+    model = reference_module(case, dtype=x.dtype, **opts) if opts else modules.reference(case, dtype=x.dtype)
+    permutation = torch.tensor(data.draw(st.permutations(range(x.shape[0]))))
+    with torch.no_grad():
+        batch = model(x)
+        alone = torch.cat([model(row[None]) for row in x])
+        permuted = model(x[permutation])
+    # Convolution kernels may block the batch differently at different batch sizes: the same terms summed
+    # in another order, so the dtype's table bound (a sample mixed into another would be off by O(1)).
+    assert_close(alone, batch, what="each sample alone vs in the batch")
+    assert_close(permuted, batch[permutation], what="permuted batch vs permuted output")
