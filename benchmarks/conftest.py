@@ -7,14 +7,19 @@ that rate as a fraction of a GEMM rate measured once per session on the same dev
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import re
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import pytest_benchmark.plugin
 import torch
 import torchvision
 
@@ -33,6 +38,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@functools.cache
+def _generated_machine_info() -> dict:
+    return pytest_benchmark.plugin.pytest_benchmark_generate_machine_info()
+
+
+def pytest_benchmark_generate_machine_info(config: pytest.Config) -> dict:
+    """pytest-benchmark's own record, made once per process: its py-cpuinfo call takes ~1 s, and the workflow
+    test (tests/test_benchmark_workflow.py) runs three benchmark sessions in one process."""
+    return copy.deepcopy(_generated_machine_info())
+
+
+def _cublas_needs_workspace_config() -> bool:
+    """Whether a cuBLAS matmul in deterministic mode raises without CUBLAS_WORKSPACE_CONFIG on this torch
+    (older releases require it, set before CUDA starts): run one without it, in a fresh process."""
+    env = {k: v for k, v in os.environ.items() if k != "CUBLAS_WORKSPACE_CONFIG"}
+    code = "import torch; torch.use_deterministic_algorithms(True); a = torch.ones(64, 64, device='cuda'); (a @ a).sum().item()"
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    return run.returncode != 0 and "CUBLAS_WORKSPACE_CONFIG" in run.stderr
+
+
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     machine_info["torch"] = torch.__version__
     machine_info["torchvision"] = torchvision.__version__
@@ -45,6 +70,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     if torch.cuda.is_available():
         machine_info["gpu"] = torch.cuda.get_device_name(0)
         machine_info["cudnn"] = torch.backends.cudnn.version()
+        machine_info["cublas_needs_workspace_config"] = _cublas_needs_workspace_config()
 
 
 def _transparent_hugepage_mode() -> str:

@@ -7,12 +7,14 @@ case by case (tests/conftest.py orders them) and :class:`CaseModules` keeps only
 
 from __future__ import annotations
 
-import gc
+import ctypes
+import ctypes.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 import torch
+from hypothesis import settings
 from torch import Tensor, nn
 
 from reference.verify.build import seeded
@@ -29,6 +31,7 @@ __all__ = [
     "CaseModules",
     "TrainStep",
     "case_params",
+    "fewer_examples",
     "pair_params",
     "train_step",
 ]
@@ -37,6 +40,11 @@ MODELS = [case for case in CASES.values() if case.is_model]
 LAYERS = [case for case in CASES.values() if not case.is_model]
 PAIRS = [(case, counterpart) for case in CASES.values() for counterpart in case.counterparts]
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+def fewer_examples(divisor: int, at_least: int = 2):
+    """The active hypothesis profile's example count divided (AlexNet-sized examples cost ~0.1-1 s each)."""
+    return settings(max_examples=max(at_least, settings().max_examples // divisor))
 
 
 def case_params(cases: list[Case], where: Callable[[Case], bool] = lambda _: True) -> list:
@@ -72,55 +80,57 @@ def train_step(model: nn.Module, x: Tensor, seed: int) -> TrainStep:
     return step
 
 
+def _return_freed_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc): the medium-sized tensors (1-32 MB) of the
+    models just dropped live on the heap, and without this the process keeps their pages, peak RSS included."""
+    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)
+
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("c") else None
+
+
 class CaseModules:
-    """The current case's modules, built on first use and shared by its tests; dropped when another case's
-    are asked for. A test must not change a shared module's weights (or must restore them); :meth:`reference`
-    sets the mode asked for and clears gradients, so what one test leaves cannot reach the next."""
+    """The current case's modules in the current dtype, built on first use and shared by its tests; dropped
+    when another case's or dtype's are asked for. A test must not change a shared module's weights (or must
+    restore them); :meth:`reference` sets the mode asked for and clears gradients, so what one test leaves
+    cannot reach the next."""
 
     def __init__(self) -> None:
-        self._case: str | None = None
+        self._held: tuple[str, torch.dtype] | None = None
         self._cache: dict[tuple, object] = {}
 
-    def _get(self, case: Case, key: tuple, make: Callable[[], object]) -> object:
-        if case.name != self._case:
-            self._cache.clear()
-            gc.collect()  # an AlexNet's modules reference each other: free them before the next case's
-            self._case = case.name
+    def _get(self, case: Case, key: tuple, make: Callable[[], object], dtype: torch.dtype = torch.float32) -> object:
+        if (case.name, dtype) != self._held:
+            # The same case in another dtype converts its reference rather than building it again.
+            kept = self._cache.get(("reference",)) if self._held and self._held[0] == case.name else None
+            self._cache.clear()  # freed at once: modules hold no reference cycles (a gc.collect costs 0.2 s here)
+            if kept is not None:
+                self._cache[("reference",)] = kept.to(dtype)  # in place, one tensor at a time
+            _return_freed_memory()
+            self._held = (case.name, dtype)
         if key not in self._cache:
             self._cache[key] = make()
         return self._cache[key]
 
     def reference(self, case: Case, *, dtype: torch.dtype = torch.float32, train: bool = False) -> nn.Module:
-        """The case's module built under ``BUILD_SEED`` (prepared), in ``dtype``: other dtypes are converted
-        from the float32 build (exact), so every dtype holds the same values."""
-        if dtype == torch.float32:
-            model = self._get(case, ("reference", dtype), lambda: reference_module(case))
-        else:
-            model = self._get(case, ("reference", dtype), lambda: reference_module(case).to(dtype))
+        """The case's module built under ``BUILD_SEED`` (prepared), in ``dtype``: converted from the float32
+        build (exact), so every dtype holds the same values."""
+        model = self._get(case, ("reference",), lambda: reference_module(case).to(dtype), dtype)
         model.train(train).zero_grad(set_to_none=True)
         return model
 
     def counterpart(self, case: Case, counterpart: Counterpart, *, dtype: torch.dtype = torch.float32) -> nn.Module:
-        """``counterpart`` ported from :meth:`reference` in ``dtype`` (eval mode)."""
+        """``counterpart`` ported from :meth:`reference` in ``dtype`` (eval mode): a copy of its weights in float32,
+        the same tensors in float64 where the port can share them (an AlexNet's are 0.5 GB in float64; the
+        copying port is the one float32 and tests/test_port.py check)."""
 
         def make() -> nn.Module:
-            return ported(counterpart, self.reference(case, dtype=dtype))
+            return ported(counterpart, self.reference(case, dtype=dtype), share=dtype == torch.float64)
 
-        model = self._get(case, ("counterpart", counterpart.name, dtype), make)
+        model = self._get(case, ("counterpart", counterpart.name), make, dtype)
         model.eval().zero_grad(set_to_none=True)
         return model
-
-    def from_library(self, case: Case, counterpart: Counterpart) -> tuple[nn.Module, nn.Module]:
-        """The counterpart built by its library under ``BUILD_SEED``, and the reference ported back from it."""
-
-        def make() -> tuple[nn.Module, nn.Module]:
-            library = seeded(counterpart.library, BUILD_SEED)
-            return counterpart.port_back(library), library
-
-        pair = self._get(case, ("library", counterpart.name), make)
-        for model in pair:
-            model.eval().zero_grad(set_to_none=True)
-        return pair
 
     def train_step(self, case: Case) -> TrainStep:
         """One train step of :meth:`reference` on a fixed input (seed 11 for dropout), taken once per case."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import conftest as benchmark_hooks  # noqa: F401 (imported here, its machine-info cache outlives each inner session)
 from benchmarks import report
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,26 +4,24 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from reference.models.tables import SCAN_LIMIT
 from reference.verify.compare import assert_close, capture_outputs, layer_modules
 from reference.verify.pairs import reference_module
-from tests.helpers import LAYERS, MODELS, case_params
+from tests.helpers import LAYERS, MODELS, case_params, fewer_examples
 from tests.strategies import options, valid_inputs
 
-
-def _fewer(divisor: int):
-    """The active profile's example count divided: AlexNet-sized examples cost ~0.1-0.5 s each."""
-    return settings(max_examples=max(2, settings().max_examples // divisor))
+DTYPES = [torch.float32, torch.float64]
 
 
 @pytest.mark.parametrize("case", case_params(MODELS))
-@_fewer(3)
+@fewer_examples(3)
 @given(data=st.data())
 def test_output_and_every_layer_have_the_table_shapes(modules, case, data):
-    x = data.draw(valid_inputs(case))
+    """Shapes do not depend on the dtype: float32 only."""
+    x = data.draw(valid_inputs(case, dtypes=(torch.float32,)))
     model = modules.reference(case, dtype=x.dtype)
     layers = {name: layer_modules(model, name) for name in case.architecture.layers}
     with torch.no_grad(), capture_outputs(model, [n for names in layers.values() for n in names]) as seen:
@@ -51,12 +49,13 @@ def test_valid_sides_are_exactly_the_sides_the_raw_layers_accept(modules, case):
                 model._forward_impl(torch.zeros(1, case.in_channels, side, other))
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("case", case_params(MODELS + LAYERS))
-@_fewer(5)
+@fewer_examples(10, at_least=1)
 @given(data=st.data())
-def test_batch_independence_and_permutation(modules, case, data):
+def test_batch_independence_and_permutation(modules, case, dtype, data):
     opts = data.draw(options(case))
-    x = data.draw(valid_inputs(case, opts=opts, min_batch=2))
+    x = data.draw(valid_inputs(case, dtypes=(dtype,), opts=opts, min_batch=2))
     model = reference_module(case, dtype=x.dtype, **opts) if opts else modules.reference(case, dtype=x.dtype)
     permutation = torch.tensor(data.draw(st.permutations(range(x.shape[0]))))
     with torch.no_grad():

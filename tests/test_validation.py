@@ -15,7 +15,9 @@ from tests.strategies import invalid_inputs
 
 
 def _valid(case, batch=1, **changes):
-    shape = dict(n=batch, c=case.in_channels, h=case.default_side, w=case.default_side) | changes
+    """A valid input at the smallest valid side, with ``changes`` to its n, c, h or w."""
+    side = case.valid_sides.low
+    shape = dict(n=batch, c=case.in_channels, h=side, w=side) | changes
     return torch.randn(shape["n"], shape["c"], shape["h"], shape["w"])
 
 
@@ -122,33 +124,35 @@ def test_sizes_whose_flattened_length_happens_to_fit_are_rejected(modules, case)
         model(x)  # ...the model does not
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("input_dtype", [torch.float64, torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_an_input_of_another_floating_dtype_is_a_type_error(modules, case, dtype):
+def test_an_input_of_another_floating_dtype_is_a_type_error(modules, case, input_dtype):
     model = modules.reference(case)
     with pytest.raises(
-        TypeError, match=rf"^{type(model).__name__} expects a 4-D .* of dtype torch\.float32.*dtype {dtype}$"
+        TypeError, match=rf"^{type(model).__name__} expects a 4-D .* of dtype torch\.float32.*dtype {input_dtype}$"
     ):
-        model(_valid(case).to(dtype))
+        model(_valid(case).to(input_dtype))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64], ids=str)
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_a_float64_model_rejects_a_float32_input(modules, case):
-    model = modules.reference(case, dtype=torch.float64)
+def test_a_float64_model_rejects_a_float32_input(modules, case, dtype):
+    model = modules.reference(case, dtype=dtype)
+    low = case.valid_sides.low
     with pytest.raises(
-        TypeError, match=rf"^{type(model).__name__} expects a 4-D .* of dtype torch\.float64.*dtype torch\.float32$"
+        TypeError, match=rf"^{type(model).__name__} expects a 4-D .* of dtype {dtype}.*dtype torch\.float32$"
     ):
-        model(_valid(case, h=case.valid_sides.low, w=case.valid_sides.low))
+        model(_valid(case, h=low, w=low))
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("input_dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_under_autocast_an_input_it_casts_is_accepted_and_float64_is_not(modules, case, dtype):
+def test_under_autocast_an_input_it_casts_is_accepted_and_float64_is_not(modules, case, input_dtype):
     """Autocast casts float32/16 and bfloat16 tensors alike for the convolutions and leaves float64 alone,
     so a float64 input would meet bf16 weights inside the first convolution: rejected where it enters."""
     model = modules.reference(case)
     with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
-        assert model(_valid(case).to(dtype)).shape == (1, case.architecture.num_classes)
+        assert model(_valid(case).to(input_dtype)).shape == (1, case.architecture.num_classes)
         with pytest.raises(TypeError, match=r"dtype torch\.float64$"):
             model(_valid(case).double())
 

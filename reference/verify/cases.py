@@ -50,13 +50,14 @@ class InputSpace:
 class Counterpart:
     """What a case is verified against, and how its weights get there.
 
-    ``port`` makes the counterpart from the reference with the same weights; ``port_back`` goes the other
-    way; ``library`` builds the counterpart by its own library's constructor (equal seeds must then give
+    ``port`` makes the counterpart from the reference with the same weights (``port(reference, share=True)``
+    where ``shares`` says so: the same tensors, not a copy, for comparisons that must not hold an AlexNet's
+    float64 weights twice); ``port_back`` goes the other way; ``library`` builds the counterpart by its own library's constructor (equal seeds must then give
     equal initial weights). ``grads`` maps the counterpart's parameter gradients onto the reference's names.
     """
 
     name: str
-    port: Callable[[nn.Module], nn.Module]
+    port: Callable[..., nn.Module]
     exact_forward: bool  # same operations in the same order on CPU: compared with rtol = atol = 0
     exact_grads: bool
     why_not_exact: str = ""
@@ -69,6 +70,7 @@ class Counterpart:
     drawn_tolerance: Mapping[torch.dtype, Mapping[str, float]] = field(default_factory=dict)
     # Dropout runs in the same order on both sides: train mode with the same seed must agree too.
     same_dropout: bool = False
+    shares: bool = False  # port takes share=True
 
 
 @dataclass(frozen=True)
@@ -156,13 +158,14 @@ class Case:
 
     @cached_property
     def input_space(self) -> InputSpace:
-        """The case's inputs; for a model, (C, H, W) from its table at batch 2 and the smallest valid side."""
+        """The case's inputs; for a model, (C, H, W) from its table, the default one image at the smallest valid
+        side (a float64 AlexNet's backward costs ~0.5 s an image; batches are drawn by the properties)."""
         if self.inputs is not None or self.table is None:
             return self.inputs
         sides = self.valid_sides
         side_range = (sides.low, sides.high)
         return InputSpace(
-            dims=(self.in_channels, side_range, side_range), default=(2, self.in_channels, sides.low, sides.low)
+            dims=(self.in_channels, side_range, side_range), default=(1, self.in_channels, sides.low, sides.low)
         )
 
     def shapes(self, height: int, width: int) -> dict[str, tuple[int, ...]]:

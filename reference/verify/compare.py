@@ -211,7 +211,8 @@ def compare_models(
     """Run both models on ``inputs`` and compare outputs, mapped layers and (``grads``) gradients.
 
     ``grads_to_a`` maps model_b's parameter gradients onto model_a's parameter names (for example the
-    inverse of a port); without it only the input gradient is compared. ``seed`` reseeds the RNG before
+    inverse of a port), each to a tensor or to parts that make it along dim 0; without it only the input
+    gradient is compared. ``seed`` reseeds the RNG before
     each forward pass, so dropout draws the same masks in both. Gradients are compared with
     ``grad_rtol``/``grad_atol`` where given, else with the forward tolerance.
     """
@@ -257,10 +258,22 @@ def _compare_grads(result, model_a, model_b, out_a, out_b, x_a, x_b, grads_to_a)
                 f"{name}: gradient missing on {'reference' if a is None else 'counterpart'} side"
             )
             continue
-        diff, close = _diff(a, b, result.grad_rtol, result.grad_atol)
+        diff, close = _diff_parts(a, b, result.grad_rtol, result.grad_atol)
         result.grad_max = max(result.grad_max, diff)
         if not close:
             result.grad_failures.append(f"{name}: shape {tuple(a.shape)}, max |Δ| = {diff:.3g}")
+
+
+def _diff_parts(a: Tensor, b: Tensor | Sequence[Tensor], rtol: float, atol: float) -> tuple[float, bool]:
+    """:func:`_diff`, where ``b`` may be parts that together make ``a`` along dim 0 (two towers' halves):
+    compared with views of ``a``, never joined into a copy."""
+    if isinstance(b, Tensor):
+        return _diff(a, b, rtol, atol)
+    sizes = [part.shape[0] for part in b]
+    if sum(sizes) != a.shape[0]:
+        return float("inf"), False
+    diffs = [_diff(piece, part, rtol, atol) for piece, part in zip(a.split(sizes), b, strict=True)]
+    return max(d for d, _ in diffs), all(close for _, close in diffs)
 
 
 def assert_equivalent(

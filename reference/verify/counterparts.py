@@ -196,15 +196,17 @@ def alexnet2012_torch_layers_names(table: arch.Architecture) -> dict[str, str]:
         return _seed_sequential(table, dropout=0.5)[1]
 
 
-def alexnet2012_torch_layers(model: AlexNet2012) -> nn.Sequential:
-    """The seed notebook's ``nn.Sequential`` AlexNet with ``model``'s weights (needs ``lrn_groups=1``)."""
+def alexnet2012_torch_layers(model: AlexNet2012, *, share: bool = False) -> nn.Sequential:
+    """The seed notebook's ``nn.Sequential`` AlexNet with ``model``'s weights (needs ``lrn_groups=1``): copied,
+    or with ``share`` the same tensors (no copy)."""
     if not isinstance(model, AlexNet2012) or model.lrn1.groups != 1:
         raise ValueError("torch's nn.LocalResponseNorm has no channel groups: pass an AlexNet2012 with lrn_groups=1")
     weight = model.conv1.weight
     # No random init for weights about to be loaded (and the RNG is left alone).
     sequential = uninitialised(lambda: _seed_sequential(model.architecture, model.dropout.p)[0], dtype=weight.dtype,
-                               device=weight.device)  # fmt: skip
-    sequential.load_state_dict(rename_state(model.state_dict(), alexnet2012_torch_layers_names(model.architecture)))
+                               device="meta" if share else weight.device)  # fmt: skip
+    state = rename_state(model.state_dict(), alexnet2012_torch_layers_names(model.architecture))
+    sequential.load_state_dict(state, assign=share)
     return sequential.train(model.training)
 
 

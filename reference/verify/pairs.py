@@ -31,9 +31,11 @@ def reference_module(
     return module.to(device=device, dtype=dtype).eval()
 
 
-def ported(counterpart: Counterpart, reference: nn.Module) -> nn.Module:
-    """The counterpart with the reference's weights, dtype, device and mode."""
-    return counterpart.port(reference).train(reference.training)
+def ported(counterpart: Counterpart, reference: nn.Module, *, share: bool = False) -> nn.Module:
+    """The counterpart with the reference's weights, dtype, device and mode; with ``share``, where the port can,
+    the reference's own tensors rather than a copy."""
+    other = counterpart.port(reference, share=True) if share and counterpart.shares else counterpart.port(reference)
+    return other.train(reference.training)
 
 
 def tolerances(counterpart: Counterpart, dtype: torch.dtype, *, drawn: bool = False) -> dict[str, float]:
@@ -50,10 +52,12 @@ def compare_pair(
     *,
     drawn: bool = False,
     seed: int | None = None,
+    grads: bool = True,
 ) -> Comparison:
-    """Outputs, mapped layers and gradients (input and every parameter the counterpart maps back) of both."""
-    grads_to_a = None if counterpart.grads is None else (lambda grads: counterpart.grads(other, grads))
+    """Outputs, mapped layers and (``grads``) gradients of both: the input's and every parameter's that the
+    counterpart maps back."""
+    grads_to_a = None if counterpart.grads is None else (lambda g: counterpart.grads(other, g))
     return compare_models(
-        reference, other, x, layers=counterpart.layers, grads=True, grads_to_a=grads_to_a, seed=seed,
+        reference, other, x, layers=counterpart.layers, grads=grads, grads_to_a=grads_to_a, seed=seed,
         **tolerances(counterpart, x.dtype, drawn=drawn),
     )  # fmt: skip

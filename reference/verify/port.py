@@ -23,6 +23,7 @@ __all__ = [
     "alexnet_from_torchvision",
     "alexnet_to_torchvision",
     "grouped_from_two_tower",
+    "grouped_parts_from_two_tower",
     "grouped_state_from_two_tower",
     "rename_state",
     "two_tower_from_grouped",
@@ -63,9 +64,10 @@ def rename_state(state: State, names: Mapping[str, str]) -> dict[str, Tensor]:
     return renamed
 
 
-def _load_strict(target: nn.Module, state: State, source: str) -> None:
-    """Copy ``state`` into ``target``: same keys, same shapes, or a ValueError naming the key."""
-    expected = target.state_dict()
+def _load_strict(target: nn.Module, state: State, source: str, share: bool = False) -> nn.Module:
+    """Load ``state`` into ``target``: same keys, same shapes, or a ValueError naming the key. Copied, or with
+    ``share`` assigned: the target's parameters then use the source tensors' storage."""
+    expected = target.state_dict(keep_vars=True)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -78,18 +80,23 @@ def _load_strict(target: nn.Module, state: State, source: str) -> None:
                 f"cannot port {source} into {type(target).__name__}: {key!r} has shape {tuple(tensor.shape)}, "
                 f"expected {tuple(expected[key].shape)}"
             )
+    if share:
+        target.load_state_dict({key: state[key] for key in expected}, assign=True)
+        return target
     with torch.no_grad():
-        for key, tensor in target.state_dict(keep_vars=True).items():
+        for key, tensor in expected.items():
             tensor.copy_(state[key])
+    return target
 
 
-def _ported(build: Callable[[], nn.Module], state: State, like: nn.Module, source: str) -> nn.Module:
+def _ported(build: Callable[[], nn.Module], state: State, like: nn.Module, source: str, share: bool = False) -> nn.Module:
     """Build the target uninitialised where ``like`` lives, in its dtype (no random init: the RNG is
-    untouched and no time is spent on values about to be overwritten), then load."""
+    untouched and no time is spent on values about to be overwritten), then load; with ``share``, built on
+    the meta device and given the source's tensors themselves."""
     parameter = next(like.parameters())
-    target = uninitialised(build, dtype=parameter.dtype, device=parameter.device)
-    _load_strict(target, state, source)
-    return target.train(like.training)
+    device = "meta" if share else parameter.device
+    target = uninitialised(build, dtype=parameter.dtype, device=device)
+    return _load_strict(target, state, source, share).train(like.training)
 
 
 def alexnet_from_torchvision(tv_model: torchvision.models.AlexNet) -> AlexNet:
@@ -100,11 +107,13 @@ def alexnet_from_torchvision(tv_model: torchvision.models.AlexNet) -> AlexNet:
     return _ported(lambda: AlexNet(num_classes=num_classes, dropout=dropout), state, tv_model, "torchvision AlexNet")
 
 
-def alexnet_to_torchvision(model: AlexNet) -> torchvision.models.AlexNet:
+def alexnet_to_torchvision(model: AlexNet, *, share: bool = False) -> torchvision.models.AlexNet:
+    """torchvision's AlexNet with ``model``'s weights: copied, or with ``share`` the same tensors (no copy: for
+    a comparison that must not hold the weights twice)."""
     _require_type(model, AlexNet, "alexnet_to_torchvision")
     state = rename_state(model.state_dict(), TORCHVISION_NAMES)
     build = lambda: torchvision.models.alexnet(weights=None, num_classes=model.num_classes, dropout=model.dropout6.p)  # noqa: E731
-    return _ported(build, state, model, "reference AlexNet")
+    return _ported(build, state, model, "reference AlexNet", share)
 
 
 def _tower_split(model: AlexNet2012TwoTower | AlexNet2012) -> dict[str, int]:
@@ -160,7 +169,16 @@ def grouped_state_from_two_tower(state: State) -> Mapping[str, Tensor]:
     return _JoinedTowers(state)
 
 
-def two_tower_from_grouped(model: AlexNet2012) -> AlexNet2012TwoTower:
+def grouped_parts_from_two_tower(state: State) -> dict[str, tuple[Tensor, ...]]:
+    """The grouped model's keys, each with the towers' halves that make it along dim 0 (not joined: for a
+    comparison, which takes views of the grouped tensor instead of a copy of the halves)."""
+    joined = _JoinedTowers(state)  # checks the keys
+    return {key: tuple(state[f"{tower}.{key}"] for tower in TOWER_NAMES) for key in joined}
+
+
+def two_tower_from_grouped(model: AlexNet2012, *, share: bool = False) -> AlexNet2012TwoTower:
+    """The two-tower form with ``model``'s weights split between the towers: copied, or with ``share`` views
+    of the grouped tensors (no copy)."""
     _require_type(model, AlexNet2012, "two_tower_from_grouped")
     lrn = model.lrn1
     if lrn.groups != TOWERS:
@@ -170,7 +188,7 @@ def two_tower_from_grouped(model: AlexNet2012) -> AlexNet2012TwoTower:
         )
     state = two_tower_state_from_grouped(model.state_dict(), _tower_split(model))
     build = lambda: AlexNet2012TwoTower(num_classes=model.num_classes, dropout=model.dropout.p, lrn_alpha=lrn.alpha)  # noqa: E731
-    return _ported(build, state, model, "grouped AlexNet2012")
+    return _ported(build, state, model, "grouped AlexNet2012", share)
 
 
 def grouped_from_two_tower(model: AlexNet2012TwoTower) -> AlexNet2012:

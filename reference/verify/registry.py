@@ -152,6 +152,7 @@ _TORCHVISION_ALEXNET = Counterpart(
     exact_forward=True,
     exact_grads=True,
     same_dropout=True,
+    shares=True,
 )
 
 _TWO_TOWER_LAYERS = {
@@ -165,9 +166,9 @@ _LAYERS = (
         name="local-response-norm",
         summary="the paper's LRN (alpha not divided by the size) vs nn.LocalResponseNorm(alpha * size)",
         build=partial(LocalResponseNorm, size=5, alpha=1e-4, beta=0.75, k=2.0),
-        # conv1's output, scaled so that alpha * sum(a^2) is comparable with k and the normalisation really
-        # bends the output (post-ReLU activations of a trained net are O(10)).
-        inputs=InputSpace(dims=((1, 12), (1, 9), (1, 9)), default=(2, 96, 55, 55), scale=10.0, rectified=True),
+        # conv1's maps (pooled to 27x27 to keep the suite light), scaled so that alpha * sum(a^2) is comparable
+        # with k and the normalisation really bends the output (post-ReLU activations of a trained net are O(10)).
+        inputs=InputSpace(dims=((1, 12), (1, 9), (1, 9)), default=(2, 96, 27, 27), scale=10.0, rectified=True),
         options={"size": range(1, 8), "alpha": (1e-4, 1e-3, 2e-5, 0.1), "beta": (0.5, 0.75, 1.0), "k": (1.0, 2.0)},
         counterparts=(
             Counterpart(
@@ -381,11 +382,12 @@ _MODELS = (
                 port=port.two_tower_from_grouped,
                 port_back=port.grouped_from_two_tower,
                 layers=_TWO_TOWER_LAYERS,
-                grads=lambda _c, grads: port.grouped_state_from_two_tower(grads),
+                grads=lambda _c, grads: port.grouped_parts_from_two_tower(grads),
                 exact_forward=False,
                 exact_grads=False,
                 why_not_exact="a grouped convolution and two separate convolutions are different kernels, "
                 "free to block their reductions differently",
+                shares=True,
             ),
         ),
         facts=Facts(
@@ -431,6 +433,7 @@ _MODELS = (
                 exact_grads=False,
                 why_not_exact=LRN_BACKWARD,
                 same_dropout=True,
+                shares=True,
             ),
         ),
         facts=Facts(citation="the seed notebook (after " + KRIZHEVSKY_2012 + ")", trainable_params=60_965_224),
