@@ -17,7 +17,6 @@ import torch
 from hypothesis import settings
 from torch import Tensor, nn
 
-from reference.verify.build import seeded
 from reference.verify.cases import Case, Counterpart
 from reference.verify.pairs import BUILD_SEED, ported, reference_module
 from reference.verify.registry import CASES
@@ -121,12 +120,12 @@ class CaseModules:
         return model
 
     def counterpart(self, case: Case, counterpart: Counterpart, *, dtype: torch.dtype = torch.float32) -> nn.Module:
-        """``counterpart`` ported from :meth:`reference` in ``dtype`` (eval mode): a copy of its weights in float32,
-        the same tensors in float64 where the port can share them (an AlexNet's are 0.5 GB in float64; the
-        copying port is the one float32 and tests/test_port.py check)."""
+        """``counterpart`` ported from :meth:`reference` in ``dtype`` (eval mode), over the reference's own tensors
+        where the port can share them (an AlexNet's weights are 0.5 GB in float64; the copying port is checked
+        by tests/test_port.py)."""
 
         def make() -> nn.Module:
-            return ported(counterpart, self.reference(case, dtype=dtype), share=dtype == torch.float64)
+            return ported(counterpart, self.reference(case, dtype=dtype), share=True)
 
         model = self._get(case, ("counterpart", counterpart.name), make, dtype)
         model.eval().zero_grad(set_to_none=True)

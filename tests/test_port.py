@@ -1,4 +1,5 @@
-"""Porting: round trips are lossless, and every way a port can be wrong is rejected by name."""
+"""Porting: round trips are lossless copies, a sharing port shares, and every way a port can be wrong is
+rejected by name."""
 
 from __future__ import annotations
 
@@ -9,56 +10,57 @@ import torchvision
 from reference import AlexNet, AlexNet2012, AlexNet2012TwoTower, LeNet5, port
 from reference.models.alexnet2012 import SEED_LRN_ALPHA
 from reference.verify.compare import assert_close
-
-
-@pytest.fixture(scope="module")
-def grouped():
-    return AlexNet2012(num_classes=11)
-
-
-@pytest.fixture(scope="module")
-def alexnet():
-    return AlexNet(num_classes=7, dropout=0.25)  # the tests port it, never change it
+from reference.verify.pairs import ported
+from tests.helpers import pair_params
 
 
 def _meta(build):
-    """Build without data: the errors under test are raised from types, keys and shapes alone."""
+    """Build without data: what is under test follows from types, keys and shapes alone."""
     with torch.device("meta"):
         return build()
 
 
-def _assert_same_state(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for key in a:
-        assert_close(a[key], b[key], exact=True, what=key)  # a copy: bitwise
-
-
-def test_grouped_two_tower_round_trip_is_lossless(grouped):
-    towers = port.two_tower_from_grouped(grouped)
-    assert towers.tower_a.fc8.out_features == 6
-    assert towers.tower_b.fc8.out_features == 5
-    _assert_same_state(port.grouped_from_two_tower(towers).state_dict(), grouped.state_dict())
-
-
-def test_torchvision_round_trip_is_lossless(alexnet):
-    model = alexnet
-    library = port.alexnet_to_torchvision(model)
-    assert library.classifier[0].p == 0.25
-    assert library.classifier[6].out_features == 7
-    _assert_same_state(port.alexnet_from_torchvision(library).state_dict(), model.state_dict())
-
-
-def test_port_copies_instead_of_sharing_storage(alexnet):
-    library = port.alexnet_to_torchvision(alexnet)
+@pytest.mark.parametrize(("case", "counterpart"), pair_params(lambda _, counterpart: counterpart.port_back is not None))
+def test_port_and_port_back_is_a_lossless_copy_that_leaves_the_rng_alone(modules, case, counterpart):
+    reference = modules.reference(case)
+    rng = torch.get_rng_state()
+    other = counterpart.port(reference)
+    assert torch.equal(rng, torch.get_rng_state())  # no random init drawn for weights about to be overwritten
+    back, state = counterpart.port_back(other).state_dict(), reference.state_dict()
+    assert back.keys() == state.keys()
+    for key, tensor in state.items():
+        assert_close(back[key], tensor, exact=True, what=key)  # copies: bitwise
+    sums = [param.abs().sum() for param in reference.parameters()]
     with torch.no_grad():
-        library.features[0].weight.zero_()
-    assert alexnet.conv1.weight.abs().sum() > 0
+        for param in other.parameters():
+            param.fill_(7.0)
+    assert [param.abs().sum() for param in reference.parameters()] == sums  # copies, not the reference's storage
 
 
-def test_port_leaves_the_global_rng_alone(alexnet):
-    before = torch.get_rng_state()
-    port.alexnet_to_torchvision(alexnet)
-    assert torch.equal(before, torch.get_rng_state())
+@pytest.mark.parametrize(("case", "counterpart"), pair_params(lambda _, counterpart: counterpart.shares))
+def test_a_sharing_port_gives_its_own_parameters_over_the_reference_storage(case, counterpart):
+    reference = case.build()
+    other = ported(counterpart, reference, share=True)
+    storage = {param.untyped_storage().data_ptr() for param in reference.parameters()}
+    assert all(param.untyped_storage().data_ptr() in storage for param in other.parameters())
+    assert not {id(p) for p in reference.parameters()} & {id(p) for p in other.parameters()}  # gradients of its own
+    assert sum(p.numel() for p in other.parameters()) == sum(p.numel() for p in reference.parameters())
+
+
+def test_an_odd_class_count_splits_between_the_towers_tower_a_first():
+    towers = port.two_tower_from_grouped(_meta(lambda: AlexNet2012(num_classes=11)))
+    assert (towers.tower_a.fc8.out_features, towers.tower_b.fc8.out_features) == (6, 5)
+    assert port.grouped_from_two_tower(towers).fc8.out_features == 11
+
+
+def test_num_classes_and_dropout_follow_the_source_both_ways():
+    library = port.alexnet_to_torchvision(_meta(lambda: AlexNet(num_classes=7, dropout=0.25)))
+    assert library.classifier[0].p == library.classifier[3].p == 0.25
+    assert library.classifier[6].out_features == 7
+    source = _meta(lambda: torchvision.models.alexnet(weights=None, num_classes=17, dropout=0.1))
+    model = port.alexnet_from_torchvision(source)
+    assert model.num_classes == 17
+    assert model.dropout6.p == model.dropout7.p == 0.1
 
 
 @pytest.mark.parametrize(
@@ -109,10 +111,3 @@ def test_two_tower_state_with_one_tower_missing_a_key_is_named():
     del state["tower_b.fc7.bias"]
     with pytest.raises(ValueError, match=r"'fc7\.bias' is missing from one tower"):
         port.grouped_state_from_two_tower(state)
-
-
-def test_num_classes_and_dropout_follow_the_source():
-    library = _meta(lambda: torchvision.models.alexnet(weights=None, num_classes=17, dropout=0.1))
-    model = port.alexnet_from_torchvision(library)
-    assert model.num_classes == 17
-    assert model.dropout6.p == model.dropout7.p == 0.1

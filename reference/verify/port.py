@@ -89,7 +89,9 @@ def _load_strict(target: nn.Module, state: State, source: str, share: bool = Fal
     return target
 
 
-def _ported(build: Callable[[], nn.Module], state: State, like: nn.Module, source: str, share: bool = False) -> nn.Module:
+def _ported(
+    build: Callable[[], nn.Module], state: State, like: nn.Module, source: str, share: bool = False
+) -> nn.Module:
     """Build the target uninitialised where ``like`` lives, in its dtype (no random init: the RNG is
     untouched and no time is spent on values about to be overwritten), then load; with ``share``, built on
     the meta device and given the source's tensors themselves."""
