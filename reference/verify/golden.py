@@ -40,7 +40,7 @@ __all__ = [
     "write",
 ]
 
-DTYPES = (torch.float64, torch.float32)
+DTYPES = (torch.float32, torch.float64)  # in this order: the model is converted once
 HEAD = 8  # values kept per layer and logits kept per model
 
 

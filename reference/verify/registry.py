@@ -166,9 +166,9 @@ _LAYERS = (
         name="local-response-norm",
         summary="the paper's LRN (alpha not divided by the size) vs nn.LocalResponseNorm(alpha * size)",
         build=partial(LocalResponseNorm, size=5, alpha=1e-4, beta=0.75, k=2.0),
-        # conv1's maps (pooled to 27x27 to keep the suite light), scaled so that alpha * sum(a^2) is comparable
-        # with k and the normalisation really bends the output (post-ReLU activations of a trained net are O(10)).
-        inputs=InputSpace(dims=((1, 12), (1, 9), (1, 9)), default=(2, 96, 27, 27), scale=10.0, rectified=True),
+        # conv1's 96 maps (at 13x13 to keep the suite light), scaled so that alpha * sum(a^2) is comparable with
+        # k and the normalisation really bends the output (post-ReLU activations of a trained net are O(10)).
+        inputs=InputSpace(dims=((1, 12), (1, 9), (1, 9)), default=(2, 96, 13, 13), scale=10.0, rectified=True),
         options={"size": range(1, 8), "alpha": (1e-4, 1e-3, 2e-5, 0.1), "beta": (0.5, 0.75, 1.0), "k": (1.0, 2.0)},
         counterparts=(
             Counterpart(
