@@ -8,21 +8,16 @@ that rate as a fraction of a GEMM rate measured once per session on the same dev
 from __future__ import annotations
 
 import copy
-import functools
 import os
-import re
-import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-import pytest_benchmark.plugin
 import torch
 import torchvision
 
+from benchmarks import machine
+from benchmarks.machine import GemmRates, synchronize
 from reference.verify.registry import CASES
 
 GEMM_SIDE = {"cpu": 2048, "cuda": 8192}  # square matmuls big enough to run at the device's GEMM rate
@@ -38,24 +33,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-@functools.cache
-def _generated_machine_info() -> dict:
-    return pytest_benchmark.plugin.pytest_benchmark_generate_machine_info()
-
-
 def pytest_benchmark_generate_machine_info(config: pytest.Config) -> dict:
     """pytest-benchmark's own record, made once per process: its py-cpuinfo call takes ~1 s, and the workflow
     test (tests/test_benchmark_workflow.py) runs three benchmark sessions in one process."""
-    return copy.deepcopy(_generated_machine_info())
-
-
-def _cublas_needs_workspace_config() -> bool:
-    """Whether a cuBLAS matmul in deterministic mode raises without CUBLAS_WORKSPACE_CONFIG on this torch
-    (older releases require it, set before CUDA starts): run one without it, in a fresh process."""
-    env = {k: v for k, v in os.environ.items() if k != "CUBLAS_WORKSPACE_CONFIG"}
-    code = "import torch; torch.use_deterministic_algorithms(True); a = torch.ones(64, 64, device='cuda'); (a @ a).sum().item()"
-    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-    return run.returncode != 0 and "CUBLAS_WORKSPACE_CONFIG" in run.stderr
+    return copy.deepcopy(machine.generated_machine_info())
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
@@ -65,57 +46,12 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     # Whether torch's CPU allocator asks for 2 MB pages (the root conftest sets it unless the environment does):
     # without them a CPU train step took 5-32 % longer here, see README.
     machine_info["thp_mem_alloc_enable"] = os.environ.get("THP_MEM_ALLOC_ENABLE", "")
-    machine_info["transparent_hugepage"] = _transparent_hugepage_mode()
+    machine_info["transparent_hugepage"] = machine.transparent_hugepage_mode()
     machine_info["cuda"] = torch.version.cuda
     if torch.cuda.is_available():
         machine_info["gpu"] = torch.cuda.get_device_name(0)
         machine_info["cudnn"] = torch.backends.cudnn.version()
-        machine_info["cublas_needs_workspace_config"] = _cublas_needs_workspace_config()
-
-
-def _transparent_hugepage_mode() -> str:
-    """The kernel's THP mode, the bracketed word of "always [madvise] never"; "" where there is none."""
-    path = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-    match = re.search(r"\[(\w+)\]", path.read_text()) if path.exists() else None
-    return match.group(1) if match else ""
-
-
-def synchronize(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-class GemmRates:
-    """GFLOP/s of a square matmul, measured once per (device, dtype) and session.
-
-    The median of 21 calls (about a second on CPU) into a preallocated output: on this project's VM a
-    median of five calls once read 253 GFLOP/s where the same GEMM runs at 378 (median of 438 calls over
-    20 s, 5th-95th percentile 354-394), which would have inflated every fraction of peak by half.
-    """
-
-    TIMED_CALLS = 21
-
-    def __init__(self, sides: dict[str, int]) -> None:
-        self._sides = sides
-        self._rates: dict[tuple[str, torch.dtype], float] = {}
-
-    def __call__(self, device: str, dtype: torch.dtype) -> float:
-        key = (device, dtype)
-        if key not in self._rates:
-            n = self._sides[device]
-            a = torch.randn(n, n, device=device, dtype=dtype)
-            b = torch.randn(n, n, device=device, dtype=dtype)
-            c = torch.empty(n, n, device=device, dtype=dtype)
-            times = []
-            for round_ in range(3 + self.TIMED_CALLS):
-                synchronize(device)
-                start = time.perf_counter()
-                torch.matmul(a, b, out=c)
-                synchronize(device)
-                if round_ >= 3:  # the first calls warm up caches, clocks and kernel selection
-                    times.append(time.perf_counter() - start)
-            self._rates[key] = 2 * n**3 / statistics.median(times) / 1e9
-        return self._rates[key]
+        machine_info["cublas_needs_workspace_config"] = machine.cublas_needs_workspace_config()
 
 
 @pytest.fixture(scope="session")

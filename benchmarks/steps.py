@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmarks.conftest import synchronize
+from benchmarks.machine import synchronize
 from reference.verify.cases import Case
 
 __all__ = ["DEVICE_BATCHES", "FULL_BATCHES", "forward_step", "inputs_for", "train_step"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmarks.conftest import synchronize
 from benchmarks.flops import lrn_flops
+from benchmarks.machine import synchronize
 from benchmarks.steps import DEVICE_BATCHES
 from reference import LocalResponseNorm
 

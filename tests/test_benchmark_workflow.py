@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import conftest as benchmark_hooks  # the module the inner sessions load: imported before them
-from benchmarks import report
+from benchmarks import (
+    machine,  # imported before the inner sessions, which then share it
+    report,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SELECT = ["-k", "test_forward and cpu-b1 and lenet5 and not seed"]
@@ -50,7 +52,7 @@ def test_autosave_compare_and_fail_on_regression(
     # hooks, the storage and the compare gate.
     stub = {"machine": platform.machine(), "python_implementation": platform.python_implementation(),
             "python_version": platform.python_version(), "cpu": {"brand_raw": "stub"}}  # fmt: skip
-    monkeypatch.setattr(benchmark_hooks, "_generated_machine_info", lambda: stub)
+    monkeypatch.setattr(machine, "generated_machine_info", lambda: stub)
     storage = tmp_path / "storage"
     saved = _run(pytester, storage, "--benchmark-autosave")
     assert saved.ret == 0, saved.stdout.str()
