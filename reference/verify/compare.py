@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -276,35 +277,11 @@ def _diff_parts(a: Tensor, b: Tensor | Sequence[Tensor], rtol: float, atol: floa
     return max(d for d, _ in diffs), all(close for _, close in diffs)
 
 
-def assert_equivalent(
-    model_a: nn.Module,
-    model_b: nn.Module,
-    inputs: Tensor,
-    *,
-    rtol: float = 0.0,
-    atol: float = 0.0,
-    layers: LayerMap | None = None,
-    grads: bool = False,
-    grads_to_a: Callable[[dict[str, Tensor]], Mapping[str, Tensor]] | None = None,
-    seed: int | None = None,
-    grad_rtol: float | None = None,
-    grad_atol: float | None = None,
-) -> Comparison:
-    """Assert two models agree on ``inputs``; on failure name the first layer whose output diverges."""
+def assert_equivalent(model_a: nn.Module, model_b: nn.Module, inputs: Tensor, **options: Any) -> Comparison:
+    """:func:`compare_models` (the same keywords), asserted: on failure, name the first layer whose output diverges
+    and every gradient that differs."""
     __tracebackhide__ = True
-    result = compare_models(
-        model_a,
-        model_b,
-        inputs,
-        rtol=rtol,
-        atol=atol,
-        layers=layers,
-        grads=grads,
-        grads_to_a=grads_to_a,
-        seed=seed,
-        grad_rtol=grad_rtol,
-        grad_atol=grad_atol,
-    )
+    result = compare_models(model_a, model_b, inputs, **options)
     if not result.passed:
         raise AssertionError(f"{type(model_a).__name__} vs {type(model_b).__name__}:\n{result.report()}")
     return result

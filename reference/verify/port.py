@@ -53,15 +53,18 @@ def _require_type(model: object, expected: type, function: str) -> None:
         )
 
 
-def rename_state(state: State, names: Mapping[str, str]) -> dict[str, Tensor]:
-    """Rename ``layer.param`` keys by their layer; a key whose layer is not in ``names`` is an error."""
-    renamed = {}
+def _by_layer(state: State, known: Mapping[str, object], what: str) -> Iterator[tuple[str, str, str, Tensor]]:
+    """(key, layer, parameter name, tensor) for every ``layer.param`` key; a layer not in ``known`` is an error."""
     for key, tensor in state.items():
         layer, _, param = key.rpartition(".")
-        if layer not in names:
-            raise ValueError(f"unexpected key {key!r}: no layer {layer!r} in the port map")
-        renamed[f"{names[layer]}.{param}"] = tensor
-    return renamed
+        if layer not in known:
+            raise ValueError(f"unexpected key {key!r}: no layer {layer!r} in {what}")
+        yield key, layer, param, tensor
+
+
+def rename_state(state: State, names: Mapping[str, str]) -> dict[str, Tensor]:
+    """Rename ``layer.param`` keys by their layer; a key whose layer is not in ``names`` is an error."""
+    return {f"{names[layer]}.{param}": tensor for _, layer, param, tensor in _by_layer(state, names, "the port map")}
 
 
 def _load_strict(target: nn.Module, state: State, source: str, share: bool = False) -> nn.Module:
@@ -130,10 +133,7 @@ def _tower_split(model: AlexNet2012TwoTower | AlexNet2012) -> dict[str, int]:
 def two_tower_state_from_grouped(state: State, split: Mapping[str, int]) -> dict[str, Tensor]:
     """Tower A takes the first ``split[layer]`` output units of every layer, tower B the rest."""
     out = {}
-    for key, tensor in state.items():
-        layer, _, _param = key.rpartition(".")
-        if layer not in split:
-            raise ValueError(f"unexpected key {key!r}: no layer {layer!r} in the two-tower split")
+    for key, layer, _, tensor in _by_layer(state, split, "the two-tower split"):
         out[f"{TOWER_NAMES[0]}.{key}"], out[f"{TOWER_NAMES[1]}.{key}"] = tensor[: split[layer]], tensor[split[layer] :]
     return out
 
