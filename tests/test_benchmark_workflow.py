@@ -19,7 +19,7 @@ from benchmarks import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-SELECT = ["-k", "test_forward and cpu-b1 and lenet5 and not seed"]
+SELECT = ["-k", "test_forward and cpu-b1 and lenet5-reference"]
 FIELDS = {
     "model",
     "implementation",
@@ -36,7 +36,7 @@ FIELDS = {
 
 def _run(pytester: pytest.Pytester, storage: Path, *options: str) -> pytest.RunResult:
     return pytester.runpytest_inprocess(
-        str(ROOT / "benchmarks" / "test_lenet.py"), f"--rootdir={ROOT}", "-c", str(ROOT / "pyproject.toml"),
+        str(ROOT / "benchmarks" / "test_models.py"), f"--rootdir={ROOT}", "-c", str(ROOT / "pyproject.toml"),
         "-p", "no:cacheprovider", f"--benchmark-storage=file://{storage}", "--benchmark-max-time=0.05", "--quick",
         *SELECT, *options,
     )  # fmt: skip

@@ -1,0 +1,90 @@
+"""Every registered model next to each of its counterparts, same weights, side by side per group.
+
+A model with fewer than a million parameters (LeNet-5: 0.65 MFLOP an image) is timed by framework overhead
+(Python, dispatch, autograd) rather than arithmetic: pytest-benchmark's calibrated rounds after a warm-up of
+many calls. Larger ones run the ``rounds`` fixture's fixed warm-up and timed rounds.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmarks.flops import forward_flops, train_step_flops
+from benchmarks.steps import DEVICE_BATCHES, FULL_BATCHES, forward_step, inputs_for, train_step
+from reference.verify.pairs import ported, reference_module
+from reference.verify.registry import CASES
+
+SMALL = 1_000_000  # parameters
+
+
+def _implementations(library_only: bool = False) -> list:
+    """(model case, "reference" or a counterpart's name) for every model; ``library_only``: only the models a
+    library also builds (a counterpart with ``library``), with that counterpart."""
+    params = []
+    for case in (case for case in CASES.values() if case.is_model):
+        counterparts = [c.name for c in case.counterparts if c.library is not None or not library_only]
+        if library_only and not counterparts:
+            continue
+        small = case.facts.trainable_params < SMALL
+        marks = [pytest.mark.benchmark(warmup=True, warmup_iterations=100)] if small else []
+        params += [
+            pytest.param(case, name, id=f"{case.name}-{name}", marks=marks) for name in ["reference", *counterparts]
+        ]
+    return params
+
+
+def _build(case, implementation: str, device: str) -> torch.nn.Module:
+    reference = reference_module(case)
+    if implementation != "reference":
+        reference = ported(next(c for c in case.counterparts if c.name == implementation), reference)
+    return reference.to(device)
+
+
+def _timed(benchmark, rounds, case, function, *args):
+    if case.facts.trainable_params < SMALL:
+        return benchmark(function, *args)
+    return benchmark.pedantic(function, args=args, **rounds)
+
+
+@pytest.mark.parametrize(("case", "implementation"), _implementations())
+@pytest.mark.parametrize(("device", "batch"), DEVICE_BATCHES)
+def test_forward(benchmark, rounds, record, fp32_matmul, case, implementation, device, batch):
+    model = _build(case, implementation, device)
+    x, _ = inputs_for(case, batch, device)
+    benchmark.group = f"{case.name} forward {device} b{batch}"
+    out = _timed(benchmark, rounds, case, forward_step(model, device), x)
+    record(model=case.name, implementation=implementation, device=device, dtype=torch.float32,
+           pass_="forward", batch_size=batch, flop=forward_flops(case, batch))  # fmt: skip
+    assert out.shape == (batch, case.architecture.num_classes)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize(("case", "implementation"), _implementations())
+@pytest.mark.parametrize(("device", "batch"), DEVICE_BATCHES)
+def test_train_step(benchmark, rounds, record, fp32_matmul, case, implementation, device, batch):
+    model = _build(case, implementation, device)
+    x, y = inputs_for(case, batch, device)
+    benchmark.group = f"{case.name} train {device} b{batch}"
+    loss = _timed(benchmark, rounds, case, train_step(model, device), x, y)
+    record(model=case.name, implementation=implementation, device=device, dtype=torch.float32,
+           pass_="train", batch_size=batch, flop=train_step_flops(case, batch))  # fmt: skip
+    assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize(("case", "implementation"), _implementations(library_only=True))
+@pytest.mark.parametrize("autocast", [None, torch.bfloat16], ids=["float32", "bf16-autocast"])
+@pytest.mark.parametrize(("device", "batch"), FULL_BATCHES)
+def test_train_step_channels_last(benchmark, rounds, record, fp32_matmul, case, implementation, autocast, device,
+                                  batch):  # fmt: skip
+    """The layouts a fast train step uses, for the models a library also builds: channels_last, in float32 and
+    under bf16 autocast (on CPU, oneDNN runs bf16 convolutions and matmuls on AMX where the processor has it).
+    bf16 runs are compared with the bf16 GEMM rate."""
+    model = _build(case, implementation, device).to(memory_format=torch.channels_last)
+    x, y = inputs_for(case, batch, device)
+    x = x.to(memory_format=torch.channels_last)
+    benchmark.group = f"{case.name} train {device} b{batch} channels_last {'bf16-autocast' if autocast else 'float32'}"
+    loss = _timed(benchmark, rounds, case, train_step(model, device, autocast_dtype=autocast), x, y)
+    record(model=case.name, implementation=implementation, device=device, dtype=autocast or torch.float32,
+           pass_="train", batch_size=batch, flop=train_step_flops(case, batch), layout="channels_last")  # fmt: skip
+    assert torch.isfinite(loss)
