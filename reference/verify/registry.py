@@ -188,7 +188,7 @@ _LAYERS = (
         build=partial(LocalResponseNorm, size=5, alpha=1e-4, beta=0.75, k=2.0, groups=2),
         inputs=InputSpace(
             dims=((1, 36), (1, 9), (1, 9)),
-            default=(2, 96, 55, 55),
+            default=(2, 96, 13, 13),
             scale=10.0,
             rectified=True,
             channels_multiple_of="groups",
