@@ -117,9 +117,11 @@ def test_sizes_whose_flattened_length_happens_to_fit_are_rejected(modules, case)
     """e.g. AlexNet 2012 at 163x323: pool5 is 4x9, 36 positions like 6x6."""
     model = modules.reference(case)
     height, width = _flatten_fits_but_table_does_not(case)
+    with pytest.raises(InvalidInputSize, match=r"^flatten expects"):
+        case.shapes(height, width)  # the table says why...
     x = torch.randn(1, case.in_channels, height, width)
     with torch.no_grad():
-        assert model._forward_impl(x).shape == (1, case.architecture.num_classes)  # the raw layers take it...
+        assert model._forward_impl(x).shape == (1, case.architecture.num_classes)  # ...the raw layers take it...
     with pytest.raises(ValueError, match=rf"H x W = {height} x {width}"):
         model(x)  # ...the model does not
 
