@@ -47,29 +47,23 @@ def _timed(benchmark, rounds, case, function, *args):
     return benchmark.pedantic(function, args=args, **rounds)
 
 
+@pytest.mark.parametrize("pass_", ["forward", "train"])
 @pytest.mark.parametrize(("case", "implementation"), _implementations())
 @pytest.mark.parametrize(("device", "batch"), DEVICE_BATCHES)
-def test_forward(benchmark, rounds, record, fp32_matmul, case, implementation, device, batch):
-    model = _build(case, implementation, device)
-    x, _ = inputs_for(case, batch, device)
-    benchmark.group = f"{case.name} forward {device} b{batch}"
-    out = _timed(benchmark, rounds, case, forward_step(model, device), x)
-    record(model=case.name, implementation=implementation, device=device, dtype=torch.float32,
-           pass_="forward", batch_size=batch, flop=forward_flops(case, batch))  # fmt: skip
-    assert out.shape == (batch, case.architecture.num_classes)
-    assert torch.isfinite(out).all()
-
-
-@pytest.mark.parametrize(("case", "implementation"), _implementations())
-@pytest.mark.parametrize(("device", "batch"), DEVICE_BATCHES)
-def test_train_step(benchmark, rounds, record, fp32_matmul, case, implementation, device, batch):
+def test_step(benchmark, rounds, record, fp32_matmul, case, implementation, device, batch, pass_):
+    """An inference-mode forward, or a train step (forward, cross-entropy, backward, SGD with momentum)."""
     model = _build(case, implementation, device)
     x, y = inputs_for(case, batch, device)
-    benchmark.group = f"{case.name} train {device} b{batch}"
-    loss = _timed(benchmark, rounds, case, train_step(model, device), x, y)
-    record(model=case.name, implementation=implementation, device=device, dtype=torch.float32,
-           pass_="train", batch_size=batch, flop=train_step_flops(case, batch))  # fmt: skip
-    assert torch.isfinite(loss)
+    benchmark.group = f"{case.name} {pass_} {device} b{batch}"
+    if pass_ == "forward":
+        out = _timed(benchmark, rounds, case, forward_step(model, device), x)
+        assert out.shape == (batch, case.architecture.num_classes)
+    else:
+        out = _timed(benchmark, rounds, case, train_step(model, device), x, y)
+    flop = (forward_flops if pass_ == "forward" else train_step_flops)(case, batch)
+    record(model=case.name, implementation=implementation, device=device, dtype=torch.float32, pass_=pass_,
+           batch_size=batch, flop=flop)  # fmt: skip
+    assert torch.isfinite(out).all()
 
 
 @pytest.mark.parametrize(("case", "implementation"), _implementations(library_only=True))

@@ -19,7 +19,7 @@ from benchmarks import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-SELECT = ["-k", "test_forward and cpu-b1 and lenet5-reference"]
+SELECT = ["-k", "test_step and forward and cpu-b1 and lenet5-reference"]
 FIELDS = {
     "model",
     "implementation",
