@@ -10,7 +10,7 @@ import torch
 from reference.verify.build import seeded, uninitialised
 from reference.verify.compare import assert_close, assert_equivalent
 from reference.verify.pairs import compare_pair, ported
-from tests.helpers import BUILD_SEED, MODELS, case_params, pair_params
+from tests.helpers import BUILD_SEED, CASES, MODELS, case_params, pair_params
 
 
 @pytest.mark.parametrize("case", case_params(MODELS))
@@ -46,12 +46,35 @@ def test_state_dict_round_trip_with_weights_only_load(modules, case):
     saved.seek(0)
     clone = uninitialised(case.build)
     # Poison everything a state_dict carries (state_dict tensors share storage with the module): the
-    # clone must get it all back from the file. Non-persistent buffers (C3's index tables) are derived
-    # from the constructor's arguments and are not in the file.
+    # clone must get it all back from the file.
     for tensor in clone.state_dict().values():
         tensor.fill_(float("nan") if tensor.is_floating_point() else 0)
     clone.load_state_dict(torch.load(saved, weights_only=True))
     assert_equivalent(model, clone.eval(), case.input_space.sample())
+
+
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_built_on_the_meta_device_then_loaded_it_computes_the_same_bits(modules, case):
+    model = modules.reference(case)
+    with torch.device("meta"):
+        empty = case.build()
+    assert all(t.is_meta for t in empty.state_dict().values())  # nothing computed at construction
+    empty = empty.to_empty(device="cpu")
+    empty.load_state_dict(model.state_dict())
+    assert_equivalent(model, empty.eval(), case.input_space.sample())  # exact
+
+
+@pytest.mark.parametrize("case", case_params(list(CASES.values())))
+def test_every_parameter_and_buffer_follows_the_default_dtype(case):
+    default = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(torch.float64)
+        with torch.device("meta"):
+            module = case.build()
+    finally:
+        torch.set_default_dtype(default)
+    dtypes = {name: t.dtype for name, t in [*module.named_parameters(), *module.named_buffers()]}
+    assert all(dtype == torch.float64 for dtype in dtypes.values()), dtypes
 
 
 @pytest.mark.parametrize(("case", "counterpart"), pair_params(lambda _, c: bool(c.layers)))

@@ -68,6 +68,15 @@ def test_a_layer_alone_draws_the_init_its_paper_states(case):
         assert param.abs().max() > 0.5 * bound.min(), f"{name}: not drawn (left near zero)"
 
 
+@pytest.mark.parametrize("case", case_params(list(CASES.values()), lambda case: not case.is_model))
+def test_a_hand_written_layer_shows_its_hyper_parameters_in_its_repr(case):
+    layer = case.build()
+    assert layer.extra_repr(), f"{type(layer).__name__} prints as {layer!r}"
+    for name, values in case.options.items():
+        for value in values:
+            assert f"{name}={value}" in repr(case.build(**{name: value})), (name, value)
+
+
 def test_public_api_names():
     assert reference.list_models() == [case.name for case in MODELS]
     assert reference.get_spec("alexnet") is CASES["alexnet"]

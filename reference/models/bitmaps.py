@@ -40,7 +40,8 @@ DIGITS: tuple[tuple[str, ...], ...] = (
 # fmt: on
 
 
-def prototypes(dtype: torch.dtype = torch.float32) -> Tensor:
-    """(10, 84) tensor of +1 (ink) / -1 (background), each row a bitmap read row by row."""
+def prototypes(dtype: torch.dtype | None = None) -> Tensor:
+    """(10, 84) tensor of +1 (ink) / -1 (background), each row a bitmap read row by row; in the default dtype
+    unless ``dtype`` says otherwise, on the default device."""
     rows = [[1.0 if pixel == "#" else -1.0 for line in digit for pixel in line] for digit in DIGITS]
-    return torch.tensor(rows, dtype=dtype)
+    return torch.tensor(rows, dtype=dtype or torch.get_default_dtype())

@@ -65,7 +65,7 @@ class LocalResponseNorm(nn.Module):
             raise ValueError(f"LocalResponseNorm expects {accepts}; {got} ({x.shape[1]} channels)")
 
     def extra_repr(self) -> str:
-        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, groups={self.groups}"
+        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, groups={self.groups}"
 
 
 def _bins(in_side: int, out_side: int) -> list[tuple[int, int]]:
@@ -127,6 +127,9 @@ class Squash(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.amplitude * torch.tanh(self.slope * x)
 
+    def extra_repr(self) -> str:
+        return f"amplitude={self.amplitude}, slope={self.slope:.6g}"
+
 
 class Subsampling(nn.Module):
     """LeNet-5's S2/S4: each ``kernel_size`` block summed, times a trainable coefficient, plus a bias, per map."""
@@ -145,13 +148,6 @@ class Subsampling(nn.Module):
         return block_sums * self.weight[:, None, None] + self.bias[:, None, None]
 
 
-def _connections(table: Sequence[Sequence[int]], in_channels: int) -> Tensor:
-    mask = torch.zeros(len(table), in_channels, dtype=torch.bool)
-    for out_map, in_maps in enumerate(table):
-        mask[out_map, list(in_maps)] = True
-    return mask
-
-
 class SparseConv2d(nn.Module):
     """A convolution where output map ``i`` sees only input maps ``table[i]`` (LeNet-5's C3).
 
@@ -165,16 +161,25 @@ class SparseConv2d(nn.Module):
         super().__init__()
         self.in_channels, self.kernel_size = in_channels, kernel_size
         self.table = tuple(tuple(sorted(maps)) for maps in table)
-        out_index, in_index = _connections(self.table, in_channels).nonzero(as_tuple=True)
-        self.register_buffer("out_index", out_index, persistent=False)
-        self.register_buffer("in_index", in_index, persistent=False)
-        self.weight = nn.Parameter(torch.empty(len(out_index), kernel_size, kernel_size))
+        self.weight = nn.Parameter(torch.empty(len(self.out_index), kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.empty(len(self.table)))
         self.reset_parameters()
 
+    @property
+    def out_index(self) -> list[int]:
+        """The output map of each kernel in ``weight`` (plain indices from the table: no data to build or load,
+        so the layer builds on the meta device)."""
+        return [out_map for out_map, in_maps in enumerate(self.table) for _ in in_maps]
+
+    @property
+    def in_index(self) -> list[int]:
+        """The input map of each kernel in ``weight``."""
+        return [in_map for in_maps in self.table for in_map in in_maps]
+
     def fan_ins(self) -> Tensor:
         """Each output map's fan-in: the kernels of the maps it sees."""
-        return torch.tensor([len(maps) * self.kernel_size**2 for maps in self.table], dtype=self.weight.dtype)
+        fan_ins = [len(maps) * self.kernel_size**2 for maps in self.table]
+        return torch.tensor(fan_ins, dtype=self.weight.dtype, device=self.weight.device)
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -222,6 +227,10 @@ class GaussianRBF(nn.Module):
         super().__init__()
         self.centres = nn.Parameter(torch.randn(out_features, in_features))
         self.widths = nn.Parameter(torch.ones(out_features))
+
+    def extra_repr(self) -> str:
+        classes, features = self.centres.shape
+        return f"in_features={features}, out_features={classes}"
 
     def forward(self, x: Tensor) -> Tensor:
         squared_distance = ((x[:, None, :] - self.centres) ** 2).sum(dim=-1)  # (N, classes)

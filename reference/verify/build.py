@@ -24,9 +24,8 @@ def uninitialised(
     caller about to overwrite every value (load a state_dict, fill a closed form).
 
     Built on the meta device: no time spent on a random init (AlexNet's is ~60M draws) and the global
-    RNG untouched. A model with buffers (their values are built, not loaded) or whose construction
-    computes data (LeNet-5's C3 tables: ``nonzero`` has no meta kernel) is small and is built normally,
-    under a forked RNG.
+    RNG untouched. A model with buffers (LeNet-5's prototypes: a caller filling parameters would leave them
+    empty) or that cannot be built on the meta device is built normally, under a fixed seed.
     """
     try:
         with torch.device("meta"):
