@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from reference.verify.build import seeded
 from reference.verify.compare import assert_close, tolerance
 from reference.verify.pairs import compare_pair, ported, reference_module
-from tests.helpers import BUILD_SEED, fewer_examples, pair_params
+from tests.helpers import BUILD_SEED, PAIRS, fewer_examples, pair_params
 from tests.strategies import options, valid_inputs
 
 DTYPES = [torch.float32, torch.float64]
@@ -60,6 +60,21 @@ def test_pair_at_every_option_value(case, counterpart, dtype):
             reference = reference_module(case, dtype=dtype, **{name: value})
             result = compare_pair(counterpart, reference, ported(counterpart, reference), x, drawn=True)
             assert result.passed, f"{name}={value}: {result.report()}"
+
+
+MODULE_INPUTS = [
+    pytest.param(case, counterpart, module_input, id=f"{case.name} vs {counterpart.name}-{module_input.desc}")
+    for case, counterpart in PAIRS
+    for module_input in case.module_inputs
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize(("case", "counterpart", "module_input"), MODULE_INPUTS)
+def test_pair_at_the_module_inputs_torch_tests_its_own_layer_with(case, counterpart, module_input, dtype):
+    reference = reference_module(case, dtype=dtype, **module_input.options)
+    x = case.input_space.sample(module_input.shape, dtype=dtype)
+    _passes(compare_pair(counterpart, reference, ported(counterpart, reference), x))
 
 
 def _sides(case) -> list[int]:

@@ -11,20 +11,20 @@ from torch import Tensor
 if TYPE_CHECKING:
     from reference.models.tables import SideRange
 
-__all__ = ["check_4d_floating", "check_input"]
+__all__ = ["check_floating", "check_input"]
 
 # What autocast casts to its lower precision: float64 tensors are left as they are, so a float64 input
 # meets bf16 weights (or float64 weights a bf16 input) inside the first convolution.
 AUTOCAST_CASTS = frozenset({torch.float32, torch.float16, torch.bfloat16})
 
 
-def check_4d_floating(name: str, x: object, accepts: str) -> str:
-    """Raise TypeError/ValueError unless ``x`` is a 4-D floating-point tensor; return the message's
-    "got ..." clause for the caller's own checks."""
+def check_floating(name: str, x: object, accepts: str, dims: range = range(4, 5)) -> str:
+    """Raise TypeError/ValueError unless ``x`` is a floating-point tensor with a number of dimensions in ``dims``;
+    return the message's "got ..." clause for the caller's own checks."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} expects {accepts}; got {type(x).__name__}")
     got = f"got shape {tuple(x.shape)}, dtype {x.dtype}"
-    if x.dim() != 4:
+    if x.dim() not in dims:
         raise ValueError(f"{name} expects {accepts}; {got} ({x.dim()}-D)")
     if not x.is_floating_point():
         raise TypeError(f"{name} expects {accepts}; {got} (not floating point)")
@@ -38,7 +38,7 @@ def check_input(model: str, x: object, in_channels: int, sides: SideRange, like:
     for that device (it casts inputs and weights alike), of its dtype.
     """
     accepts = f"a 4-D floating-point tensor (N, {in_channels}, H, W) with H and W in {sides}"
-    got = check_4d_floating(model, x, accepts)
+    got = check_floating(model, x, accepts)
     if x.shape[1] != in_channels:
         raise ValueError(f"{model} expects {accepts}; {got} ({x.shape[1]} channels)")
     if x.shape[2] not in sides or x.shape[3] not in sides:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reference.models.checks import check_4d_floating
+from reference.models.checks import check_floating
 
 __all__ = [
     "AdaptiveAvgPool2d",
@@ -35,10 +35,10 @@ class LocalResponseNorm(nn.Module):
     the Caffe convention), so this layer equals ``nn.LocalResponseNorm(size, size * alpha, beta, k)``.
     Windows stop at the edges of each of ``groups`` equal channel groups, as in the two-GPU network.
 
-    The denominator is computed as ``(sum / size) * (size * alpha) + k``, the operations torch's layer
-    runs in the same order, so the forward pass is bitwise equal to it. Only elementwise ops, padding
-    and slicing are used: forward and backward are deterministic on CUDA (torch's layer runs
-    avg_pool3d, whose CUDA backward is not).
+    Takes what torch's layer takes: (N, C, *) with one or more dimensions after the channels. The denominator
+    is computed as ``(sum / size) * (size * alpha) + k``, the operations torch's layer runs in the same order,
+    so the forward pass is bitwise equal to it. Only elementwise ops, padding and slicing are used: forward
+    and backward are deterministic on CUDA (torch's layer runs avg_pool2d/3d, whose CUDA backward is not).
     """
 
     def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0, groups: int = 1) -> None:
@@ -50,17 +50,17 @@ class LocalResponseNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
         per_group = x.shape[1] // self.groups
-        squares = (x * x).unflatten(1, (self.groups, per_group))  # (N, G, C/G, H, W)
-        padded = F.pad(squares, (0, 0, 0, 0, self.size // 2, (self.size - 1) // 2))
-        window = padded[:, :, 0:per_group].clone()  # sums run left to right, as in avg_pool3d
+        squares = (x * x).unflatten(1, (self.groups, per_group))  # (N, G, C/G, *)
+        padded = F.pad(squares, (0, 0) * (x.dim() - 2) + (self.size // 2, (self.size - 1) // 2))  # channels only
+        window = padded[:, :, 0:per_group].clone()  # sums run left to right, as in torch's avg_pool
         for offset in range(1, self.size):
             window.add_(padded[:, :, offset : offset + per_group])
         window.div_(self.size).mul_(self.size * self.alpha).add_(self.k)
         return x / window.flatten(1, 2).pow(self.beta)
 
     def _check(self, x: Tensor) -> None:
-        accepts = f"a 4-D floating-point tensor (N, C, H, W) with C a multiple of groups={self.groups}"
-        got = check_4d_floating("LocalResponseNorm", x, accepts)
+        accepts = f"a floating-point tensor (N, C, *) of 3 or more dimensions with C a multiple of groups={self.groups}"
+        got = check_floating("LocalResponseNorm", x, accepts, dims=range(3, 64))
         if x.shape[1] % self.groups:
             raise ValueError(f"LocalResponseNorm expects {accepts}; {got} ({x.shape[1]} channels)")
 

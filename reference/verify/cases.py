@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from reference.models.tables import Architecture, SideRange
 from reference.verify.compare import LayerMap
 
-__all__ = ["Case", "Counterpart", "Facts", "GradcheckInput", "InputSpace", "QuotedTable"]
+__all__ = ["Case", "Counterpart", "Facts", "InputSpace", "ModuleInput", "QuotedTable"]
 
 # A dimension after the batch: a fixed size, or an inclusive range (None: no upper bound).
 Dim = int | tuple[int, int | None]
@@ -104,9 +104,12 @@ class Facts:
 
 
 @dataclass(frozen=True)
-class GradcheckInput:
+class ModuleInput:
+    """An input shape and the constructor options to build the module with (PyTorch's ModuleInput, as data)."""
+
     shape: tuple[int, ...]
     options: Mapping[str, Any] = field(default_factory=dict)
+    desc: str = ""
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,9 @@ class Case:
     facts: Facts | None = None
     departures: tuple[str, ...] = ()
     options: Mapping[str, Sequence[Any]] = field(default_factory=dict)  # drawn by the properties
-    gradcheck: tuple[GradcheckInput, ...] = ()
+    gradcheck: tuple[ModuleInput, ...] = ()
+    # Inputs a layer is compared with its counterparts at besides its input space (other ranks, other options).
+    module_inputs: tuple[ModuleInput, ...] = ()
     gradcheck_reinit: bool = True  # parameters redrawn in U(-0.5, 0.5) for a well-conditioned gradcheck
     # Inputs a layer must reject where they enter: () -> [(input, error type, regex of the message)]. A model's
     # are derived from its table.

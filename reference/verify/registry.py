@@ -32,7 +32,7 @@ from reference.models.layers import (
 )
 from reference.models.lenet import C3_TABLE, LeNet5, lenet5_architecture
 from reference.verify import port
-from reference.verify.cases import Case, Counterpart, Facts, GradcheckInput, InputSpace, QuotedTable
+from reference.verify.cases import Case, Counterpart, Facts, InputSpace, ModuleInput, QuotedTable
 from reference.verify.counterparts import (
     CdistRBF,
     LiteralSparseConv2d,
@@ -98,13 +98,14 @@ def _torch_lrn(lrn: LocalResponseNorm) -> nn.Module:
 
 def _lrn_error_inputs() -> list[tuple[object, type[Exception], str]]:
     """What the grouped LRN (groups=2) must reject, and the "got" clause its message must carry."""
-    accepts = r"^LocalResponseNorm expects a 4-D floating-point tensor \(N, C, H, W\) with C a multiple of groups=2; "
+    accepts = (r"^LocalResponseNorm expects a floating-point tensor \(N, C, \*\) of 3 or more dimensions with C a "
+               r"multiple of groups=2; ")  # fmt: skip
     return [
-        (torch.rand(4, 5, 5), ValueError, accepts + r"got shape \(4, 5, 5\), dtype torch\.float32 \(3-D\)"),
-        (torch.rand(1, 4, 2, 2, 2), ValueError, accepts + r"got shape \(1, 4, 2, 2, 2\), dtype torch\.float32 \(5-D\)"),
+        (torch.rand(4, 6), ValueError, accepts + r"got shape \(4, 6\), dtype torch\.float32 \(2-D\)"),
         (torch.ones(1, 4, 5, 5, dtype=torch.int64), TypeError,
          accepts + r"got shape \(1, 4, 5, 5\), dtype torch\.int64 \(not floating point\)"),
         (torch.rand(1, 5, 5, 5), ValueError, accepts + r"got shape \(1, 5, 5, 5\), dtype torch\.float32 \(5 channels\)"),
+        (torch.rand(1, 5, 7), ValueError, accepts + r"got shape \(1, 5, 7\), dtype torch\.float32 \(5 channels\)"),
         ([[1.0]], TypeError, accepts + "got list"),
     ]  # fmt: skip
 
@@ -179,7 +180,14 @@ _LAYERS = (
                 why_not_exact=LRN_BACKWARD,
             ),
         ),
-        gradcheck=(GradcheckInput((2, 7, 3, 3), {"alpha": 1e-2}),),
+        gradcheck=(ModuleInput((2, 7, 3, 3), {"alpha": 1e-2}), ModuleInput((1, 5, 7), {"size": 3, "alpha": 1e-2})),
+        # PyTorch's own module inputs for nn.LocalResponseNorm (torch/testing/_internal/common_modules.py), its
+        # alpha divided by the size into the paper's convention.
+        module_inputs=(
+            ModuleInput((1, 5, 7), {"size": 3, "alpha": 1e-4 / 3, "beta": 0.75, "k": 1.0}, "1d"),
+            ModuleInput((1, 5, 7, 7), {"size": 2, "alpha": 1e-4 / 2, "beta": 0.75, "k": 1.0}, "2d_uneven_pad"),
+            ModuleInput((1, 5, 7, 7, 7), {"size": 1, "alpha": 1.0, "beta": 0.5, "k": 2.0}, "3d_custom_params"),
+        ),
         error_options=_LRN_ERROR_OPTIONS,
     ),
     Case(
@@ -218,7 +226,7 @@ _LAYERS = (
                 why_not_exact=LRN_BACKWARD,
             ),
         ),
-        gradcheck=(GradcheckInput((1, 8, 2, 3), {"size": 3, "alpha": 1e-2, "k": 1.0}),),
+        gradcheck=(ModuleInput((1, 8, 2, 3), {"size": 3, "alpha": 1e-2, "k": 1.0}),),
         error_inputs=_lrn_error_inputs,
         error_options=_LRN_ERROR_OPTIONS,
     ),
@@ -237,7 +245,7 @@ _LAYERS = (
                 why_not_exact="the block is summed and then multiplied here, each term multiplied there",
             ),
         ),
-        gradcheck=(GradcheckInput((2, 6, 4, 5)),),
+        gradcheck=(ModuleInput((2, 6, 4, 5)),),
     ),
     Case(
         name="sparse-conv2d",
@@ -259,7 +267,7 @@ _LAYERS = (
             ),
         ),
         # C3's table with 2x2 kernels: every connection is still there, at a sixth of 5x5's gradcheck cost.
-        gradcheck=(GradcheckInput((1, 6, 3, 3), {"kernel_size": 2}),),
+        gradcheck=(ModuleInput((1, 6, 3, 3), {"kernel_size": 2}),),
         init_bounds=_sparse_init_bounds,
     ),
     Case(
@@ -272,7 +280,7 @@ _LAYERS = (
                 name="tanh written from the paper", port=lambda _: TanhSquash(), exact_forward=True, exact_grads=True
             ),
         ),
-        gradcheck=(GradcheckInput((2, 3, 4, 4)),),
+        gradcheck=(ModuleInput((2, 3, 4, 4)),),
     ),
     Case(
         name="euclidean-rbf",
@@ -288,7 +296,7 @@ _LAYERS = (
                 why_not_exact="torch.cdist takes a square root that is squared again",
             ),
         ),
-        gradcheck=(GradcheckInput((3, 84)),),
+        gradcheck=(ModuleInput((3, 84)),),
     ),
     Case(
         name="gaussian-rbf",
@@ -305,7 +313,7 @@ _LAYERS = (
                 why_not_exact="torch.cdist takes a square root that is squared again",
             ),
         ),
-        gradcheck=(GradcheckInput((2, 4), {"in_features": 4, "out_features": 3}),),
+        gradcheck=(ModuleInput((2, 4), {"in_features": 4, "out_features": 3}),),
         gradcheck_reinit=False,  # randn centres and unit widths are already well-conditioned at 4 features
         prepare=_widen_gaussian_head,
     ),
@@ -324,7 +332,7 @@ _LAYERS = (
                 exact_grads=True,
             ),
         ),
-        gradcheck=(GradcheckInput((2, 2, 5, 7), {"output_size": 3}), GradcheckInput((1, 2, 3, 3), {"output_size": 3})),
+        gradcheck=(ModuleInput((2, 2, 5, 7), {"output_size": 3}), ModuleInput((1, 2, 3, 3), {"output_size": 3})),
     ),
 )
 
