@@ -6,7 +6,20 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from reference.models import AlexNet, AlexNet2012, AlexNet2012TwoTower, LeNet5, LocalResponseNorm
+from reference.models import (
+    AlexNet,
+    AlexNet2012,
+    AlexNet2012TwoTower,
+    LeNet5,
+    LocalResponseNorm,
+    alexnet,
+    alexnet2012,
+    alexnet2012_two_tower,
+    get_model,
+    get_model_builder,
+    lenet5,
+    list_models,
+)
 
 __all__ = [
     "AlexNet",
@@ -14,7 +27,13 @@ __all__ = [
     "AlexNet2012TwoTower",
     "LeNet5",
     "LocalResponseNorm",
+    "alexnet",
+    "alexnet2012",
+    "alexnet2012_two_tower",
+    "get_model",
+    "get_model_builder",
     "get_spec",
+    "lenet5",
     "list_models",
     "port",
 ]
@@ -23,7 +42,6 @@ __all__ = [
 _LAZY = {
     "port": ("reference.verify.port", None),
     "get_spec": ("reference.verify.registry", "get_case"),
-    "list_models": ("reference.verify.registry", "list_models"),
 }
 
 

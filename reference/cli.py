@@ -121,7 +121,7 @@ def goldens(write: bool, directory: Path | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from reference.verify.registry import list_models
+    from reference.models import list_models
 
     parser = argparse.ArgumentParser(prog="python -m reference", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)

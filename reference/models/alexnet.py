@@ -17,13 +17,27 @@ that is a training scheme, not a layer.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from torch import Tensor, nn
 
 from reference.models import tables as arch
 from reference.models.base import ReferenceModel
+from reference.models.weights import Weights, load_weights
 
-__all__ = ["AlexNet", "alexnet_architecture"]
+__all__ = ["TORCHVISION_NAMES", "AlexNet", "alexnet", "alexnet_architecture"]
+
+# Weighted layer -> torchvision.models.AlexNet's module path: what a torchvision checkpoint's keys are named.
+TORCHVISION_NAMES = {
+    "conv1": "features.0",
+    "conv2": "features.3",
+    "conv3": "features.6",
+    "conv4": "features.8",
+    "conv5": "features.10",
+    "fc6": "classifier.1",
+    "fc7": "classifier.4",
+    "fc8": "classifier.6",
+}
 
 
 @functools.cache  # one immutable table per configuration: its valid sides are derived once
@@ -86,3 +100,10 @@ class AlexNet(ReferenceModel):
         x = self.relu6(self.fc6(self.dropout6(x)))  # (N, 4096)
         x = self.relu7(self.fc7(self.dropout7(x)))  # (N, 4096)
         return self.fc8(x)  # (N, num_classes)
+
+
+def alexnet(*, weights: Weights = None, progress: bool = True, **kwargs: Any) -> AlexNet:
+    """torchvision's builder signature: ``weights`` is torchvision's ``AlexNet_Weights`` (fetched through
+    torchvision's own download-and-cache path, then ported), a state dict with torchvision's key names or with
+    this model's, or None (random init, torchvision's draws in torchvision's order)."""
+    return load_weights(AlexNet, weights, progress, kwargs, torchvision_names=TORCHVISION_NAMES)

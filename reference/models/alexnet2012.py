@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from reference.models import tables as arch
 from reference.models.base import ReferenceModel
+from reference.models.weights import Weights, load_weights
 
 __all__ = [
     "PAPER_LRN_ALPHA",
@@ -33,7 +35,9 @@ __all__ = [
     "TOWERS",
     "AlexNet2012",
     "AlexNet2012TwoTower",
+    "alexnet2012",
     "alexnet2012_architecture",
+    "alexnet2012_two_tower",
     "tower_architecture",
 ]
 
@@ -210,3 +214,13 @@ class AlexNet2012TwoTower(ReferenceModel):
         x = self.dropout(torch.cat([self.relu(a.fc6(x)), self.relu(b.fc6(x))], dim=1))  # (N, 4096)
         x = torch.cat([self.relu(a.fc7(x)), self.relu(b.fc7(x))], dim=1)  # (N, 4096)
         return torch.cat([a.fc8(x), b.fc8(x)], dim=1)  # (N, num_classes)
+
+
+def alexnet2012(*, weights: Weights = None, progress: bool = True, **kwargs: Any) -> AlexNet2012:
+    """torchvision's builder signature. The paper's weights are not published: ``weights`` is None or a state dict."""
+    return load_weights(AlexNet2012, weights, progress, kwargs)
+
+
+def alexnet2012_two_tower(*, weights: Weights = None, progress: bool = True, **kwargs: Any) -> AlexNet2012TwoTower:
+    """torchvision's builder signature; ``weights`` is None or a state dict of the two-tower form."""
+    return load_weights(AlexNet2012TwoTower, weights, progress, kwargs)

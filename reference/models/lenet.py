@@ -17,7 +17,7 @@ one's (sum x coefficient + bias) with the coefficient scaled by 4; both start at
 from __future__ import annotations
 
 import functools
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -25,8 +25,9 @@ from torch import Tensor, nn
 from reference.models import tables as arch
 from reference.models.base import ReferenceModel
 from reference.models.layers import SparseConv2d, Squash, Subsampling
+from reference.models.weights import Weights, load_weights
 
-__all__ = ["C3_TABLE", "LeNet5", "lenet5_architecture"]
+__all__ = ["C3_TABLE", "LeNet5", "lenet5", "lenet5_architecture"]
 
 # Table I of the paper: for each C3 map, the S2 maps it is connected to.
 C3_TABLE: tuple[tuple[int, ...], ...] = (
@@ -110,3 +111,8 @@ def _fan_ins(layer: nn.Module) -> list[tuple[Tensor, Tensor | int]]:
         return [(layer.weight, layer.kernel_size**2), (layer.bias, layer.kernel_size**2)]
     fan_in = layer.weight[0].numel()
     return [(layer.weight, fan_in), (layer.bias, fan_in)]
+
+
+def lenet5(*, weights: Weights = None, progress: bool = True, **kwargs: Any) -> LeNet5:
+    """torchvision's builder signature. The paper publishes no weights: ``weights`` is None or a state dict."""
+    return load_weights(LeNet5, weights, progress, kwargs)

@@ -52,8 +52,9 @@ class Counterpart:
 
     ``port`` makes the counterpart from the reference with the same weights (``port(reference, share=True)``
     where ``shares`` says so: the same tensors, not a copy, for comparisons that must not hold an AlexNet's
-    float64 weights twice); ``port_back`` goes the other way; ``library`` builds the counterpart by its own library's constructor (equal seeds must then give
-    equal initial weights). ``grads`` maps the counterpart's parameter gradients onto the reference's names.
+    float64 weights twice); ``port_back`` goes the other way; ``library`` builds the counterpart by its own
+    library's constructor (equal seeds must then give equal initial weights), whose published ``weights`` the
+    case's builder takes too. ``grads`` maps the counterpart's parameter gradients onto the reference's names.
     """
 
     name: str
@@ -65,6 +66,7 @@ class Counterpart:
     grads: Callable[[nn.Module, Mapping[str, Tensor]], Mapping[str, Tensor]] | None = None
     port_back: Callable[[nn.Module], nn.Module] | None = None
     library: Callable[[], nn.Module] | None = None
+    weights: Callable[[], Any] | None = None  # the library's published weights (a weights enum member)
     # Tolerances at drawn inputs and options, where they differ from the default input's (dtype -> keywords of
     # compare_models: rtol, atol, grad_rtol, grad_atol), with the reason in a comment where they are given.
     drawn_tolerance: Mapping[torch.dtype, Mapping[str, float]] = field(default_factory=dict)

@@ -14,7 +14,7 @@ import torchvision
 from torch import Tensor, nn
 
 from reference.models import tables as arch
-from reference.models.alexnet import AlexNet
+from reference.models.alexnet import TORCHVISION_NAMES, AlexNet
 from reference.models.alexnet2012 import TOWERS, AlexNet2012, AlexNet2012TwoTower, tower_architecture
 from reference.verify.build import uninitialised
 
@@ -32,17 +32,6 @@ __all__ = [
 
 State = Mapping[str, Tensor]
 
-# reference.AlexNet layer -> torchvision.models.AlexNet module path.
-TORCHVISION_NAMES = {
-    "conv1": "features.0",
-    "conv2": "features.3",
-    "conv3": "features.6",
-    "conv4": "features.8",
-    "conv5": "features.10",
-    "fc6": "classifier.1",
-    "fc7": "classifier.4",
-    "fc8": "classifier.6",
-}
 TOWER_NAMES = ("tower_a", "tower_b")
 
 

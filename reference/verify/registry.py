@@ -12,15 +12,10 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from reference.models.alexnet import AlexNet, alexnet_architecture
-from reference.models.alexnet2012 import (
-    SEED_LRN_ALPHA,
-    AlexNet2012,
-    AlexNet2012TwoTower,
-    alexnet2012_architecture,
-    tower_architecture,
-)
+from reference.models.alexnet import alexnet_architecture
+from reference.models.alexnet2012 import SEED_LRN_ALPHA, alexnet2012_architecture, tower_architecture
 from reference.models.bitmaps import prototypes
+from reference.models.builders import get_model_builder
 from reference.models.layers import (
     AdaptiveAvgPool2d,
     EuclideanRBF,
@@ -30,7 +25,7 @@ from reference.models.layers import (
     Squash,
     Subsampling,
 )
-from reference.models.lenet import C3_TABLE, LeNet5, lenet5_architecture
+from reference.models.lenet import C3_TABLE, lenet5_architecture
 from reference.verify import port
 from reference.verify.cases import Case, Counterpart, Facts, InputSpace, ModuleInput, QuotedTable
 from reference.verify.counterparts import (
@@ -46,7 +41,7 @@ from reference.verify.counterparts import (
     subsampling_grads,
 )
 
-__all__ = ["CASES", "get_case", "list_models"]
+__all__ = ["CASES", "get_case"]
 
 LECUN_1998 = "LeCun, Bottou, Bengio, Haffner. Gradient-based learning applied to document recognition. Proc. IEEE, 1998"
 KRIZHEVSKY_2012 = (
@@ -148,6 +143,7 @@ _TORCHVISION_ALEXNET = Counterpart(
     port=port.alexnet_to_torchvision,
     port_back=port.alexnet_from_torchvision,
     library=lambda: torchvision.models.alexnet(weights=None),
+    weights=lambda: torchvision.models.AlexNet_Weights.IMAGENET1K_V1,
     layers={name: _TORCHVISION_PATHS[name] for name in alexnet_architecture().layers if name in _TORCHVISION_PATHS},
     grads=lambda _c, grads: port.rename_state(grads, {v: k for k, v in port.TORCHVISION_NAMES.items()}),
     exact_forward=True,
@@ -340,7 +336,7 @@ _MODELS = (
     Case(
         name="lenet5",
         summary="LeNet-5 as published: sparse C3, squashing, fixed +-1 RBF prototypes",
-        build=LeNet5,
+        build=get_model_builder("lenet5"),
         table=lenet5_architecture,
         counterparts=(_LENET_TORCH_LAYERS,),
         facts=Facts(
@@ -368,7 +364,7 @@ _MODELS = (
     Case(
         name="lenet5-seed",
         summary="the seed notebook's LeNet-5: dense C3, tanh, Gaussian RBF head with trainable centres and widths",
-        build=partial(LeNet5, c3="dense", head="gaussian", activation="tanh"),
+        build=get_model_builder("lenet5-seed"),
         table=partial(lenet5_architecture, c3="dense", head="gaussian"),
         counterparts=(_LENET_TORCH_LAYERS,),
         prepare=_widen_gaussian_head,
@@ -382,7 +378,7 @@ _MODELS = (
     Case(
         name="alexnet2012",
         summary="AlexNet as published: grouped conv2/4/5, LRN confined to each GPU's maps, paper init",
-        build=AlexNet2012,
+        build=get_model_builder("alexnet2012"),
         table=alexnet2012_architecture,
         counterparts=(
             Counterpart(
@@ -421,7 +417,7 @@ _MODELS = (
     Case(
         name="alexnet2012-two-tower",
         summary="AlexNet as published, written literally as two towers crossing at conv3, fc6, fc7, fc8",
-        build=AlexNet2012TwoTower,
+        build=get_model_builder("alexnet2012-two-tower"),
         table=alexnet2012_architecture,
         facts=Facts(citation=KRIZHEVSKY_2012, trainable_params=60_965_224),
         departures=("fc8's outputs are split between the towers, the first half (rounded up) in tower A",),
@@ -429,7 +425,7 @@ _MODELS = (
     Case(
         name="alexnet2012-seed",
         summary="the seed notebook's AlexNet: LRN across all 96/256 maps with nn.LocalResponseNorm(5, alpha=1e-4)",
-        build=partial(AlexNet2012, lrn_groups=1, lrn_alpha=SEED_LRN_ALPHA),
+        build=get_model_builder("alexnet2012-seed"),
         table=partial(alexnet2012_architecture, lrn_groups=1, lrn_alpha=SEED_LRN_ALPHA),
         counterparts=(
             Counterpart(
@@ -450,7 +446,7 @@ _MODELS = (
     Case(
         name="alexnet",
         summary="torchvision's AlexNet ('One weird trick'), hand-written with its operations in its order",
-        build=AlexNet,
+        build=get_model_builder("alexnet"),
         table=alexnet_architecture,
         counterparts=(_TORCHVISION_ALEXNET,),
         facts=Facts(
@@ -469,11 +465,6 @@ _MODELS = (
 )
 
 CASES: dict[str, Case] = {case.name: case for case in (*_MODELS, *_LAYERS)}
-
-
-def list_models() -> list[str]:
-    """The registered models' names (the hand-written layers are cases too, but not models)."""
-    return [name for name, case in CASES.items() if case.is_model]
 
 
 def get_case(name: str) -> Case:
