@@ -1,4 +1,4 @@
-"""Architectures as data: the layer tables every model, spec, count and shape check reads.
+"""Architectures as data: the layer tables every model, case, count and shape check reads.
 
 Each entry of a table describes one named module of a model by its numbers alone. From a table
 this module derives, without running a network:
