@@ -6,9 +6,8 @@ import pytest
 import torch
 
 import reference
-from reference.verify.build import seeded
 from reference.verify.compare import assert_equivalent
-from reference.verify.pairs import BUILD_SEED
+from reference.verify.pairs import ported
 from tests.helpers import MODELS, case_params, pair_params
 
 
@@ -35,16 +34,19 @@ def test_a_state_dict_loads_through_weights(modules, case):
 
 
 @pytest.mark.parametrize(("case", "counterpart"), pair_params(lambda _, c: c.weights is not None))
-def test_the_library_weights_enum_loads_through_torch_hubs_cache(case, counterpart, tmp_path, monkeypatch):
-    """No network here: a checkpoint saved where torch hub caches the enum's URL is what torchvision then reads."""
+def test_the_library_weights_enum_loads_through_torch_hubs_cache(modules, case, counterpart, tmp_path, monkeypatch):
+    """No network here: a checkpoint in the library's layout, saved where torch hub caches the enum's URL, is
+    what torchvision then reads."""
     weights = counterpart.weights()
-    library = seeded(counterpart.library, BUILD_SEED).eval()
+    source = modules.reference(case)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     checkpoints = tmp_path / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True)
-    torch.save(library.state_dict(), checkpoints / weights.url.rsplit("/", 1)[-1])
+    library_state = ported(counterpart, source, share=True).state_dict()  # the library's key names
+    assert set(library_state) != set(source.state_dict())
+    torch.save(library_state, checkpoints / weights.url.rsplit("/", 1)[-1])
     built = reference.get_model(case.name, weights=weights)
     assert built.num_classes == len(weights.meta["categories"])
-    assert_equivalent(built.eval(), library, case.input_space.sample())  # exact: the library's own weights
+    assert_equivalent(built.eval(), source, case.input_space.sample())  # exact: the checkpoint's weights
     with pytest.raises(ValueError, match=rf"num_classes=10, but .* has {len(weights.meta['categories'])} categories"):
         reference.get_model(case.name, weights=weights, num_classes=10)
