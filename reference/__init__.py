@@ -6,43 +6,16 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from reference.models import (
-    AlexNet,
-    AlexNet2012,
-    AlexNet2012TwoTower,
-    LeNet5,
-    LocalResponseNorm,
-    alexnet,
-    alexnet2012,
-    alexnet2012_two_tower,
-    get_model,
-    get_model_builder,
-    lenet5,
-    list_models,
-)
-
-__all__ = [
-    "AlexNet",
-    "AlexNet2012",
-    "AlexNet2012TwoTower",
-    "LeNet5",
-    "LocalResponseNorm",
-    "alexnet",
-    "alexnet2012",
-    "alexnet2012_two_tower",
-    "get_model",
-    "get_model_builder",
-    "get_spec",
-    "lenet5",
-    "list_models",
-    "port",
-]
+import reference.models as models
+from reference.models import *  # noqa: F403 (the model library is the package's eager API)
 
 # The harness needs torchvision and torchinfo: `import reference` for a model must not load them.
 _LAZY = {
     "port": ("reference.verify.port", None),
     "get_spec": ("reference.verify.registry", "get_case"),
 }
+
+__all__ = [*models.__all__, *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
