@@ -1,8 +1,9 @@
 """Test helpers: the registry's cases as parameters, and the modules of the case under test, built once.
 
 Building AlexNet-sized models, porting them and converting them between dtypes are the suite's largest
-fixed costs, and holding them is its largest memory cost. The root of the suite therefore runs the tests
-case by case (tests/conftest.py orders them) and :class:`CaseModules` keeps only the current case's modules.
+fixed costs, and holding them is its largest memory cost. The suite therefore runs case by case, float32
+before float64 (tests/conftest.py orders the tests), and :class:`CaseModules` keeps only the current case's
+modules in the current dtype.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from reference.verify.registry import CASES
 
 __all__ = [
     "BUILD_SEED",
+    "CASES",
     "DEVICES",
     "LAYERS",
     "MODELS",
