@@ -22,11 +22,6 @@ def _bounds(dim: int | tuple[int, int | None], default: int) -> tuple[int, int]:
     return low, high if high is not None else max(low, default) + OPEN_RANGE
 
 
-def side_bounds(case: Case) -> tuple[int, int]:
-    """A model's valid sides, an open range cut :data:`OPEN_RANGE` above its default side."""
-    return _bounds((case.valid_sides.low, case.valid_sides.high), case.default_side)
-
-
 @st.composite
 def options(draw, case: Case) -> dict[str, Any]:
     return {name: draw(st.sampled_from(list(values))) for name, values in case.options.items()}
