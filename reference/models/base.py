@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 
 from reference.models.checks import check_input
@@ -25,9 +27,15 @@ class ReferenceModel(nn.Module):
         return self.architecture.num_classes
 
     def forward(self, x: Tensor) -> Tensor:
-        like = next(self.parameters(), None)
+        like = next(self.parameters())  # every reference model has parameters
         check_input(type(self).__name__, x, self.architecture.in_channels, self.valid_sides, like)
         return self._forward_impl(x)
 
     def _forward_impl(self, x: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def dynamic_shapes(self, *, batch: bool = True, sides: bool = True) -> tuple[dict[int, Any]]:
+        """``torch.export.export(model, (x,), dynamic_shapes=model.dynamic_shapes())``: the batch, and H and W over
+        the valid sides one exported graph can span (:attr:`Architecture.export_sides`: all of them for a model
+        whose layers never reach a side of 1 in part of its range). The exported program refuses other sizes."""
+        return self.architecture.dynamic_shapes(batch=batch, sides=sides)

@@ -1,21 +1,46 @@
 """Input checks every reference model and hand-written layer starts with: errors raised where the input
-enters, naming the module, what it accepts and what it got."""
+enters, naming the module, what it accepts and what it got.
+
+Tracers pass through them and see only the model's own operations:
+
+* ``torch.fx.symbolic_trace`` hands in a Proxy, which has no sizes: nothing is checked (the graph is the model's).
+* ``torch.jit.trace`` (and the legacy ONNX exporter) records sizes as 0-d tensors: the example input is checked
+  at trace time, on its concrete sizes, and nothing is recorded.
+* ``torch.export`` and ``torch.compile`` with dynamic sizes hand in SymInts: the valid range becomes a
+  constraint on the symbol (``torch._check``), so an export whose dynamic dimension reaches outside it fails
+  and names the range; static sizes are checked as in eager mode.
+"""
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import torch
-from torch import Tensor
+from torch import SymInt, Tensor
 
 if TYPE_CHECKING:
     from reference.models.tables import SideRange
 
-__all__ = ["check_floating", "check_input"]
+__all__ = ["check_floating", "check_input", "is_proxy", "sizes"]
 
 # What autocast casts to its lower precision: float64 tensors are left as they are, so a float64 input
 # meets bf16 weights (or float64 weights a bf16 input) inside the first convolution.
 AUTOCAST_CASTS = frozenset({torch.float32, torch.float16, torch.bfloat16})
+
+
+def is_proxy(x: object) -> bool:
+    """An FX proxy: a symbol with no sizes or dtype to check."""
+    return isinstance(x, torch.fx.Proxy)
+
+
+def sizes(x: Tensor) -> tuple[int | SymInt, ...]:
+    """``x.shape`` as ints (SymInts under export or dynamic compile), also while ``torch.jit.trace`` records."""
+    if not torch.jit.is_tracing():
+        return tuple(x.shape)
+    with warnings.catch_warnings():  # the trace records sizes as 0-d tensors; the check reads the example's
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return tuple(int(side) for side in x.shape)
 
 
 def check_floating(name: str, x: object, accepts: str, dims: range = range(4, 5)) -> str:
@@ -23,7 +48,7 @@ def check_floating(name: str, x: object, accepts: str, dims: range = range(4, 5)
     return the message's "got ..." clause for the caller's own checks."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} expects {accepts}; got {type(x).__name__}")
-    got = f"got shape {tuple(x.shape)}, dtype {x.dtype}"
+    got = f"got shape {sizes(x)}, dtype {x.dtype}"
     if x.dim() not in dims:
         raise ValueError(f"{name} expects {accepts}; {got} ({x.dim()}-D)")
     if not x.is_floating_point():
@@ -37,12 +62,21 @@ def check_input(model: str, x: object, in_channels: int, sides: SideRange, like:
     ``like``: one of the model's parameters; the input must be on its device and, unless autocast is on
     for that device (it casts inputs and weights alike), of its dtype.
     """
+    if is_proxy(x):
+        return
     accepts = f"a 4-D floating-point tensor (N, {in_channels}, H, W) with H and W in {sides}"
     got = check_floating(model, x, accepts)
-    if x.shape[1] != in_channels:
-        raise ValueError(f"{model} expects {accepts}; {got} ({x.shape[1]} channels)")
-    if x.shape[2] not in sides or x.shape[3] not in sides:
-        raise ValueError(f"{model} expects {accepts}; {got} (H x W = {x.shape[2]} x {x.shape[3]})")
+    _, channels, height, width = sizes(x)
+    if channels != in_channels:
+        raise ValueError(f"{model} expects {accepts}; {got} ({channels} channels)")
+    for name, side in (("H", height), ("W", width)):
+        if isinstance(side, SymInt):  # a dynamic size: the range is a constraint on it, not a branch
+            message = f"{model} expects {accepts}; {name} is dynamic and may fall outside {sides}"
+            torch._check(side >= sides.low, lambda message=message: message)
+            if sides.high is not None:
+                torch._check(side <= sides.high, lambda message=message: message)
+        elif side not in sides:
+            raise ValueError(f"{model} expects {accepts}; {got} (H x W = {height} x {width})")
     if like is None:
         return
     if x.device != like.device:

@@ -16,7 +16,9 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
+import torch
 from torch import nn
 
 from reference.models import bitmaps
@@ -327,6 +329,39 @@ class Architecture:
         if not valid or valid != list(range(valid[0], valid[-1] + 1)):
             raise ValueError(f"the table's valid sides are not one interval: {valid[:5]}...{valid[-5:]}")
         return SideRange(valid[0], None if valid[-1] == SCAN_LIMIT else valid[-1])
+
+    @cached_property
+    def export_sides(self) -> SideRange:
+        """The valid sides one dynamic-shape export can span: those around the default side where every layer's
+        output side is 1 for all of them or for none. torch's symbolic shapes treat a size of 1 apart
+        (broadcasting), so a range where some layer's side reaches 1 traces two graphs, for torchvision's
+        models as for these."""
+        valid = self.valid_sides
+        high = valid.high if valid.high is not None else SCAN_LIMIT
+
+        def ones(side: int) -> tuple[bool, ...]:
+            return tuple(dim == 1 for shape in self.shapes(side, self.default_side).values() for dim in shape[1:])
+
+        same = ones(self.default_side)
+        low = self.default_side
+        while low > valid.low and ones(low - 1) == same:
+            low -= 1
+        top = self.default_side
+        while top < high and ones(top + 1) == same:
+            top += 1
+        return SideRange(low, None if top == SCAN_LIMIT else top)
+
+    def dynamic_shapes(self, *, batch: bool = True, sides: bool = True) -> tuple[dict[int, Any]]:
+        """``torch.export``'s ``dynamic_shapes`` for the one input: the batch, and H and W over
+        :attr:`export_sides`. Positional, so it fits any module that takes the same input."""
+        dims: dict[int, Any] = {}
+        if batch:
+            dims[0] = torch.export.Dim("batch")
+        if sides:
+            low, high = self.export_sides.low, self.export_sides.high
+            limits = {"min": low} if high is None else {"min": low, "max": high}
+            dims[2], dims[3] = torch.export.Dim("height", **limits), torch.export.Dim("width", **limits)
+        return (dims,)
 
     def _accepts(self, height: int, width: int) -> bool:
         try:
