@@ -9,13 +9,14 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reference.models.checks import check_floating
+from reference.models.checks import check_floating, is_proxy, sizes
 
 __all__ = [
     "AdaptiveAvgPool2d",
@@ -49,20 +50,24 @@ class LocalResponseNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
-        per_group = x.shape[1] // self.groups
-        squares = (x * x).unflatten(1, (self.groups, per_group))  # (N, G, C/G, *)
-        padded = F.pad(squares, (0, 0) * (x.dim() - 2) + (self.size // 2, (self.size - 1) // 2))  # channels only
-        window = padded[:, :, 0:per_group].clone()  # sums run left to right, as in torch's avg_pool
+        squares = (x * x).unflatten(1, (self.groups, -1)).flatten(3)  # (N, G, C/G, L), L the positions
+        per_group = squares.shape[2]
+        padded = F.pad(squares, (0, 0, self.size // 2, (self.size - 1) // 2))  # (N, G, C/G + size - 1, L)
+        # Out of place throughout: FX's dead-code elimination drops an in-place op whose result is unused, so
+        # a feature extractor would return a window without its sums.
+        window = padded.narrow(2, 0, per_group)  # sums run left to right, as in torch's avg_pool
         for offset in range(1, self.size):
-            window.add_(padded[:, :, offset : offset + per_group])
-        window.div_(self.size).mul_(self.size * self.alpha).add_(self.k)
-        return x / window.flatten(1, 2).pow(self.beta)
+            window = window + padded.narrow(2, offset, per_group)
+        denominator = window / self.size * (self.size * self.alpha) + self.k
+        return x / denominator.reshape_as(x).pow(self.beta)
 
     def _check(self, x: Tensor) -> None:
+        if is_proxy(x):
+            return
         accepts = f"a floating-point tensor (N, C, *) of 3 or more dimensions with C a multiple of groups={self.groups}"
         got = check_floating("LocalResponseNorm", x, accepts, dims=range(3, 64))
-        if x.shape[1] % self.groups:
-            raise ValueError(f"LocalResponseNorm expects {accepts}; {got} ({x.shape[1]} channels)")
+        if sizes(x)[1] % self.groups:
+            raise ValueError(f"LocalResponseNorm expects {accepts}; {got} ({sizes(x)[1]} channels)")
 
     def extra_repr(self) -> str:
         return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, groups={self.groups}"
@@ -87,7 +92,50 @@ def _adaptive_avg_pool2d_adjoint(grad: Tensor, in_height: int, in_width: int) ->
     return grad_input
 
 
+@torch.library.custom_op(
+    "reference::adaptive_avg_pool2d_adjoint",
+    mutates_args=(),
+    schema="(Tensor grad, SymInt in_height, SymInt in_width) -> Tensor",  # torch 2.4 cannot read string annotations
+)
+def _adjoint_op(grad: Tensor, in_height: int, in_width: int) -> Tensor:
+    """The adjoint as one opaque op: what a compiler traces, so that H and W stay symbolic (the Python loop over
+    bins would pin them)."""
+    return _adaptive_avg_pool2d_adjoint(grad, in_height, in_width)
+
+
+@_adjoint_op.register_fake
+def _(grad: Tensor, in_height: int, in_width: int) -> Tensor:
+    return grad.new_empty(*grad.shape[:-2], in_height, in_width)
+
+
 class _AdaptiveAvgPool2dFunction(torch.autograd.Function):
+    """Eager mode and torch.func: ``setup_context`` and a generated vmap rule (every op of forward, backward and
+    jvp has a batching rule), and forward-mode AD."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Tensor, output_size: int) -> Tensor:
+        return F.adaptive_avg_pool2d(x, output_size)
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple[Tensor, int], output: Tensor) -> None:
+        x, ctx.output_size = inputs
+        ctx.input_side = x.shape[-2:]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        return _adaptive_avg_pool2d_adjoint(grad, *ctx.input_side), None
+
+    @staticmethod
+    def jvp(ctx, tangent: Tensor, _: None) -> Tensor:
+        return F.adaptive_avg_pool2d(tangent, ctx.output_size)  # the pool is linear: its own derivative
+
+
+class _CompiledAdaptiveAvgPool2dFunction(torch.autograd.Function):
+    """What torch.compile and strict export trace: the ctx form every dynamo release takes (torch 2.4's refuses
+    setup_context, later ones a custom jvp), with the adjoint as one opaque op."""
+
     @staticmethod
     def forward(ctx, x: Tensor, output_size: int) -> Tensor:
         ctx.input_side = x.shape[-2:]
@@ -95,7 +143,17 @@ class _AdaptiveAvgPool2dFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        return _adaptive_avg_pool2d_adjoint(grad, *ctx.input_side), None
+        return _adjoint_op(grad, *ctx.input_side), None
+
+
+@torch.fx.wrap
+def adaptive_avg_pool2d(x: Tensor, output_size: int) -> Tensor:
+    """torch's adaptive average pool with a deterministic backward (see :class:`AdaptiveAvgPool2d`)."""
+    if torch.jit.is_tracing():
+        return F.adaptive_avg_pool2d(x, output_size)
+    if torch.compiler.is_compiling():
+        return _CompiledAdaptiveAvgPool2dFunction.apply(x, output_size)
+    return _AdaptiveAvgPool2dFunction.apply(x, output_size)
 
 
 class AdaptiveAvgPool2d(nn.Module):
@@ -105,6 +163,12 @@ class AdaptiveAvgPool2d(nn.Module):
     slice additions, bins in row-major order: no atomics, so it runs under
     ``torch.use_deterministic_algorithms(True)`` on CUDA (torch's backward raises there), and on CPU
     it accumulates in the order torch's kernel does.
+
+    Every tool sees torch's forward op: torch.func (grad, vmap, jvp) an ``autograd.Function`` with
+    ``setup_context``, a vmap rule and a jvp; torch.compile and strict export one whose backward is a single opaque
+    op (``reference::adaptive_avg_pool2d_adjoint``), so H and W stay symbolic; FX one call of
+    :func:`adaptive_avg_pool2d`, which keeps this backward; jit.trace (and so the legacy ONNX exporter) torch's
+    op alone, a traced graph being unable to hold a Python backward.
     """
 
     def __init__(self, output_size: int) -> None:
@@ -112,7 +176,7 @@ class AdaptiveAvgPool2d(nn.Module):
         self.output_size = output_size
 
     def forward(self, x: Tensor) -> Tensor:
-        return _AdaptiveAvgPool2dFunction.apply(x, self.output_size)
+        return adaptive_avg_pool2d(x, self.output_size)
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
@@ -132,10 +196,17 @@ class Squash(nn.Module):
 
 
 class Subsampling(nn.Module):
-    """LeNet-5's S2/S4: each ``kernel_size`` block summed, times a trainable coefficient, plus a bias, per map."""
+    """LeNet-5's S2/S4: each ``kernel_size`` block summed, times a trainable coefficient, plus a bias, per map.
+
+    The block sum is the block mean times ``kernel_size ** 2``, which is a power of two: the scaling is exact, so
+    this is bit for bit ``avg_pool2d(x, k, divisor_override=1)``, forward and backward. The mean is what every
+    exporter understands: ONNX's AveragePool has no divisor override, and torch's exporters drop it silently.
+    """
 
     def __init__(self, channels: int, kernel_size: int = 2) -> None:
         super().__init__()
+        if kernel_size < 1 or kernel_size & (kernel_size - 1):
+            raise ValueError(f"Subsampling needs a kernel_size that is a power of two, got {kernel_size}")
         self.kernel_size = kernel_size
         self.weight = nn.Parameter(torch.full((channels,), 1.0 / kernel_size**2))
         self.bias = nn.Parameter(torch.zeros(channels))
@@ -144,8 +215,16 @@ class Subsampling(nn.Module):
         return f"{self.weight.numel()}, kernel_size={self.kernel_size}"
 
     def forward(self, x: Tensor) -> Tensor:
-        block_sums = F.avg_pool2d(x, self.kernel_size, divisor_override=1)
+        block_sums = F.avg_pool2d(x, self.kernel_size) * self.kernel_size**2
         return block_sums * self.weight[:, None, None] + self.bias[:, None, None]
+
+
+def _constant(values: list[int]) -> Tensor:
+    if not torch.jit.is_tracing():
+        return torch.tensor(values)
+    with warnings.catch_warnings():  # jit.trace records it as a constant, which it is
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return torch.tensor(values)
 
 
 class SparseConv2d(nn.Module):
@@ -195,8 +274,8 @@ class SparseConv2d(nn.Module):
     def dense_weight(self) -> Tensor:
         k = self.kernel_size
         dense = self.weight.new_zeros(self.out_channels, self.in_channels, k, k)
-        dense[self.out_index, self.in_index] = self.weight
-        return dense
+        index = (_constant(self.out_index), _constant(self.in_index))
+        return dense.index_put(index, self.weight)  # not item assignment, which an FX proxy does not record
 
     def forward(self, x: Tensor) -> Tensor:
         return F.conv2d(x, self.dense_weight(), self.bias)
