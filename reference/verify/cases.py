@@ -73,6 +73,8 @@ class Counterpart:
     # Dropout runs in the same order on both sides: train mode with the same seed must agree too.
     same_dropout: bool = False
     shares: bool = False  # port takes share=True
+    # Tools of tests/test_conformance.py that cannot take this counterpart, with why: tool -> reason.
+    unsupported: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,8 @@ class Case:
     error_options: tuple[tuple[Mapping[str, Any], type[Exception], str], ...] = ()
     # Adjusts freshly initialised weights where a comparison would otherwise pass vacuously (outputs ~1e-19).
     prepare: Callable[[nn.Module], None] | None = None
+    # Tools of tests/test_conformance.py that cannot take this case, reference and counterparts alike: tool -> why.
+    unsupported: Mapping[str, str] = field(default_factory=dict)
     # Each parameter's init bound |value| <= bound (a tensor broadcastable to it), where the paper states one.
     init_bounds: Callable[[nn.Module], Mapping[str, Tensor]] | None = None
 

@@ -13,7 +13,7 @@ the reference's layer table, its arithmetic from torch's own layers:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -123,8 +123,10 @@ class TorchLayersLeNet5(nn.Module):
     def __init__(self, model: LeNet5) -> None:
         super().__init__()
         table = model.architecture.layers
-        self.sparse_c3 = model.c3 if isinstance(model.c3, SparseConv2d) else None
-        c3_weight = model.c3.dense_weight() if self.sparse_c3 is not None else model.c3.weight
+        sparse = isinstance(model.c3, SparseConv2d)
+        # C3's kernel indices, not the module: a child module's parameters would be this model's too, unused.
+        self.c3_index = (model.c3.out_index, model.c3.in_index) if sparse else None
+        c3_weight = model.c3.dense_weight() if sparse else model.c3.weight
         c3 = table["c3"]
         with torch.random.fork_rng(devices=[]):  # stock layers draw an init that is overwritten at once
             self.c1 = _copied(table["c1"].build(), weight=model.c1.weight, bias=model.c1.bias)
@@ -152,8 +154,8 @@ class TorchLayersLeNet5(nn.Module):
         out = dict(grads)
         for s in ("s2", "s4"):
             out = subsampling_grads(getattr(self, s), out, prefix=f"{s}.")
-        if self.sparse_c3 is not None:
-            out["c3.weight"] = grads["c3.weight"][self.sparse_c3.out_index, self.sparse_c3.in_index]
+        if self.c3_index is not None:
+            out["c3.weight"] = grads["c3.weight"][self.c3_index]
         return out
 
 
@@ -218,5 +220,5 @@ class PerGroup(nn.Module):
         self.parts = nn.ModuleList(make() for _ in range(groups))
 
     def forward(self, x: Tensor) -> Tensor:
-        chunks: Sequence[Tensor] = x.chunk(len(self.parts), dim=1)
-        return torch.cat([part(chunk) for part, chunk in zip(self.parts, chunks, strict=True)], dim=1)
+        width = x.shape[1] // len(self.parts)  # narrow, not chunk: an FX proxy's chunks cannot be iterated
+        return torch.cat([part(x.narrow(1, i * width, width)) for i, part in enumerate(self.parts)], dim=1)

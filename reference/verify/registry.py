@@ -51,6 +51,11 @@ KRIZHEVSKY_2014 = "Krizhevsky. One weird trick for parallelizing convolutional n
 REORDERED = "the same terms summed in a different order"
 LRN_BACKWARD = "backward: autograd through slices here, avg_pool3d's backward in torch"
 EPS64, EPS32 = torch.finfo(torch.float64).eps, torch.finfo(torch.float32).eps
+# What torch's own tools cannot take in a counterpart (tests/test_conformance.py expects them to fail).
+CDIST_UNSUPPORTED = {
+    "jvp": "torch.cdist has no forward-mode derivative (_cdist_forward)",
+    "onnx-dynamo": "torch.onnx's dynamo exporter has no translation of aten._cdist_forward",
+}
 
 # Table I of LeCun et al. 1998 as printed: a row per S2 map, a column per C3 map, X where they connect.
 C3_TABLE_PRINTED = (
@@ -129,6 +134,7 @@ _LENET_TORCH_LAYERS = Counterpart(
     exact_grads=False,
     why_not_exact="subsampling multiplies after summing the block, the depthwise conv before; the head "
     "sums squared differences where torch.cdist takes a square root that is squared again",
+    unsupported=CDIST_UNSUPPORTED,
 )
 _LENET_PARAMS = {"c1": 156, "s2": 12, "c5": 48_120, "f6": 10_164}
 
@@ -290,6 +296,7 @@ _LAYERS = (
                 exact_forward=False,
                 exact_grads=False,
                 why_not_exact="torch.cdist takes a square root that is squared again",
+                unsupported=CDIST_UNSUPPORTED,
             ),
         ),
         gradcheck=(ModuleInput((3, 84)),),
@@ -307,6 +314,7 @@ _LAYERS = (
                 exact_forward=False,
                 exact_grads=False,
                 why_not_exact="torch.cdist takes a square root that is squared again",
+                unsupported=CDIST_UNSUPPORTED,
             ),
         ),
         gradcheck=(ModuleInput((2, 4), {"in_features": 4, "out_features": 3}),),
@@ -329,6 +337,10 @@ _LAYERS = (
             ),
         ),
         gradcheck=(ModuleInput((2, 2, 5, 7), {"output_size": 3}), ModuleInput((1, 2, 3, 3), {"output_size": 3})),
+        unsupported={
+            "onnx-legacy": "torch's legacy ONNX exporter takes an adaptive pool only where the output size divides the "
+            "input's (13 x 11 to 6 x 6 here)"
+        },
     ),
 )
 
