@@ -18,7 +18,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     def order(item: pytest.Item) -> tuple[int, bool]:
         params = item.callspec.params if hasattr(item, "callspec") else {}
-        case = params.get("case")
+        case = params["subject"].case if "subject" in params else params.get("case")
         return (_ORDER[case.name] if case is not None else -1, params.get("dtype") == torch.float64)
 
     items.sort(key=order)

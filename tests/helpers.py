@@ -19,6 +19,7 @@ from hypothesis import settings
 from torch import Tensor, nn
 
 from reference.verify.cases import Case, Counterpart
+from reference.verify.compare import layer_modules
 from reference.verify.pairs import BUILD_SEED, ported, reference_module
 from reference.verify.registry import CASES
 
@@ -30,10 +31,12 @@ __all__ = [
     "MODELS",
     "PAIRS",
     "CaseModules",
+    "Subject",
     "TrainStep",
     "case_params",
     "fewer_examples",
     "pair_params",
+    "subject_params",
     "train_step",
 ]
 
@@ -58,6 +61,55 @@ def pair_params(where: Callable[[Case, Counterpart], bool] = lambda *_: True) ->
         for case, counterpart in PAIRS
         if where(case, counterpart)
     ]
+
+
+def heavy(case: Case) -> bool:
+    """AlexNet-sized: a check that builds, traces or exports it again costs seconds, so it goes to ``-m slow``."""
+    return case.facts is not None and case.facts.trainable_params > 1_000_000
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a conformance check runs on: a case's reference module, or one of its counterparts."""
+
+    case: Case
+    counterpart: Counterpart | None = None
+
+    def module(self, modules: CaseModules, *, dtype: torch.dtype = torch.float32) -> nn.Module:
+        if self.counterpart is None:
+            return modules.reference(self.case, dtype=dtype)
+        return modules.counterpart(self.case, self.counterpart, dtype=dtype)
+
+    def layer_names(self, module: nn.Module) -> list[str]:
+        """The modules computing the table's layers: the reference's own names, the counterpart's mapped ones."""
+        if self.counterpart is None:
+            return [name for layer in self.case.architecture.layers for name in layer_modules(module, layer)]
+        mapped = self.counterpart.layers.values()
+        return [name for names in mapped for name in ([names] if isinstance(names, str) else names)]
+
+    def dynamic_shapes(self, *, batch: bool, sides: bool) -> tuple[dict[int, object]]:
+        if self.case.is_model:
+            return self.case.architecture.dynamic_shapes(batch=batch, sides=sides)
+        return ({0: torch.export.Dim("batch")} if batch else {},)
+
+
+def subject_params(
+    *, tool: str | None = None, models_only: bool = False, reference_only: bool = False, slow_if_heavy: bool = False
+) -> list:
+    """Every case's reference and each of its counterparts, as ``subject``; where the registry says ``tool``
+    cannot take one, a strict xfail (torch supporting it one day makes the test fail, and the entry is dropped)."""
+    params = []
+    for case in CASES.values():
+        if models_only and not case.is_model:
+            continue
+        for other in (None, *(() if reference_only else case.counterparts)):
+            marks = [pytest.mark.slow] if slow_if_heavy and heavy(case) else []
+            why = {**case.unsupported, **(other.unsupported if other else {})}.get(tool)
+            if why:
+                marks.append(pytest.mark.xfail(reason=why, strict=True))
+            name = case.name if other is None else f"{case.name} vs {other.name}"
+            params.append(pytest.param(Subject(case, other), id=name, marks=marks))
+    return params
 
 
 @dataclass(frozen=True)

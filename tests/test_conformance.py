@@ -1,0 +1,200 @@
+"""The tools a PyTorch user points at a model, on every case and on each of its counterparts alike: FX and
+torchvision's feature extraction, jit.trace with save and load, torch.export (static, dynamic batch, dynamic H and
+W), ONNX through both exporters run by onnxruntime, torch.func, and repr.
+
+Where a tool runs the same operations in the same order as eager mode, the comparison is exact; where it runs
+other kernels (onnxruntime, vmap's batched ones), the dtype's table tolerance applies. Checks whose cost grows with
+an AlexNet-sized model are in ``-m slow`` (tests.helpers.heavy), and so is the dynamo ONNX exporter."""
+
+from __future__ import annotations
+
+import inspect
+import io
+import warnings
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from reference.models.base import ReferenceModel
+from reference.verify.compare import assert_close, capture_outputs
+from tests.helpers import Subject, subject_params
+
+# torch 2.4's symbolic shapes cannot export even torchvision's AlexNet with dynamic H and W: max_pool2d's
+# output sizes raise "Constraints violated" (Mod guards), or "Cannot create Dim with inconsistent min" for LeNet-5.
+DYNAMIC_SIDES = torch.__version__ >= (2, 5)
+ONNX_DYNAMO = torch.__version__ >= (2, 5)  # torch.onnx.export(..., dynamo=True) is new in 2.5
+
+
+def _batch(subject: Subject, batch: int, height: int | None = None, width: int | None = None) -> Tensor:
+    """A reproducible input of the case's default shape with another batch (and, for a model, other sides)."""
+    shape = list(subject.case.input_space.default)
+    shape[0] = batch
+    if height is not None:
+        shape[2:] = [height, width or height]
+    return subject.case.input_space.sample(shape, seed=sum(shape))
+
+
+@pytest.mark.parametrize("subject", subject_params(tool="fx", slow_if_heavy=True))
+def test_fx_symbolic_trace_computes_the_same_bits(modules, subject):
+    module = subject.module(modules)
+    x = _batch(subject, 2)
+    graph = torch.fx.symbolic_trace(module)
+    assert_close(graph(x), module(x), exact=True)
+
+
+@pytest.mark.parametrize("subject", subject_params(tool="fx", models_only=True, slow_if_heavy=True))
+def test_feature_extraction_names_every_layer_and_extracts_what_it_computes(modules, subject):
+    from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
+
+    module = subject.module(modules)
+    x = _batch(subject, 1)
+    _, eval_nodes = get_graph_node_names(module)
+    assert not module.training  # get_graph_node_names traces train mode too, and must restore the mode
+    layers = subject.layer_names(module)
+    with capture_outputs(module, layers) as captured:
+        module(x)
+    for layer in layers:
+        # A traced-through module is named by its ops ("lrn1.div"); torchvision resolves the module's name to its last.
+        assert any(node == layer or node.startswith(f"{layer}.") for node in eval_nodes), (layer, eval_nodes)
+        extractor = create_feature_extractor(module, return_nodes={layer: "out"})
+        assert_close(extractor(x)["out"], captured[layer], exact=True, what=layer)
+
+
+@pytest.mark.parametrize("subject", subject_params(tool="jit", slow_if_heavy=True))
+def test_jit_trace_saved_and_loaded_computes_the_same_bits_at_another_batch(modules, subject):
+    module = subject.module(modules)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        traced = torch.jit.trace(module, _batch(subject, 2))
+        saved = io.BytesIO()
+        torch.jit.save(traced, saved)
+        saved.seek(0)
+        loaded = torch.jit.load(saved)
+    if subject.counterpart is None:  # the input checks read sizes without the trace's "might be incorrect" notes
+        assert not [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)], caught
+    x = _batch(subject, 3)
+    assert_close(loaded(x), module(x), exact=True)
+
+
+def _export(subject: Subject, module: nn.Module, x: Tensor, **dims: bool) -> nn.Module:
+    dynamic = subject.dynamic_shapes(**dims) if dims else None
+    return torch.export.export(module, (x,), dynamic_shapes=dynamic).module()
+
+
+@pytest.mark.parametrize("subject", subject_params(tool="export", slow_if_heavy=True))
+def test_export_static_and_with_a_dynamic_batch_computes_the_same_bits(modules, subject):
+    module = subject.module(modules)
+    x = _batch(subject, 2)
+    assert_close(_export(subject, module, x)(x), module(x), exact=True)
+    exported = _export(subject, module, x, batch=True, sides=False)
+    for batch in (1, 3):
+        x = _batch(subject, batch)
+        assert_close(exported(x), module(x), exact=True, what=f"batch {batch}")
+
+
+@pytest.mark.skipif(not DYNAMIC_SIDES, reason="torch < 2.5 cannot export pooled networks with dynamic H and W")
+@pytest.mark.parametrize("subject", subject_params(tool="export", models_only=True, slow_if_heavy=True))
+def test_export_with_dynamic_sides_runs_the_range_edges_and_refuses_outside_it(modules, subject):
+    module = subject.module(modules)
+    sides = subject.case.architecture.export_sides
+    high = sides.high if sides.high is not None else 2 * subject.case.default_side  # open-ended: one far side
+    exported = _export(subject, module, _batch(subject, 2, sides.low), batch=True, sides=True)
+    for batch, height, width in ((1, sides.low, high), (3, high, sides.low)):
+        x = _batch(subject, batch, height, width)
+        assert_close(exported(x), module(x), exact=True, what=f"{batch} x {height} x {width}")
+    # One side past each bounded edge: the exported program's own guard refuses it and names the edge.
+    for side, edge in ((sides.low - 1, sides.low), (None if sides.high is None else sides.high + 1, sides.high)):
+        if side is not None:
+            with pytest.raises((AssertionError, RuntimeError, ValueError), match=str(edge)):
+                exported(_batch(subject, 1, side))
+
+
+@pytest.mark.slow  # ~1 s an export even for one layer: torch.export, decompositions, onnxscript
+@pytest.mark.parametrize("subject", subject_params(tool="onnx-dynamo"))
+def test_onnx_dynamo_export_run_by_onnxruntime_matches_eager_within_the_table_tolerance(modules, subject, tmp_path):
+    _onnx_matches_eager(modules, subject, tmp_path, dynamo=True)
+
+
+@pytest.mark.parametrize("subject", subject_params(tool="onnx-legacy", slow_if_heavy=True))
+def test_onnx_legacy_export_run_by_onnxruntime_matches_eager_within_the_table_tolerance(modules, subject, tmp_path):
+    _onnx_matches_eager(modules, subject, tmp_path, dynamo=False)
+
+
+def _onnx_matches_eager(modules, subject: Subject, tmp_path, *, dynamo: bool) -> None:
+    onnxruntime = pytest.importorskip("onnxruntime")
+    if dynamo and not ONNX_DYNAMO:
+        pytest.skip("torch.onnx.export(dynamo=True) is new in torch 2.5")
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    module = subject.module(modules)
+    # At the default side: the legacy exporter takes an adaptive pool only where its output divides its input.
+    side = subject.case.default_side if subject.case.is_model else None
+    x = _batch(subject, 2, side)
+    path = tmp_path / "model.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporters' deprecation and tracer notes
+        if dynamo:
+            torch.onnx.export(module, (x,), path, dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch")},))
+        else:
+            torch.onnx.export(module, (x,), path, dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch in (2, 3):
+        x = _batch(subject, batch, side)
+        (output,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+        # onnxruntime's kernels sum in their own order: float32's table tolerance, not bits.
+        assert_close(torch.from_numpy(output), module(x).detach(), what=f"onnxruntime, batch {batch}")
+
+
+@pytest.mark.parametrize("subject", subject_params(tool="vmap", slow_if_heavy=True))
+def test_per_sample_gradients_by_vmap_equal_a_loop_over_the_samples(modules, subject):
+    from torch.func import functional_call, grad, vmap
+
+    module = subject.module(modules)
+    params = {name: p.detach() for name, p in module.named_parameters()}
+    buffers = dict(module.named_buffers())
+    x = _batch(subject, 3)
+
+    def loss(params: dict[str, Tensor], sample: Tensor) -> Tensor:
+        return functional_call(module, (params, buffers), (sample[None],)).square().sum()
+
+    per_sample = vmap(grad(loss, argnums=(0, 1)), in_dims=(None, 0))(params, x)
+    for i in range(x.shape[0]):
+        sample = x[i].clone().requires_grad_()
+        expected = torch.autograd.grad(loss(dict(module.named_parameters()), sample), [*module.parameters(), sample])
+        # vmap runs batched kernels (a grouped convolution for the batch): float32's table tolerance.
+        for (name, got), want in zip([*per_sample[0].items(), ("input", per_sample[1])], expected, strict=True):
+            assert_close(got[i], want, what=f"sample {i}: {name}")
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")  # torch.func's own internals
+@pytest.mark.parametrize("dtype", [torch.float64], ids=["float64"])  # ordered after the case's float32 tests
+@pytest.mark.parametrize("subject", subject_params(tool="jvp", slow_if_heavy=True))
+def test_forward_mode_jvp_agrees_with_reverse_mode_vjp(modules, subject, dtype):
+    """<u, J t> from torch.func.jvp equals <J^T u, t> from torch.func.vjp: in float64, to its table tolerance."""
+    from torch.func import jvp, vjp
+
+    module = subject.module(modules, dtype=dtype)
+    x = _batch(subject, 2).to(dtype)
+    tangent = torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    output, forward = jvp(module, (x,), (tangent,))
+    cotangent = torch.randn(output.shape, generator=torch.Generator().manual_seed(2), dtype=dtype)
+    _, pullback = vjp(module, x)
+    (backward,) = pullback(cotangent)
+    assert_close((cotangent * forward).sum(), (backward * tangent).sum())
+
+
+@pytest.mark.parametrize("subject", subject_params(reference_only=True))
+def test_every_hand_written_module_with_options_or_state_prints_them(modules, subject):
+    module = subject.module(modules)
+    for name, child in module.named_modules():
+        if not type(child).__module__.startswith("reference.") or isinstance(child, ReferenceModel):
+            continue
+        options = [p for p in inspect.signature(type(child).__init__).parameters if p != "self"]
+        state = [*child.named_parameters(recurse=False), *child.named_buffers(recurse=False)]
+        if next(child.children(), None) is None and (options or state):  # a layer, not a container
+            assert child.extra_repr(), f"{name or 'the module'} ({type(child).__name__}) prints no options"
+        for option in options:
+            value = getattr(child, option, None)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                assert f"{option}={value}" in child.extra_repr() or str(value) in child.extra_repr(), (name, option)
