@@ -35,6 +35,7 @@ __all__ = [
     "TrainStep",
     "case_params",
     "fewer_examples",
+    "heavy",
     "pair_params",
     "subject_params",
     "train_step",
@@ -51,8 +52,14 @@ def fewer_examples(divisor: int, at_least: int = 2):
     return settings(max_examples=max(at_least, settings().max_examples // divisor))
 
 
-def case_params(cases: list[Case], where: Callable[[Case], bool] = lambda _: True) -> list:
-    return [pytest.param(case, id=case.name) for case in cases if where(case)]
+def case_params(
+    cases: list[Case], where: Callable[[Case], bool] = lambda _: True, slow_if: Callable[[Case], bool] = lambda _: False
+) -> list:
+    return [
+        pytest.param(case, id=case.name, marks=[pytest.mark.slow] if slow_if(case) else [])
+        for case in cases
+        if where(case)
+    ]
 
 
 def pair_params(where: Callable[[Case, Counterpart], bool] = lambda *_: True) -> list:

@@ -8,6 +8,7 @@ an AlexNet-sized model are in ``-m slow`` (tests.helpers.heavy), and so is the d
 
 from __future__ import annotations
 
+import functools
 import inspect
 import io
 import warnings
@@ -18,12 +19,23 @@ from torch import Tensor, nn
 
 from reference.models.base import ReferenceModel
 from reference.verify.compare import assert_close, capture_outputs
-from tests.helpers import Subject, subject_params
+from tests.helpers import MODELS, Subject, case_params, heavy, subject_params
 
-# torch 2.4's symbolic shapes cannot export even torchvision's AlexNet with dynamic H and W: max_pool2d's
-# output sizes raise "Constraints violated" (Mod guards), or "Cannot create Dim with inconsistent min" for LeNet-5.
-DYNAMIC_SIDES = torch.__version__ >= (2, 5)
 ONNX_DYNAMO = torch.__version__ >= (2, 5)  # torch.onnx.export(..., dynamo=True) is new in 2.5
+
+
+@functools.cache
+def _export_keeps_pooled_sides_dynamic() -> bool:
+    """Whether this torch exports torch's own pooling layers with a dynamic side. torch 2.4 and 2.11 guard on the
+    side's parity ("Constraints violated ... % 2 == 0"), so that even torchvision's AlexNet does not export with
+    dynamic H and W there; torch 2.14 keeps the side symbolic."""
+    pools = nn.Sequential(nn.MaxPool2d(3, 2), nn.AvgPool2d(2))
+    dims = ({2: torch.export.Dim("side", min=32, max=40)},)
+    try:
+        torch.export.export(pools, (torch.randn(1, 1, 32, 32),), dynamic_shapes=dims)
+    except (AssertionError, RuntimeError, torch._dynamo.exc.UserError):
+        return False
+    return True
 
 
 def _batch(subject: Subject, batch: int, height: int | None = None, width: int | None = None) -> Tensor:
@@ -93,9 +105,10 @@ def test_export_static_and_with_a_dynamic_batch_computes_the_same_bits(modules, 
         assert_close(exported(x), module(x), exact=True, what=f"batch {batch}")
 
 
-@pytest.mark.skipif(not DYNAMIC_SIDES, reason="torch < 2.5 cannot export pooled networks with dynamic H and W")
 @pytest.mark.parametrize("subject", subject_params(tool="export", models_only=True, slow_if_heavy=True))
 def test_export_with_dynamic_sides_runs_the_range_edges_and_refuses_outside_it(modules, subject):
+    if not _export_keeps_pooled_sides_dynamic():
+        pytest.skip("this torch's export specialises a pooled side on its parity, torchvision's models' too")
     module = subject.module(modules)
     sides = subject.case.architecture.export_sides
     high = sides.high if sides.high is not None else 2 * subject.case.default_side  # open-ended: one far side
@@ -108,6 +121,19 @@ def test_export_with_dynamic_sides_runs_the_range_edges_and_refuses_outside_it(m
         if side is not None:
             with pytest.raises((AssertionError, RuntimeError, ValueError), match=str(edge)):
                 exported(_batch(subject, 1, side))
+
+
+@pytest.mark.parametrize("case", case_params(MODELS, slow_if=heavy))
+def test_an_export_whose_dynamic_sides_reach_past_the_valid_range_names_the_range(modules, case):
+    """The input check's torch._check is the constraint: torch's refusal quotes the model's valid range."""
+    if not _export_keeps_pooled_sides_dynamic():
+        pytest.skip("this torch's export specialises a pooled side on its parity, torchvision's models' too")
+    valid, exportable = case.valid_sides, case.architecture.export_sides
+    limits = {"min": valid.low - 1} | ({} if exportable.high is None else {"max": exportable.high})
+    dims = ({2: torch.export.Dim("height", **limits)},)
+    x = case.input_space.sample((2, case.in_channels, exportable.low, exportable.low))
+    with pytest.raises(torch._dynamo.exc.UserError, match=rf"{valid.low} <= \S*size\(\)\[2\]"):
+        torch.export.export(modules.reference(case), (x,), dynamic_shapes=dims)
 
 
 @pytest.mark.slow  # ~1 s an export even for one layer: torch.export, decompositions, onnxscript

@@ -51,6 +51,20 @@ def test_every_bad_input_is_rejected_with_a_message_naming_model_accepted_and_go
         assert "got" in str(info.value), name
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace(_method)?` is deprecated:FutureWarning")
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_a_tracer_meets_the_errors_eager_mode_raises(modules, case):
+    """jit.trace checks its example's concrete sizes; non-strict export runs the checks on fake tensors."""
+    model = modules.reference(case)
+    for name in ("channels", "H too small"):
+        error, x, got = _bad_inputs(case)[name]
+        expected = rf"^{type(model).__name__} expects .*{_accepted(case)}.*{got}"
+        with pytest.raises(error, match=expected):
+            torch.jit.trace(model, x)
+        with pytest.raises(error, match=expected):
+            torch.export.export(model, (x,), strict=False)
+
+
 @pytest.mark.parametrize("case", case_params(MODELS))
 @given(data=st.data())
 def test_drawn_invalid_inputs_are_rejected_naming_model_accepted_and_got(modules, case, data):
