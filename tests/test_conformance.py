@@ -4,7 +4,9 @@ W), ONNX through both exporters run by onnxruntime, torch.func, and repr.
 
 Where a tool runs the same operations in the same order as eager mode, the comparison is exact; where it runs
 other kernels (onnxruntime, vmap's batched ones), the dtype's table tolerance applies. Checks whose cost grows with
-an AlexNet-sized model are in ``-m slow`` (tests.helpers.heavy), and so is the dynamo ONNX exporter."""
+an AlexNet-sized model are in ``-m slow`` (tests.helpers.heavy), and so are the costly tools on every subject:
+dynamic sides, static export, ONNX. The default run keeps FX, feature extraction, jit.trace, export with a dynamic
+batch, torch.func and repr for every light subject."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from torch import Tensor, nn
 
 from reference.models.base import ReferenceModel
 from reference.verify.compare import assert_close, capture_outputs
-from tests.helpers import MODELS, Subject, case_params, heavy, subject_params
+from tests.helpers import MODELS, Subject, case_params, subject_params
 
 ONNX_DYNAMO = torch.__version__ >= (2, 5)  # torch.onnx.export(..., dynamo=True) is new in 2.5
 
@@ -95,17 +97,24 @@ def _export(subject: Subject, module: nn.Module, x: Tensor, **dims: bool) -> nn.
 
 
 @pytest.mark.parametrize("subject", subject_params(tool="export", slow_if_heavy=True))
-def test_export_static_and_with_a_dynamic_batch_computes_the_same_bits(modules, subject):
+def test_export_with_a_dynamic_batch_computes_the_same_bits_at_every_batch(modules, subject):
     module = subject.module(modules)
-    x = _batch(subject, 2)
-    assert_close(_export(subject, module, x)(x), module(x), exact=True)
-    exported = _export(subject, module, x, batch=True, sides=False)
-    for batch in (1, 3):
+    exported = _export(subject, module, _batch(subject, 2), batch=True, sides=False)
+    for batch in (1, 2, 3):
         x = _batch(subject, batch)
         assert_close(exported(x), module(x), exact=True, what=f"batch {batch}")
 
 
-@pytest.mark.parametrize("subject", subject_params(tool="export", models_only=True, slow_if_heavy=True))
+@pytest.mark.slow  # the dynamic-batch export above covers the same graph in the default run
+@pytest.mark.parametrize("subject", subject_params(tool="export"))
+def test_export_with_static_shapes_computes_the_same_bits(modules, subject):
+    module = subject.module(modules)
+    x = _batch(subject, 2)
+    assert_close(_export(subject, module, x)(x), module(x), exact=True)
+
+
+@pytest.mark.slow  # ~0.5 s a subject: symbolic shapes through every layer
+@pytest.mark.parametrize("subject", subject_params(tool="export", models_only=True))
 def test_export_with_dynamic_sides_runs_the_range_edges_and_refuses_outside_it(modules, subject):
     if not _export_keeps_pooled_sides_dynamic():
         pytest.skip("this torch's export specialises a pooled side on its parity, torchvision's models' too")
@@ -123,7 +132,8 @@ def test_export_with_dynamic_sides_runs_the_range_edges_and_refuses_outside_it(m
                 exported(_batch(subject, 1, side))
 
 
-@pytest.mark.parametrize("case", case_params(MODELS, slow_if=heavy))
+@pytest.mark.slow
+@pytest.mark.parametrize("case", case_params(MODELS))
 def test_an_export_whose_dynamic_sides_reach_past_the_valid_range_names_the_range(modules, case):
     """The input check's torch._check is the constraint: torch's refusal quotes the model's valid range."""
     if not _export_keeps_pooled_sides_dynamic():
@@ -142,7 +152,8 @@ def test_onnx_dynamo_export_run_by_onnxruntime_matches_eager_within_the_table_to
     _onnx_matches_eager(modules, subject, tmp_path, dynamo=True)
 
 
-@pytest.mark.parametrize("subject", subject_params(tool="onnx-legacy", slow_if_heavy=True))
+@pytest.mark.slow  # onnxruntime's import and arenas: ~1 s and 0.1 GB of the default run's budget
+@pytest.mark.parametrize("subject", subject_params(tool="onnx-legacy"))
 def test_onnx_legacy_export_run_by_onnxruntime_matches_eager_within_the_table_tolerance(modules, subject, tmp_path):
     _onnx_matches_eager(modules, subject, tmp_path, dynamo=False)
 
