@@ -108,6 +108,27 @@ class Facts:
 
 
 @dataclass(frozen=True)
+class Uniform:
+    """U(-bound, bound); ``bound`` broadcasts against the parameter where it differs per element."""
+
+    bound: Tensor | float
+
+
+@dataclass(frozen=True)
+class Normal:
+    std: float
+    mean: float = 0.0
+
+
+@dataclass(frozen=True)
+class Constant:
+    value: float
+
+
+Init = Uniform | Normal | Constant
+
+
+@dataclass(frozen=True)
 class ModuleInput:
     """An input shape and the constructor options to build the module with (PyTorch's ModuleInput, as data)."""
 
@@ -142,8 +163,9 @@ class Case:
     prepare: Callable[[nn.Module], None] | None = None
     # Tools of tests/test_conformance.py that cannot take this case, reference and counterparts alike: tool -> why.
     unsupported: Mapping[str, str] = field(default_factory=dict)
-    # Each parameter's init bound |value| <= bound (a tensor broadcastable to it), where the paper states one.
-    init_bounds: Callable[[nn.Module], Mapping[str, Tensor]] | None = None
+    # The initialisation the paper or the library states, for every parameter of a fresh build (not prepared):
+    # built module -> {parameter name: distribution}. Derived from the paper's numbers, not the model's code.
+    init: Callable[[nn.Module], Mapping[str, Init]] | None = None
 
     @property
     def is_model(self) -> bool:

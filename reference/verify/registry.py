@@ -10,7 +10,7 @@ from functools import partial
 
 import torch
 import torchvision
-from torch import Tensor, nn
+from torch import nn
 
 from reference.models.alexnet import alexnet_architecture
 from reference.models.alexnet2012 import SEED_LRN_ALPHA, alexnet2012_architecture, tower_architecture
@@ -26,7 +26,7 @@ from reference.models.layers import (
     Subsampling,
 )
 from reference.models.lenet import C3_TABLE, lenet5_architecture
-from reference.verify import port
+from reference.verify import inits, port
 from reference.verify.cases import Case, Counterpart, Facts, InputSpace, ModuleInput, QuotedTable
 from reference.verify.counterparts import (
     CdistRBF,
@@ -47,6 +47,9 @@ LECUN_1998 = "LeCun, Bottou, Bengio, Haffner. Gradient-based learning applied to
 KRIZHEVSKY_2012 = (
     "Krizhevsky, Sutskever, Hinton. ImageNet classification with deep convolutional neural networks. NIPS 2012"
 )
+# Section 5: "We initialized the neuron biases in the second, fourth, and fifth convolutional layers, as well as in
+# the fully-connected hidden layers, with the constant 1. [...] the remaining layers with the constant 0."
+KRIZHEVSKY_BIAS_ONE = ("conv2", "conv4", "conv5", "fc6", "fc7")
 KRIZHEVSKY_2014 = "Krizhevsky. One weird trick for parallelizing convolutional neural networks. arXiv:1404.5997, 2014"
 REORDERED = "the same terms summed in a different order"
 LRN_BACKWARD = "backward: autograd through slices here, avg_pool3d's backward in torch"
@@ -73,12 +76,6 @@ def _columns(printed: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
     return tuple(
         tuple(row for row, line in enumerate(printed) if line[column] == "X") for column in range(len(printed[0]))
     )
-
-
-def _sparse_init_bounds(layer: nn.Module) -> dict[str, Tensor]:
-    """Appendix A: |w| < 2.4 / F, F the fan-in of the output map the weight feeds."""
-    bound = 2.4 / layer.fan_ins()
-    return {"weight": bound[layer.out_index][:, None, None], "bias": bound}
 
 
 def _widen_gaussian_head(model: nn.Module) -> None:
@@ -270,7 +267,7 @@ _LAYERS = (
         ),
         # C3's table with 2x2 kernels: every connection is still there, at a sixth of 5x5's gradcheck cost.
         gradcheck=(ModuleInput((1, 6, 3, 3), {"kernel_size": 2}),),
-        init_bounds=_sparse_init_bounds,
+        init=lambda _layer: inits.sparse_lecun_1998(_columns(C3_TABLE_PRINTED), kernel_size=5),
     ),
     Case(
         name="squash",
@@ -306,6 +303,7 @@ _LAYERS = (
         summary="the seed's head: exp(-||x - c||^2 / (2 sigma^2)) with trainable centres and widths",
         build=partial(GaussianRBF, in_features=84, out_features=10),
         inputs=InputSpace(dims=(84,), default=(2, 84)),
+        init=lambda _layer: inits.GAUSSIAN_HEAD,
         counterparts=(
             Counterpart(
                 name="torch.cdist",
@@ -350,6 +348,7 @@ _MODELS = (
         summary="LeNet-5 as published: sparse C3, squashing, fixed +-1 RBF prototypes",
         build=get_model_builder("lenet5"),
         table=lenet5_architecture,
+        init=lambda model: inits.lecun_1998(model, lenet5_architecture(), _columns(C3_TABLE_PRINTED)),
         counterparts=(_LENET_TORCH_LAYERS,),
         facts=Facts(
             citation=LECUN_1998,
@@ -378,6 +377,7 @@ _MODELS = (
         summary="the seed notebook's LeNet-5: dense C3, tanh, Gaussian RBF head with trainable centres and widths",
         build=get_model_builder("lenet5-seed"),
         table=partial(lenet5_architecture, c3="dense", head="gaussian"),
+        init=lambda model: inits.lecun_1998(model, lenet5_architecture(c3="dense", head="gaussian")),
         counterparts=(_LENET_TORCH_LAYERS,),
         prepare=_widen_gaussian_head,
         facts=Facts(
@@ -392,6 +392,7 @@ _MODELS = (
         summary="AlexNet as published: grouped conv2/4/5, LRN confined to each GPU's maps, paper init",
         build=get_model_builder("alexnet2012"),
         table=alexnet2012_architecture,
+        init=lambda model: inits.krizhevsky_2012(model, alexnet2012_architecture(), KRIZHEVSKY_BIAS_ONE),
         counterparts=(
             Counterpart(
                 name="AlexNet2012TwoTower",
@@ -431,6 +432,7 @@ _MODELS = (
         summary="AlexNet as published, written literally as two towers crossing at conv3, fc6, fc7, fc8",
         build=get_model_builder("alexnet2012-two-tower"),
         table=alexnet2012_architecture,
+        init=lambda model: inits.krizhevsky_2012(model, alexnet2012_architecture(), KRIZHEVSKY_BIAS_ONE),
         facts=Facts(citation=KRIZHEVSKY_2012, trainable_params=60_965_224),
         departures=("fc8's outputs are split between the towers, the first half (rounded up) in tower A",),
     ),
@@ -439,6 +441,9 @@ _MODELS = (
         summary="the seed notebook's AlexNet: LRN across all 96/256 maps with nn.LocalResponseNorm(5, alpha=1e-4)",
         build=get_model_builder("alexnet2012-seed"),
         table=partial(alexnet2012_architecture, lrn_groups=1, lrn_alpha=SEED_LRN_ALPHA),
+        init=lambda model: inits.krizhevsky_2012(
+            model, alexnet2012_architecture(lrn_groups=1, lrn_alpha=SEED_LRN_ALPHA), KRIZHEVSKY_BIAS_ONE
+        ),
         counterparts=(
             Counterpart(
                 name="seed nn.Sequential",
@@ -460,6 +465,7 @@ _MODELS = (
         summary="torchvision's AlexNet ('One weird trick'), hand-written with its operations in its order",
         build=get_model_builder("alexnet"),
         table=alexnet_architecture,
+        init=lambda model: inits.torch_default(model, alexnet_architecture()),
         counterparts=(_TORCHVISION_ALEXNET,),
         facts=Facts(
             citation=KRIZHEVSKY_2014 + "; torchvision.models.AlexNet_Weights.IMAGENET1K_V1.meta",

@@ -1,0 +1,81 @@
+"""The initialisations the papers and the library state, per parameter of a built model: what
+tests/test_init.py checks drawn weights against. Derived from the stated numbers and the layer table (and, for
+LeNet-5's C3, the paper's printed connection table), never from the models' own init code."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Sequence
+
+import torch
+from torch import nn
+
+from reference.models import tables
+from reference.verify.cases import Constant, Init, Normal, Uniform
+from reference.verify.compare import layer_modules
+
+__all__ = ["GAUSSIAN_HEAD", "krizhevsky_2012", "lecun_1998", "sparse_lecun_1998", "torch_default"]
+
+
+def _fan_in(spec: tables.LayerSpec) -> int | None:
+    if isinstance(spec, tables.Conv2d):
+        return spec.in_channels // spec.groups * spec.kernel_size**2
+    if isinstance(spec, tables.Linear):
+        return spec.in_features
+    if isinstance(spec, tables.Subsampling):
+        return spec.kernel_size**2  # one coefficient over the block: the unit sees k x k inputs
+    return None
+
+
+def sparse_lecun_1998(c3_maps: Sequence[Sequence[int]], kernel_size: int, prefix: str = "") -> dict[str, Init]:
+    """The sparse C3 under appendix A: F is each output map's own, its input maps in ``c3_maps`` (the printed
+    table) times k x k; ``weight`` holds one kernel per connection, output maps in order."""
+    fan_ins = torch.tensor([len(maps) * kernel_size**2 for maps in c3_maps], dtype=torch.float64)
+    kernels = torch.tensor([len(maps) for maps in c3_maps])
+    return {
+        f"{prefix}weight": Uniform(torch.repeat_interleave(2.4 / fan_ins, kernels)[:, None, None]),
+        f"{prefix}bias": Uniform(2.4 / fan_ins),
+    }
+
+
+GAUSSIAN_HEAD = {"centres": Normal(1.0), "widths": Constant(1.0)}  # the seed notebook's randn and ones
+
+
+def lecun_1998(model: nn.Module, architecture: tables.Architecture, c3_maps: Sequence[Sequence[int]] = ()) -> dict:
+    """Appendix A: every weight and bias uniform in (-2.4 / F, 2.4 / F), F the fan-in of the unit it feeds. The
+    seed notebook keeps this and adds its Gaussian head."""
+    out: dict[str, Init] = {}
+    for layer, spec in architecture:
+        for module in layer_modules(model, layer):
+            if isinstance(spec, tables.SparseConv2d):
+                out |= sparse_lecun_1998(c3_maps, spec.kernel_size, prefix=f"{module}.")
+            elif isinstance(spec, tables.RBF) and spec.trainable:
+                out |= {f"{module}.{name}": init for name, init in GAUSSIAN_HEAD.items()}
+            elif (fan_in := _fan_in(spec)) is not None:
+                out[f"{module}.weight"] = out[f"{module}.bias"] = Uniform(2.4 / fan_in)
+    return out
+
+
+def krizhevsky_2012(model: nn.Module, architecture: tables.Architecture, bias_one: Collection[str]) -> dict:
+    """Section 5: weights N(0, 0.01); biases the constant 1 in ``bias_one`` (as quoted), 0 elsewhere; in the
+    two-tower form, each tower's half alike."""
+    out: dict[str, Init] = {}
+    for layer, spec in architecture:
+        if _fan_in(spec) is None:
+            continue
+        for module in layer_modules(model, layer):
+            out[f"{module}.weight"] = Normal(0.01)
+            out[f"{module}.bias"] = Constant(1.0 if layer in bias_one else 0.0)
+    return out
+
+
+def torch_default(model: nn.Module, architecture: tables.Architecture) -> dict:
+    """torch's Conv2d and Linear defaults, which torchvision's AlexNet keeps: kaiming_uniform with a = sqrt(5) for
+    the weight, i.e. U(-1/sqrt(F), 1/sqrt(F)), and the same bound for the bias (F the fan-in)."""
+    out: dict[str, Init] = {}
+    for layer, spec in architecture:
+        if (fan_in := _fan_in(spec)) is None:
+            continue
+        for module in layer_modules(model, layer):
+            out[f"{module}.weight"] = out[f"{module}.bias"] = Uniform(1.0 / math.sqrt(fan_in))
+    return out

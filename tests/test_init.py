@@ -1,0 +1,68 @@
+"""Initial weights follow the distribution the paper or the library states, layer by layer (two towers tower by
+tower): every parameter of a fresh build, by the checks of tests/distributions.py, whose false-failure rate is
+below 1e-6 a run at any seed. Equal seeds giving equal weights (tests/test_determinism.py) cannot catch a wrong
+distribution: both sides share the code; these numbers come from the papers, through reference.verify.inits."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from reference.verify.build import seeded
+from reference.verify.cases import Constant, Normal, Uniform
+from tests.distributions import check_drawn_from
+from tests.helpers import BUILD_SEED, CASES, case_params, heavy
+
+MIN_SAMPLES = 300  # per parameter, pooling builds of a small model: the power tests/distributions.py states
+
+
+@pytest.mark.parametrize("case", case_params(list(CASES.values()), lambda case: case.init is not None))
+def test_every_parameter_is_drawn_from_the_stated_distribution(modules, case):
+    # An AlexNet's single build has >= 34,848 weights a layer; prepared models are drawn again unprepared.
+    first = modules.reference(case) if case.prepare is None else seeded(case.build, BUILD_SEED)
+    stated = case.init(first)
+    params = dict(first.named_parameters())
+    assert stated.keys() == params.keys(), "a parameter with no stated init, or a stated one the model lacks"
+    drawn = [p for name, p in params.items() if not isinstance(stated[name], Constant)]
+    builds = 1 if heavy(case) else math.ceil(MIN_SAMPLES / min((p.numel() for p in drawn), default=MIN_SAMPLES))
+    samples = {name: [p.detach()] for name, p in params.items()}
+    for seed in range(BUILD_SEED + 1, BUILD_SEED + builds):
+        for name, p in seeded(case.build, seed).named_parameters():
+            samples[name].append(p.detach())
+    for name, init in stated.items():
+        values = samples[name][0] if builds == 1 else torch.stack(samples[name])  # no copy of fc6 for one build
+        check_drawn_from(values, init, what=f"{case.name}: {name}")
+
+
+SEEDS = range(5)
+N = 17_424  # the fewest elements a normal check sees (one tower's conv1 weight)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_the_checks_pass_the_stated_draw_at_any_seed(seed):
+    generator = torch.Generator().manual_seed(seed)
+    bound = torch.rand(MIN_SAMPLES, 1, generator=generator) + 0.5  # a bound per element, as C3's
+    check_drawn_from((2 * torch.rand(MIN_SAMPLES, 1, generator=generator) - 1) * bound, Uniform(bound), "uniform")
+    check_drawn_from(0.01 * torch.randn(N, generator=generator), Normal(0.01), "normal")
+    check_drawn_from(torch.ones(7), Constant(1.0), "constant")
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize(
+    ("draw", "stated"),
+    [
+        pytest.param(lambda g: 1.07 * (2 * torch.rand(MIN_SAMPLES, generator=g) - 1), Uniform(1.0), id="7% wider"),
+        pytest.param(lambda g: 0.93 * (2 * torch.rand(MIN_SAMPLES, generator=g) - 1), Uniform(1.0), id="7% narrower"),
+        pytest.param(lambda g: torch.randn(MIN_SAMPLES, generator=g) / math.sqrt(3), Uniform(1.0), id="normal"),
+        pytest.param(lambda g: 0.012 * torch.randn(N, generator=g), Normal(0.01), id="std 20% high"),
+        pytest.param(lambda g: 0.008 * torch.randn(N, generator=g), Normal(0.01), id="std 20% low"),
+        pytest.param(lambda g: 0.1 * torch.randn(N, generator=g), Normal(0.01), id="std 0.1 for 0.01"),
+        pytest.param(lambda g: 0.01 * (torch.rand(N, generator=g) * 2 - 1) * math.sqrt(3), Normal(0.01), id="uniform"),
+        pytest.param(lambda g: torch.full((7,), 1.0 + 2**-20), Constant(1.0), id="constant off"),
+    ],
+)
+def test_the_checks_reject_a_wrong_draw_at_any_seed(seed, draw, stated):
+    with pytest.raises(AssertionError):
+        check_drawn_from(draw(torch.Generator().manual_seed(seed)), stated, "planted")
