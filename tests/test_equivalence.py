@@ -113,8 +113,9 @@ def test_train_mode_with_the_same_seed_draws_the_same_dropout_masks(modules, cas
     reference = modules.reference(case, train=True)
     x = case.input_space.sample()
     result = compare_pair(counterpart, reference, other, x, seed=1234)
-    _passes(result)
-    assert result.forward_max == 0.0  # dropout's masks and the forward arithmetic: bitwise
+    _passes(result)  # within the pair's tolerance: a mask that differed would zero other units, off by O(1)
+    if counterpart.exact_forward:
+        assert result.forward_max == 0.0  # dropout's masks and the forward arithmetic: bitwise
     with torch.no_grad():  # ...and dropout really was active: another seed gives other outputs
         torch.manual_seed(1)
         first = reference(x)

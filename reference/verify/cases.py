@@ -98,6 +98,9 @@ class Facts:
     neurons_per_layer: Mapping[str, int] = field(default_factory=dict)
     # Where the paper prints a figure its own network contradicts: layer -> (printed, note).
     errata: Mapping[str, tuple[int, str]] = field(default_factory=dict)
+    # Where dropout stands: the table layers whose input it drops, with probability ``dropout_p``.
+    dropout_before: tuple[str, ...] = ()
+    dropout_p: float = 0.5
     macs: int | None = None  # multiplications per image at ``macs_side`` (weights only, no bias)
     macs_side: int | None = None
     tables: Mapping[str, QuotedTable] = field(default_factory=dict)

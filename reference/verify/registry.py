@@ -50,6 +50,9 @@ KRIZHEVSKY_2012 = (
 # Section 5: "We initialized the neuron biases in the second, fourth, and fifth convolutional layers, as well as in
 # the fully-connected hidden layers, with the constant 1. [...] the remaining layers with the constant 0."
 KRIZHEVSKY_BIAS_ONE = ("conv2", "conv4", "conv5", "fc6", "fc7")
+# Section 4.2: "We use dropout in the first two fully-connected layers", each hidden neuron zeroed with
+# probability 0.5; torchvision's classifier has Dropout before Linear layers 1 and 4 (fc6, fc7) alike.
+DROPOUT_BEFORE = ("fc6", "fc7")
 KRIZHEVSKY_2014 = "Krizhevsky. One weird trick for parallelizing convolutional neural networks. arXiv:1404.5997, 2014"
 REORDERED = "the same terms summed in a different order"
 LRN_BACKWARD = "backward: autograd through slices here, avg_pool3d's backward in torch"
@@ -404,12 +407,14 @@ _MODELS = (
                 exact_grads=False,
                 why_not_exact="a grouped convolution and two separate convolutions are different kernels, "
                 "free to block their reductions differently",
+                same_dropout=True,  # one mask over the joined (N, 9216) and (N, 4096), drawn in the same order
                 shares=True,
             ),
         ),
         facts=Facts(
             citation=KRIZHEVSKY_2012,
             trainable_params=60_965_224,
+            dropout_before=DROPOUT_BEFORE,
             neurons_per_layer={
                 "conv1": 290_400,
                 "conv2": 186_624,
@@ -433,7 +438,7 @@ _MODELS = (
         build=get_model_builder("alexnet2012-two-tower"),
         table=alexnet2012_architecture,
         init=lambda model: inits.krizhevsky_2012(model, alexnet2012_architecture(), KRIZHEVSKY_BIAS_ONE),
-        facts=Facts(citation=KRIZHEVSKY_2012, trainable_params=60_965_224),
+        facts=Facts(citation=KRIZHEVSKY_2012, trainable_params=60_965_224, dropout_before=DROPOUT_BEFORE),
         departures=("fc8's outputs are split between the towers, the first half (rounded up) in tower A",),
     ),
     Case(
@@ -457,7 +462,11 @@ _MODELS = (
                 shares=True,
             ),
         ),
-        facts=Facts(citation="the seed notebook (after " + KRIZHEVSKY_2012 + ")", trainable_params=60_965_224),
+        facts=Facts(
+            citation="the seed notebook (after " + KRIZHEVSKY_2012 + ")",
+            trainable_params=60_965_224,
+            dropout_before=DROPOUT_BEFORE,
+        ),
         departures=("nn.LocalResponseNorm(alpha=1e-4) divides alpha by the size: the paper's formula with 2e-5",),
     ),
     Case(
@@ -470,6 +479,7 @@ _MODELS = (
         facts=Facts(
             citation=KRIZHEVSKY_2014 + "; torchvision.models.AlexNet_Weights.IMAGENET1K_V1.meta",
             trainable_params=61_100_840,
+            dropout_before=DROPOUT_BEFORE,
             macs=714_188_480,
             macs_side=224,
             library_meta=_torchvision_meta,

@@ -1,0 +1,58 @@
+"""Train mode differs from eval mode exactly where dropout stands: at the inputs of the layers the paper names
+(``Facts.dropout_before``), each unit zeroed with the stated probability and the rest scaled by 1 / (1 - p).
+A dropout moved, removed, added or with another p fails here; eval-mode comparisons cannot see any of it."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from tests.helpers import BUILD_SEED, MODELS, case_params
+
+ALPHA = 1e-9  # false-failure rate of the fraction check (Hoeffding's bound, exact)
+
+
+def _dropout_sites(model: nn.Module) -> list[torch.fx.Node]:
+    graph = torch.fx.symbolic_trace(model)
+    modules = dict(graph.named_modules())
+    return [n for n in graph.graph.nodes if n.op == "call_module" and isinstance(modules[n.target], nn.Dropout)]
+
+
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_dropout_feeds_exactly_the_layers_the_paper_names(modules, case):
+    model = modules.reference(case, train=True)
+    fed = set()
+    for site in _dropout_sites(model):
+        users = list(site.users)
+        assert users, f"dropout at {site.name} feeds nothing"
+        assert all(user.op == "call_module" for user in users), f"dropout at {site.name} feeds {users}"
+        fed |= {user.target.rsplit(".", 1)[-1] for user in users}  # tower_a.fc6 -> fc6
+    assert fed == set(case.facts.dropout_before), f"dropout feeds {sorted(fed)}"
+
+
+@pytest.mark.parametrize("case", case_params(MODELS, lambda case: bool(case.facts.dropout_before)))
+def test_each_dropout_zeroes_units_with_the_stated_probability_and_scales_the_rest(modules, case):
+    model = modules.reference(case, train=True)
+    p, calls = case.facts.dropout_p, []
+    dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    handles = [
+        m.register_forward_hook(lambda _m, args, out: calls.append((args[0].clone(), out.clone()))) for m in dropouts
+    ]
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(BUILD_SEED)
+            model(case.input_space.sample((2, *case.input_space.default[1:])))
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert len(calls) == len(case.facts.dropout_before)  # one application per site, each site once
+    for x, out in calls:
+        kept = out != 0
+        assert torch.equal(out[kept], x[kept] / (1 - p)), "kept units not scaled by exactly 1 / (1 - p)"
+        live = x != 0  # a unit that was already 0 tells nothing
+        dropped = (~kept & live).sum().item() / live.sum().item()
+        margin = math.sqrt(math.log(2 / ALPHA) / (2 * live.sum().item()))
+        assert abs(dropped - p) <= margin, f"dropped {dropped:.4f} of the units, stated p = {p}"
