@@ -60,7 +60,10 @@ def check_drawn_from(values: Tensor, init: Init, what: str) -> None:
         assert top <= 1.0, f"{what}: drawn beyond the bound (max |w| / bound = {top:.4g})"
         delta = 1.0 - ALPHA ** (1.0 / values.numel())
         assert top >= 1.0 - delta, f"{what}: max |w| / bound = {top:.4g} < {1 - delta:.4g}: drawn narrower than stated"
-        unit = _subsample(values / bound.to(values.dtype).expand_as(values) if bound.numel() > 1 else values / bound)
+        if bound.numel() == 1:
+            unit = _subsample(values) / bound  # subsampled first: no temporary the size of fc6
+        else:
+            unit = _subsample(values / bound.to(values.dtype).expand_as(values))
         cdf = (unit.sort().values + 1.0) / 2.0
     else:
         raise TypeError(f"{what}: no check for {init!r}")

@@ -18,6 +18,9 @@ from tests.helpers import BUILD_SEED, CASES, case_params, heavy
 MIN_SAMPLES = 300  # per parameter, pooling builds of a small model: the power tests/distributions.py states
 
 
+# In CI's environment (not in every one) these checks raised the default run's peak RSS from 2.8 to 3.3 GB, the
+# AlexNets' or not; the cause is not found yet: -m slow until it is.
+@pytest.mark.slow
 @pytest.mark.parametrize("case", case_params(list(CASES.values()), lambda case: case.init is not None))
 def test_every_parameter_is_drawn_from_the_stated_distribution(modules, case):
     # An AlexNet's single build has >= 34,848 weights a layer; prepared models are drawn again unprepared.
