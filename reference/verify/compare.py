@@ -246,14 +246,14 @@ def _compare_grads(result, model_a, model_b, out_a, out_b, x_a, x_b, grads_to_a)
     if grads_to_a is not None:
         # A mapping may build each entry on access (two towers joined): take them one at a time.
         grads_b = grads_to_a({n: p.grad for n, p in model_b.named_parameters() if p.grad is not None})
-        pairs += [
-            (name, param.grad, lambda name=name: grads_b.get(name, None))
-            for name, param in model_a.named_parameters()
-            if param.requires_grad
-        ]
+        params_a = dict(model_a.named_parameters())
+        pairs += [(name, param.grad, lambda name=name: grads_b.get(name, None)) for name, param in params_a.items()]
+        pairs += [(name, None, lambda name=name: grads_b[name]) for name in grads_b if name not in params_a]
     result.grad_max = 0.0
     for name, a, get_b in pairs:
         b = get_b()
+        if a is None and b is None:
+            continue  # neither side has one: a parameter frozen in both
         if a is None or b is None:
             result.grad_failures.append(
                 f"{name}: gradient missing on {'reference' if a is None else 'counterpart'} side"

@@ -1,0 +1,99 @@
+"""The harness judges itself: perturbations of known size planted in one of two otherwise equal models are caught or
+passed exactly as the tolerance table says; a gradient missing on either side, a wrong shape and a wrong layer
+map are reported, never skipped."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from reference.verify.compare import TOLERANCES, assert_close, compare_models, tolerance
+
+PERTURBATIONS = {  # relative size of the planted change
+    "1 ulp": lambda dtype: torch.finfo(dtype).eps,
+    "100 ulps": lambda dtype: 100 * torch.finfo(dtype).eps,
+    "1e-6 relative": lambda _: 1e-6,
+    "a tenth of the table's rtol": lambda dtype: TOLERANCES[dtype]["rtol"] / 10,
+    "10x the table's rtol": lambda dtype: TOLERANCES[dtype]["rtol"] * 10,
+}
+DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
+
+
+class _Tiny(nn.Module):
+    """Two layers and a ReLU: small enough to perturb by hand, named like a table."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.relu, self.fc2 = nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.relu(self.fc1(x)))
+
+
+def _pair(dtype: torch.dtype = torch.float64) -> tuple[nn.Module, nn.Module, torch.Tensor]:
+    torch.manual_seed(0)
+    a = _Tiny().to(dtype)
+    return a, copy.deepcopy(a), torch.randn(4, 6, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("size", list(PERTURBATIONS))
+def test_a_planted_relative_change_is_judged_exactly_by_the_table(dtype, size):
+    """At magnitudes 1..2 the verdict is the table's formula |a - b| <= atol + rtol |b|, elementwise (each planted
+    size lands on the side of it that the formula says), and exact comparison refuses any change."""
+    expected = torch.linspace(1.0, 2.0, 64, dtype=torch.float64).to(dtype)
+    relative = PERTURBATIONS[size](dtype)
+    actual = (expected.double() * (1 + relative)).to(dtype)
+    if torch.equal(actual, expected):  # below the dtype's resolution: nothing was planted
+        pytest.skip(f"{size} is below {dtype}'s resolution at 1..2")
+    tol = tolerance(dtype)
+    within = ((actual.double() - expected.double()).abs() <= tol["atol"] + tol["rtol"] * expected.double().abs()).all()
+    with pytest.raises(AssertionError):
+        assert_close(actual, expected, exact=True)
+    if within:
+        assert_close(actual, expected)
+    else:
+        with pytest.raises(AssertionError):
+            assert_close(actual, expected)
+
+
+def test_equal_models_agree_exactly_and_a_one_ulp_weight_is_located():
+    a, b, x = _pair()
+    result = compare_models(a, b, x, layers={"fc1": "fc1", "fc2": "fc2"}, grads=True, grads_to_a=dict)
+    assert result.passed
+    assert result.forward_max == result.grad_max == 0.0
+    with torch.no_grad():  # a bias: it reaches the output whatever the ReLU lets through
+        b.fc2.bias[0] = torch.nextafter(b.fc2.bias[0], torch.tensor(2.0, dtype=torch.float64))
+    result = compare_models(a, b, x, layers={"fc1": "fc1", "fc2": "fc2"}, grads=True, grads_to_a=dict)
+    assert not result.passed
+    assert result.first_divergence().layer == "fc2"  # fc1 agrees bitwise: the change is in fc2
+    assert result.grad_failures == []  # no gradient depends on fc2's bias
+    assert compare_models(a, b, x, **tolerance(torch.float64), grads=True, grads_to_a=dict).passed  # 1 ulp: within
+
+
+@pytest.mark.parametrize("side", ["reference", "counterpart"])
+def test_a_gradient_missing_on_either_side_is_a_failure_not_a_skip(side):
+    a, b, x = _pair()
+    (a if side == "reference" else b).fc1.bias.requires_grad_(False)
+    result = compare_models(a, b, x, grads=True, grads_to_a=dict)
+    assert result.grad_failures == [f"fc1.bias: gradient missing on {side} side"]
+    assert not result.passed
+
+
+def test_a_wrong_output_shape_fails_even_where_values_would_broadcast():
+    a, b, x = _pair()
+    b.fc2 = nn.Linear(8, 1).double()  # (4, 1) broadcasts against (4, 3)
+    result = compare_models(a, b, x, rtol=1e9, atol=1e9)  # a tolerance that passes any value
+    assert not result.forward_close
+    assert result.forward_max == float("inf")
+
+
+def test_a_swapped_layer_map_entry_is_reported_not_passed():
+    a, b, x = _pair()
+    b.fc1 = nn.Linear(6, 8).double()  # fc1 differs; fc2's weights are equal
+    swapped = compare_models(a, b, x, layers={"fc1": "fc2", "fc2": "fc1"})
+    assert swapped.first_divergence().layer == "fc1"  # shapes (4, 8) vs (4, 3): a map error is a divergence
+    assert swapped.first_divergence().max_abs_diff == float("inf")
