@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference.models.tables import Architecture, InvalidInputSize
-from tests.helpers import CASES, MODELS, case_params, heavy
+from reference.verify.build import seeded
+from tests.helpers import BUILD_SEED, CASES, DEVICES, MODELS, case_params, heavy
 from tests.strategies import invalid_inputs
 
 
@@ -207,3 +208,36 @@ def test_a_layer_rejects_bad_constructor_options(case):
     for opts, error, message in case.error_options:
         with pytest.raises(error, match=message):
             case.build(**opts)
+
+
+F32, F64, BF16, F16 = torch.float32, torch.float64, torch.bfloat16, torch.float16
+INPUT_DTYPES = (F32, F64, BF16, F16)
+# The dtype rule as a table, cell by cell: (the parameters' dtype, autocast on for the input's device) -> whether
+# each of INPUT_DTYPES is accepted. Without autocast the input must have the parameters' dtype; under autocast,
+# which casts float32, float16 and bfloat16 alike and leaves float64 alone, any of those three meets any of them.
+ACCEPTS = {
+    (F32, False): (True, False, False, False),
+    (F64, False): (False, True, False, False),
+    (BF16, False): (False, False, True, False),
+    (F32, True): (True, False, True, True),
+    (F64, True): (False, True, False, False),
+    (BF16, True): (True, False, True, True),
+}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", case_params(MODELS, slow_if=heavy))
+def test_every_cell_of_the_dtype_table_is_what_the_model_does(case, device):
+    """Every cell run: an accepted input gives an output, a refused one a TypeError naming both dtypes."""
+    built = seeded(case.build, BUILD_SEED).eval()
+    for (param_dtype, autocast), accepted in ACCEPTS.items():
+        model = built.to(device=device, dtype=param_dtype)  # in place: f32 -> f64 -> bf16 is what the rows ask
+        for input_dtype, accepts in zip(INPUT_DTYPES, accepted, strict=True):
+            x = _valid(case).to(device=device, dtype=input_dtype)
+            cell = f"parameters {param_dtype}, input {input_dtype}, autocast {'on' if autocast else 'off'}"
+            with torch.no_grad(), torch.autocast(device, dtype=BF16, enabled=autocast):
+                if accepts:
+                    assert model(x).shape == (1, case.architecture.num_classes), cell
+                else:
+                    with pytest.raises(TypeError, match=rf"of dtype {param_dtype} .*dtype {input_dtype}$"):
+                        model(x)
