@@ -8,11 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 import reference
 from reference.models import bitmaps
+from reference.models.layers import SparseConv2d
+from reference.verify.compare import capture_outputs, layer_modules
+from reference.verify.counterparts import LiteralSparseConv2d
 from reference.verify.facts import facts, params_per_layer
-from tests.helpers import CASES, MODELS, case_params
+from tests.helpers import CASES, MODELS, capture_inputs, case_params
 
 
 @pytest.mark.parametrize("case", case_params(MODELS))
@@ -28,6 +32,45 @@ def test_per_layer_parameters_built_equal_derived(modules, case):
     counted = params_per_layer(modules.reference(case))
     assert {layer: counted.get(layer, 0) for layer in derived} == derived
     assert set(counted) <= set(derived)  # no trainable parameter outside the table's layers
+
+
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_macs_neurons_and_connections_counted_on_the_running_model_equal_the_table(modules, case):
+    """Counted another way than the table's formulas: multiplications by torch's FlopCounterMode (2 FLOPs a MAC) on
+    the forward pass, a sparse layer's by its literal form (one convolution per connection, since the layer
+    computes densely over zeros); neurons as the outputs' sizes; connections as MACs plus one bias per output."""
+    model = modules.reference(case)
+    x = case.input_space.sample()
+    side = x.shape[-1]
+    table = case.architecture
+    layers = {layer: layer_modules(model, layer) for layer in table.macs(side)}
+    names = [n for module_names in layers.values() for n in module_names]
+    with (
+        capture_outputs(model, names) as seen,
+        capture_inputs(model, names) as inputs,
+        FlopCounterMode(display=False) as counter,
+        torch.no_grad(),
+    ):
+        model(x)
+    flops = {
+        name.split(".", 1)[1]: sum(per_op.values()) for name, per_op in counter.get_flop_counts().items() if "." in name
+    }
+    macs, neurons = {}, {}
+    for layer, names in layers.items():
+        macs[layer] = sum(_macs(model.get_submodule(n), inputs[n], flops.get(n, 0)) for n in names)
+        neurons[layer] = sum(seen[n].numel() for n in names)
+    assert macs == table.macs(side)
+    assert neurons == table.neurons(side)
+    connections = table.connections(side)
+    assert {layer: macs[layer] + neurons[layer] for layer in macs} == {layer: connections[layer] for layer in macs}
+
+
+def _macs(module: torch.nn.Module, x: torch.Tensor, flops: int) -> int:
+    if not isinstance(module, SparseConv2d):
+        return flops // 2
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        LiteralSparseConv2d(module)(x)
+    return counter.get_total_flops() // 2
 
 
 @pytest.mark.parametrize("case", case_params(MODELS, lambda case: bool(case.facts.fixed_buffers)))

@@ -385,6 +385,7 @@ class Architecture:
         }
 
     def neurons(self, side: int | None = None) -> dict[str, int]:
-        """Output units of every convolution and fully connected layer (Krizhevsky et al.'s count)."""
+        """Output units of every convolution (sparse ones too) and fully connected layer (Krizhevsky et al.'s count)."""
         shapes = self.shapes(side or self.default_side, side or self.default_side)
-        return {name: math.prod(shapes[name]) for name, layer in self if isinstance(layer, (Conv2d, Linear))}
+        convolutions = (Conv2d, SparseConv2d, Linear)
+        return {name: math.prod(shapes[name]) for name, layer in self if isinstance(layer, convolutions)}
