@@ -10,7 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from reference.verify.compare import TOLERANCES, assert_close, compare_models, tolerance
+from reference.verify.compare import NEEDED_FRACTION, TOLERANCES, assert_close, compare_models, tolerance
+from reference.verify.pairs import tolerances
+from tests.helpers import PAIRS, heavy
 
 PERTURBATIONS = {  # relative size of the planted change
     "1 ulp": lambda dtype: torch.finfo(dtype).eps,
@@ -97,3 +99,25 @@ def test_a_swapped_layer_map_entry_is_reported_not_passed():
     swapped = compare_models(a, b, x, layers={"fc1": "fc2", "fc2": "fc1"})
     assert swapped.first_divergence().layer == "fc1"  # shapes (4, 8) vs (4, 3): a map error is a divergence
     assert swapped.first_divergence().max_abs_diff == float("inf")
+
+
+@pytest.mark.parametrize("dtype", list(NEEDED_FRACTION), ids=str)
+def test_each_tolerance_entry_is_needed_by_a_pair_that_uses_it(modules, dtype):
+    """Shrunk to NEEDED_FRACTION of itself, the table entry fails at least one pair at its default input (the light
+    pairs: LeNet-5's layers show it already): a loosened entry fails here. That the entry is enough is every
+    pair's own test."""
+    fraction = NEEDED_FRACTION[dtype]
+    failing = []
+    for case, counterpart in PAIRS:
+        if heavy(case) or (counterpart.exact_forward and counterpart.exact_grads):
+            continue
+        reference = modules.reference(case, dtype=dtype)
+        other = modules.counterpart(case, counterpart, dtype=dtype)
+        shrunk = {key: value * fraction for key, value in tolerances(counterpart, dtype).items()}
+        grads_to_a = None if counterpart.grads is None else (lambda g, c=counterpart, o=other: c.grads(o, g))
+        x = case.input_space.sample(dtype=dtype)
+        result = compare_models(reference, other, x, layers=counterpart.layers, grads=True, grads_to_a=grads_to_a,
+                                **shrunk)  # fmt: skip
+        if not result.passed:
+            failing.append(f"{case.name} vs {counterpart.name}")
+    assert failing, f"every light pair passes at {fraction} of the {dtype} entry {TOLERANCES[dtype]}: it is too loose"

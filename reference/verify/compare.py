@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "EXACT",
+    "NEEDED_FRACTION",
     "TOLERANCES",
     "Comparison",
     "LayerMap",
@@ -41,6 +42,12 @@ TOLERANCES: dict[torch.dtype, dict[str, float]] = {
     torch.bfloat16: {"rtol": 5e-2, "atol": 5e-2},
     torch.float16: {"rtol": 5e-3, "atol": 1e-3},
 }
+
+# How far below each entry the pairs that use it still agree at their default inputs, at most: the entry is
+# needed, since some pair fails at this fraction of it (tests/test_harness.py). float32's is a tenth. float64's is
+# a thousandth: its pairs reach a hundredth of it at the default inputs, and the entry keeps that margin for the
+# drawn inputs' longer sums and other torch releases' kernels (the goldens), which are not measured against it.
+NEEDED_FRACTION: dict[torch.dtype, float] = {torch.float32: 0.1, torch.float64: 1e-3}
 
 # reference layer -> counterpart layer, or several counterpart layers concatenated along dim 1.
 LayerMap = Mapping[str, str | Sequence[str]]
