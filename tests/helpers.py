@@ -103,7 +103,12 @@ class Subject:
 
 
 def subject_params(
-    *, tool: str | None = None, models_only: bool = False, reference_only: bool = False, slow_if_heavy: bool = False
+    *,
+    tool: str | None = None,
+    models_only: bool = False,
+    reference_only: bool = False,
+    slow_if_heavy: bool = False,
+    slow_counterparts: bool = False,
 ) -> list:
     """Every case's reference and each of its counterparts, as ``subject``; where the registry says ``tool``
     cannot take one, a strict xfail (torch supporting it one day makes the test fail, and the entry is dropped)."""
@@ -112,7 +117,8 @@ def subject_params(
         if models_only and not case.is_model:
             continue
         for other in (None, *(() if reference_only else case.counterparts)):
-            marks = [pytest.mark.slow] if slow_if_heavy and heavy(case) else []
+            slow = (slow_if_heavy and heavy(case)) or (slow_counterparts and other is not None)
+            marks = [pytest.mark.slow] if slow else []
             why = {**case.unsupported, **(other.unsupported if other else {})}.get(tool)
             if why:
                 marks.append(pytest.mark.xfail(reason=why, strict=True))

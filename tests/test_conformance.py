@@ -96,7 +96,8 @@ def _export(subject: Subject, module: nn.Module, x: Tensor, **dims: bool) -> nn.
     return torch.export.export(module, (x,), dynamic_shapes=dynamic).module()
 
 
-@pytest.mark.parametrize("subject", subject_params(tool="export", slow_if_heavy=True))
+# The counterparts' exports in -m slow: ~0.1 s each, and the default run is at its time budget.
+@pytest.mark.parametrize("subject", subject_params(tool="export", slow_if_heavy=True, slow_counterparts=True))
 def test_export_with_a_dynamic_batch_computes_the_same_bits_at_every_batch(modules, subject):
     module = subject.module(modules)
     exported = _export(subject, module, _batch(subject, 2), batch=True, sides=False)
