@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -34,7 +33,6 @@ __all__ = [
     "CaseModules",
     "Subject",
     "TrainStep",
-    "capture_inputs",
     "case_params",
     "fewer_examples",
     "heavy",
@@ -125,24 +123,6 @@ def subject_params(
             name = case.name if other is None else f"{case.name} vs {other.name}"
             params.append(pytest.param(Subject(case, other), id=name, marks=marks))
     return params
-
-
-@contextmanager
-def capture_inputs(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, Tensor]]:
-    """Clone each named module's first input as it is called."""
-    modules = dict(model.named_modules())
-    captured: dict[str, Tensor] = {}
-    handles = [
-        modules[name].register_forward_pre_hook(
-            lambda _m, args, name=name: captured.__setitem__(name, args[0].detach().clone())
-        )
-        for name in names
-    ]
-    try:
-        yield captured
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from torch.utils.flop_counter import FlopCounterMode
 import reference
 from reference.models import bitmaps
 from reference.models.layers import SparseConv2d
-from reference.verify.compare import capture_outputs, layer_modules
+from reference.verify.compare import capture_inputs, capture_outputs, layer_modules
 from reference.verify.counterparts import LiteralSparseConv2d
 from reference.verify.facts import facts, params_per_layer
-from tests.helpers import CASES, MODELS, capture_inputs, case_params
+from tests.helpers import CASES, MODELS, case_params
 
 
 @pytest.mark.parametrize("case", case_params(MODELS))

@@ -24,6 +24,7 @@ __all__ = [
     "LayerMap",
     "assert_close",
     "assert_equivalent",
+    "capture_inputs",
     "capture_outputs",
     "compare_models",
     "grad_tolerance",
@@ -120,17 +121,32 @@ def layer_modules(model: nn.Module, layer: str) -> list[str]:
 @contextmanager
 def capture_outputs(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, Tensor]]:
     """Clone each named module's output as it runs (cloned: an in-place ReLU may overwrite it later)."""
+    with _capture(model, names, inputs=False) as captured:
+        yield captured
+
+
+@contextmanager
+def capture_inputs(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, Tensor]]:
+    """Clone each named module's first input as it is called."""
+    with _capture(model, names, inputs=True) as captured:
+        yield captured
+
+
+@contextmanager
+def _capture(model: nn.Module, names: Sequence[str], *, inputs: bool) -> Iterator[dict[str, Tensor]]:
     modules = dict(model.named_modules())
     missing = [name for name in names if name not in modules]
     if missing:
         raise ValueError(f"{type(model).__name__} has no module(s) {missing}")
     captured: dict[str, Tensor] = {}
-    handles = [
-        modules[name].register_forward_hook(
-            lambda _m, _i, out, name=name: captured.__setitem__(name, out.detach().clone())
-        )
-        for name in names
-    ]
+
+    def hook(name: str):
+        if inputs:
+            return lambda _m, args: captured.__setitem__(name, args[0].detach().clone())
+        return lambda _m, _args, out: captured.__setitem__(name, out.detach().clone())
+
+    register = "register_forward_pre_hook" if inputs else "register_forward_hook"
+    handles = [getattr(modules[name], register)(hook(name)) for name in names]
     try:
         yield captured
     finally:
