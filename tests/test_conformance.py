@@ -222,7 +222,8 @@ def test_forward_mode_jvp_agrees_with_reverse_mode_vjp(modules, subject, dtype):
     assert_close((cotangent * forward).sum(), (backward * tangent).sum())
 
 
-@pytest.mark.parametrize("subject", subject_params(reference_only=True))
+# Each hand-written layer alone: tests/test_facts.py (every option value it is drawn with); here, inside the models.
+@pytest.mark.parametrize("subject", subject_params(reference_only=True, models_only=True))
 def test_every_hand_written_module_with_options_or_state_prints_them(modules, subject):
     module = subject.module(modules)
     for name, child in module.named_modules():

@@ -56,7 +56,7 @@ def check_floating(name: str, x: object, accepts: str, dims: range = range(4, 5)
     return got
 
 
-def check_input(model: str, x: object, in_channels: int, sides: SideRange, like: Tensor | None = None) -> None:
+def check_input(model: str, x: object, in_channels: int, sides: SideRange, like: Tensor) -> None:
     """Raise TypeError/ValueError naming ``model``, what it accepts and what it got.
 
     ``like``: one of the model's parameters; the input must be on its device and, unless autocast is on
@@ -77,8 +77,6 @@ def check_input(model: str, x: object, in_channels: int, sides: SideRange, like:
                 torch._check(side <= sides.high, lambda message=message: message)
         elif side not in sides:
             raise ValueError(f"{model} expects {accepts}; {got} (H x W = {height} x {width})")
-    if like is None:
-        return
     if x.device != like.device:
         raise ValueError(f"{model} expects {accepts}, on {like.device} where its parameters are; {got}, on {x.device}")
     autocast_casts = torch.is_autocast_enabled(x.device.type) and {x.dtype, like.dtype} <= AUTOCAST_CASTS
