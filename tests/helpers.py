@@ -33,6 +33,7 @@ __all__ = [
     "CaseModules",
     "Subject",
     "TrainStep",
+    "by_dtype",
     "case_params",
     "fewer_examples",
     "heavy",
@@ -55,11 +56,7 @@ def fewer_examples(divisor: int, at_least: int = 2):
 def case_params(
     cases: list[Case], where: Callable[[Case], bool] = lambda _: True, slow_if: Callable[[Case], bool] = lambda _: False
 ) -> list:
-    return [
-        pytest.param(case, id=case.name, marks=[pytest.mark.slow] if slow_if(case) else [])
-        for case in cases
-        if where(case)
-    ]
+    return [pytest.param(case, id=case.name, marks=_slow(slow_if(case))) for case in cases if where(case)]
 
 
 def pair_params(where: Callable[[Case, Counterpart], bool] = lambda *_: True) -> list:
@@ -68,6 +65,25 @@ def pair_params(where: Callable[[Case, Counterpart], bool] = lambda *_: True) ->
         for case, counterpart in PAIRS
         if where(case, counterpart)
     ]
+
+
+def by_dtype(params: list, dtypes: list[torch.dtype], slow_if: Callable[[Case, torch.dtype], bool]) -> list:
+    """``params`` (of case_params or pair_params) crossed with ``dtypes``, the dtype last; ``-m slow`` where
+    ``slow_if(case, dtype)``."""
+    return [
+        pytest.param(
+            *param.values,
+            dtype,
+            id=f"{param.id}-{dtype}",
+            marks=[*param.marks, *_slow(slow_if(param.values[0], dtype))],
+        )
+        for param in params
+        for dtype in dtypes
+    ]
+
+
+def _slow(slow: bool) -> list:
+    return [pytest.mark.slow] if slow else []
 
 
 def heavy(case: Case) -> bool:
@@ -116,7 +132,7 @@ def subject_params(
             continue
         for other in (None, *(() if reference_only else case.counterparts)):
             slow = (slow_if_heavy and heavy(case)) or (slow_counterparts and other is not None)
-            marks = [pytest.mark.slow] if slow else []
+            marks = _slow(slow)
             why = {**case.unsupported, **(other.unsupported if other else {})}.get(tool)
             if why:
                 marks.append(pytest.mark.xfail(reason=why, strict=True))

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from reference.models.tables import SCAN_LIMIT
 from reference.verify.compare import assert_close, capture_outputs, layer_modules
 from reference.verify.pairs import reference_module
-from tests.helpers import LAYERS, MODELS, case_params, fewer_examples
+from tests.helpers import LAYERS, MODELS, by_dtype, case_params, fewer_examples, heavy
 from tests.strategies import options, valid_inputs
 
 DTYPES = [torch.float32, torch.float64]
@@ -49,8 +49,12 @@ def test_valid_sides_are_exactly_the_sides_the_raw_layers_accept(modules, case):
                 model._forward_impl(torch.zeros(1, case.in_channels, side, other))
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("case", case_params(MODELS + LAYERS))
+# float64 on an AlexNet-sized model: in -m slow (~0.3 s each, the default run is at its time budget); the
+# batch's arithmetic does not depend on the dtype, and float32 runs every model by default.
+@pytest.mark.parametrize(
+    ("case", "dtype"),
+    by_dtype(case_params(MODELS + LAYERS), DTYPES, slow_if=lambda case, dtype: heavy(case) and dtype == torch.float64),
+)
 @fewer_examples(10, at_least=1)
 @given(data=st.data())
 def test_batch_independence_and_permutation(modules, case, dtype, data):
