@@ -70,6 +70,8 @@ class Counterpart:
     # Tolerances at drawn inputs and options, where they differ from the default input's (dtype -> keywords of
     # compare_models: rtol, atol, grad_rtol, grad_atol), with the reason in a comment where they are given.
     drawn_tolerance: Mapping[torch.dtype, Mapping[str, float]] = field(default_factory=dict)
+    # Tolerances on CUDA where they differ from the table's (the same keywords), with the reason in a comment.
+    cuda_tolerance: Mapping[torch.dtype, Mapping[str, float]] = field(default_factory=dict)
     # Dropout runs in the same order on both sides: train mode with the same seed must agree too.
     same_dropout: bool = False
     shares: bool = False  # port takes share=True

@@ -154,6 +154,12 @@ _TORCHVISION_ALEXNET = Counterpart(
     grads=lambda _c, grads: port.rename_state(grads, {v: k for k, v in port.TORCHVISION_NAMES.items()}),
     exact_forward=True,
     exact_grads=True,
+    # At the default input (63x63) pool5 is 1x1 and the adaptive pool spreads it over 6x6. On CUDA torchvision's
+    # pool backward adds the 36 gradients of each input element with atomics, in an order that changes from call
+    # to call (use_deterministic_algorithms refuses it); this model's adds them in a fixed order. The reordered
+    # float32 sums, carried back through conv5 ... conv3, show absolutely where conv2's weight gradient cancels:
+    # measured 2.1e-5 to 5.7e-5 over 5 runs on an H200, past the table's atol (1e-5). Bound: 3.5x the largest.
+    cuda_tolerance={torch.float32: {"grad_atol": 2e-4}},
     same_dropout=True,
     shares=True,
 )
