@@ -1,7 +1,8 @@
 """Check your own model: the comparison API the suite itself uses.
 
 ``assert_equivalent(a, b, x)`` runs both models on ``x`` and compares outputs (and, with ``grads=True``,
-gradients), naming the first layer of a ``layers`` map whose output diverges; ``assert_close`` is
+gradients), naming the first layer whose output diverges, on both sides: the layers aligned automatically by
+execution order and shape, or by a ``layers`` map; ``assert_close`` is
 ``torch.testing.assert_close`` with this suite's dtype-keyed ``TOLERANCES``, or exact.
 """
 

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from reference.verify.align import Alignment, align, record
+
 __all__ = [
     "EXACT",
     "NEEDED_FRACTION",
@@ -108,6 +110,11 @@ def _diff(a: Tensor, b: Tensor, rtol: float, atol: float) -> tuple[float, bool]:
     return largest.item(), bool(close)
 
 
+def _scale(t: Tensor) -> float:
+    """max |t| (0 for an empty tensor)."""
+    return t.detach().abs().max().item() if t.numel() else 0.0
+
+
 def layer_modules(model: nn.Module, layer: str) -> list[str]:
     """The module(s) computing a table layer: the layer itself, or its two halves in the two-tower form
     (concatenate their outputs along dim 1); empty if the model has neither."""
@@ -161,6 +168,7 @@ class LayerDiff:
     shape: tuple[int, ...]
     max_abs_diff: float
     close: bool
+    scale: float = 0.0  # max |value| on the counterpart's side: what max |Δ| is relative to in a report
 
 
 @dataclass
@@ -176,6 +184,9 @@ class Comparison:
     grad_failures: list[str] = field(default_factory=list)
     grad_rtol: float = 0.0
     grad_atol: float = 0.0
+    alignment: Alignment | None = None  # how the layers were paired where no map was given
+    forward_scale: float = 0.0  # max |output| of model_b
+    forward_shape: tuple[int, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -191,6 +202,8 @@ class Comparison:
         if not self.forward_close or first is not None:
             agree = "agree" if self.forward_close else "differ"
             lines.append(f"outputs {agree} ({tol}): max |Δ| = {self.forward_max:.3g}")
+            if self.alignment is not None:
+                lines.append(self.alignment.describe())
             if first is not None:
                 lines.append(
                     f"first diverging layer: {first.layer!r} (counterpart {first.counterpart!r}), "
@@ -232,28 +245,43 @@ def compare_models(
     grad_rtol: float | None = None,
     grad_atol: float | None = None,
 ) -> Comparison:
-    """Run both models on ``inputs`` and compare outputs, mapped layers and (``grads``) gradients.
+    """Run both models on ``inputs`` and compare outputs, layers and (``grads``) gradients.
 
+    ``layers`` maps A's layers to B's (a name, or several joined along dim 1); without it (None), the layers are
+    aligned automatically by execution order and output shape (:func:`reference.verify.align.align`), and where
+    that alignment is ambiguous, the outputs alone are compared and the report says why. ``layers={}``: outputs
+    only.
     ``grads_to_a`` maps model_b's parameter gradients onto model_a's parameter names (for example the
     inverse of a port), each to a tensor or to parts that make it along dim 0; without it only the input
     gradient is compared. ``seed`` reseeds the RNG before
     each forward pass, so dropout draws the same masks in both. Gradients are compared with
     ``grad_rtol``/``grad_atol`` where given, else with the forward tolerance.
     """
-    layers = dict(layers or {})
-    b_names = [n for names in layers.values() for n in ([names] if isinstance(names, str) else names)]
     x_a = inputs.detach().clone().requires_grad_(grads)
     x_b = inputs.detach().clone().requires_grad_(grads)
-    with capture_outputs(model_a, list(layers)) as seen_a, capture_outputs(model_b, b_names) as seen_b:
-        out_a, out_b = _run(model_a, x_a, seed), _run(model_b, x_b, seed)
-    result = Comparison(rtol, atol, *_diff(out_a, out_b, rtol, atol))
+    if layers is None:
+        with record(model_a) as steps_a:
+            out_a = _run(model_a, x_a, seed)
+        with record(model_b) as steps_b:
+            out_b = _run(model_b, x_b, seed)
+        alignment = align(steps_a, steps_b)
+        seen = [] if alignment.ambiguous else [(a.name, b.name, a.output, b.output) for a, b in alignment.pairs]
+    else:
+        b_names = [n for names in layers.values() for n in ([names] if isinstance(names, str) else names)]
+        with capture_outputs(model_a, list(layers)) as seen_a, capture_outputs(model_b, b_names) as seen_b:
+            out_a, out_b = _run(model_a, x_a, seed), _run(model_b, x_b, seed)
+        alignment, seen = None, []
+        for name, names in layers.items():
+            names = [names] if isinstance(names, str) else list(names)
+            b = torch.cat([seen_b[n] for n in names], dim=1) if len(names) > 1 else seen_b[names[0]]
+            seen.append((name, "+".join(names), seen_a[name], b))
+    result = Comparison(rtol, atol, *_diff(out_a, out_b, rtol, atol), alignment=alignment,
+                        forward_scale=_scale(out_b), forward_shape=tuple(out_a.shape))  # fmt: skip
     result.grad_rtol = rtol if grad_rtol is None else grad_rtol
     result.grad_atol = atol if grad_atol is None else grad_atol
-    for name, names in layers.items():
-        names = [names] if isinstance(names, str) else list(names)
-        b = torch.cat([seen_b[n] for n in names], dim=1) if len(names) > 1 else seen_b[names[0]]
-        a = seen_a[name]
-        result.layers.append(LayerDiff(name, "+".join(names), tuple(a.shape), *_diff(a, b, rtol, atol)))
+    for name_a, name_b, a, b in seen:
+        b = b.to(a.device)
+        result.layers.append(LayerDiff(name_a, name_b, tuple(a.shape), *_diff(a, b, rtol, atol), _scale(b)))
     if grads:
         _compare_grads(result, model_a, model_b, out_a, out_b, x_a, x_b, grads_to_a)
     return result

@@ -1,5 +1,6 @@
 """Weight porting between the reference models and their counterparts. Strict: every key is accounted
-for and every shape checked, or a ValueError/TypeError names what is wrong.
+for and every shape checked, or a ValueError/TypeError names what is wrong. Between any two models whose tensors
+line up one to one: :func:`port_by_order` (by execution order, or by name where the names match).
 
 The state-dict converters (``*_state``) are public too: the equivalence checks run gradients through
 them, so a parameter's gradient is compared with the gradient of the parameter it was ported to.
@@ -16,6 +17,7 @@ from torch import Tensor, nn
 from reference.models import tables as arch
 from reference.models.alexnet import TORCHVISION_NAMES, AlexNet
 from reference.models.alexnet2012 import TOWERS, AlexNet2012, AlexNet2012TwoTower, tower_architecture
+from reference.verify.align import port_by_order
 from reference.verify.build import uninitialised
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "grouped_from_two_tower",
     "grouped_parts_from_two_tower",
     "grouped_state_from_two_tower",
+    "port_by_order",
     "rename_state",
     "two_tower_from_grouped",
     "two_tower_state_from_grouped",

@@ -1,0 +1,332 @@
+"""Two models' computations lined up without a layer map, and weights ported between them by execution order.
+
+:func:`record` runs a model once and keeps every computation's output in execution order: each call of a leaf
+module (a module called twice is two steps, ``relu`` and ``relu#2``) and each torch function called outside
+one (``flatten()``, ``cat()#3``), cloned when it ran, so that an in-place ReLU later does not overwrite what
+the layer before it computed. Functions that return their input untouched (dropout in eval mode, ``Identity``)
+are no computation and are left out.
+
+:func:`align` then pairs the two runs' steps in execution order by output shape, preferring steps of the same
+kind where that disambiguates (a longest common subsequence). Parallel branches that a ``torch.cat`` joins along
+dim 1 (the towers of the 2012 AlexNet, a connection table written as one convolution per map) are first zipped
+into joined steps, so that one grouped layer on one side meets its towers on the other. Where another pairing
+of the same quality exists, the alignment is ambiguous: it says where, and the caller compares outputs only.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+
+__all__ = ["Alignment", "Step", "align", "pair_by_order", "port_by_order", "record", "tensor_order"]
+
+_CATS = {"cat", "concat", "concatenate"}
+
+
+@dataclass(eq=False)
+class Step:
+    """One computation of a run: a leaf module's call or a torch function's, or parallel ones joined."""
+
+    name: str  # "features.0", "relu#2" (a module's second call), "flatten()" (a function), "a+b" (joined)
+    kind: str  # the module's class or the function, lower case: "conv2d", "relu", "flatten"
+    output: Tensor
+    inputs: tuple[Step | None, ...] = ()  # the steps whose outputs it read; None: the model's input or a constant
+    parts: tuple[str, ...] = ()  # a joined step's branches, in order
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.output.shape)
+
+    @property
+    def names(self) -> str | tuple[str, ...]:
+        """As a layer map writes it: a name, or the branches joined along dim 1."""
+        return self.parts or self.name
+
+
+@dataclass
+class Alignment:
+    """Which step of A meets which of B, and where it could have been otherwise."""
+
+    pairs: list[tuple[Step, Step]] = field(default_factory=list)
+    steps_a: int = 0
+    steps_b: int = 0
+    ambiguous: list[str] = field(default_factory=list)  # why, one line per step that could meet another
+
+    def as_map(self) -> dict[str, str | tuple[str, ...]]:
+        return {a.name: b.names for a, b in self.pairs}
+
+    def describe(self) -> str:
+        if self.ambiguous:
+            return "layer alignment ambiguous, outputs compared only: " + "; ".join(self.ambiguous)
+        return (
+            f"layers aligned by execution order and shape: {len(self.pairs)} of A's {self.steps_a} steps "
+            f"with {len(self.pairs)} of B's {self.steps_b}"
+        )
+
+
+def _kind(name: str) -> str:
+    return name.strip("_").lower()
+
+
+def _tensors(values: object) -> Iterator[Tensor]:
+    if isinstance(values, Tensor):
+        yield values
+    elif isinstance(values, (list, tuple)):
+        for value in values:
+            yield from _tensors(value)
+    elif isinstance(values, dict):
+        for value in values.values():
+            yield from _tensors(value)
+
+
+class _Recorder(TorchFunctionMode):
+    """Records leaf modules' calls through hooks and, outside them, torch functions through this mode."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.steps: list[Step] = []
+        self._producer: dict[int, Step] = {}  # id(tensor) -> the step that last wrote it
+        self._alive: list[Tensor] = []  # every tensor seen stays alive, so that no id is reused during the run
+        self._calls: Counter[str] = Counter()
+        self._inside = 0  # depth of leaf-module calls: their own torch functions are not steps
+        self._pending: list[tuple[list[Tensor], list[int]]] = []
+        self._state = {id(t) for t in model.state_dict(keep_vars=True).values()}  # weights are no step's output
+        self._handles = []
+        for name, module in model.named_modules():
+            if next(module.children(), None) is None:
+                self._handles.append(module.register_forward_pre_hook(self._pre))
+                self._handles.append(module.register_forward_hook(self._post(name or type(module).__name__)))
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+    def _pre(self, _module: nn.Module, args: tuple) -> None:
+        self._inside += 1
+        inputs = list(_tensors(args))
+        self._pending.append((inputs, [t._version for t in inputs]))
+
+    def _post(self, name: str):
+        def hook(module: nn.Module, _args: tuple, output: object) -> None:
+            inputs, versions = self._pending.pop()
+            self._add(name, type(module).__name__, output, inputs, versions)
+            self._inside -= 1
+
+        return hook
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self._inside or getattr(func, "__name__", "") == "__get__":
+            return func(*args, **kwargs)
+        inputs = list(_tensors((args, kwargs)))
+        versions = [t._version for t in inputs]
+        output = func(*args, **kwargs)
+        name = getattr(func, "__name__", repr(func))
+        self._add(f"{name}()", name, output, inputs, versions)
+        return output
+
+    def _add(self, name: str, kind: str, output: object, inputs: list[Tensor], versions: list[int]) -> None:
+        if not isinstance(output, Tensor) or not output.is_floating_point():
+            return
+        if any(output is t and output._version == v for t, v in zip(inputs, versions, strict=True)):
+            return  # its input, untouched: no computation
+        self._calls[name] += 1
+        calls = self._calls[name]
+        step = Step(
+            name if calls == 1 else f"{name}#{calls}",
+            _kind(kind),
+            output.detach().clone(),
+            tuple(self._producer.get(id(t)) for t in inputs if id(t) not in self._state),
+        )
+        self.steps.append(step)
+        self._producer[id(output)] = step
+        self._alive += [output, *inputs]
+
+
+@contextmanager
+def record(model: nn.Module) -> Iterator[list[Step]]:
+    """``with record(model) as steps: model(x)``: the steps of every forward pass run inside, in order. One model at
+    a time: a torch function mode sees every model's calls, so a second recording inside would take the first
+    model's functions for its own."""
+    if any(isinstance(mode, _Recorder) for mode in _modes()):
+        raise RuntimeError("record() is already recording a model: record one model at a time")
+    recorder = _Recorder(model)
+    try:
+        with recorder:
+            yield recorder.steps
+    finally:
+        recorder.close()
+
+
+def _modes() -> list[TorchFunctionMode]:
+    from torch.overrides import _get_current_function_mode_stack
+
+    return _get_current_function_mode_stack()
+
+
+def _single_input(step: Step) -> Step | bool | None:
+    """The one step ``step`` read (None: the model's input); False where it read more or fewer."""
+    return step.inputs[0] if len(step.inputs) == 1 else False
+
+
+def _branches(cat: Step) -> list[list[Step]] | None:
+    """The parallel chains of steps whose last outputs ``cat`` joins, from the common input onwards; None where
+    they are not such chains (different lengths, kinds, or shapes other than along dim 1)."""
+    if len(cat.inputs) < 2 or any(step is None for step in cat.inputs) or len(set(map(id, cat.inputs))) < 2:
+        return None
+    chains = [[step] for step in cat.inputs]
+    while True:
+        sources = [_single_input(chain[-1]) for chain in chains]
+        if any(source is False for source in sources):
+            return None
+        if all(source is sources[0] for source in sources):
+            break  # the fork: every branch reads the same tensor
+        if any(source is None for source in sources):
+            return None
+        for chain, source in zip(chains, sources, strict=True):
+            chain.append(source)
+    chains = [chain[::-1] for chain in chains]
+    for depth in zip(*chains, strict=True):
+        shapes = {(s.shape[:1] + s.shape[2:]) for s in depth}
+        if len({s.kind for s in depth}) != 1 or len(shapes) != 1 or len(depth[0].shape) < 2:
+            return None
+    return chains
+
+
+def _join_branches(steps: list[Step]) -> list[Step]:
+    """``steps`` with each set of parallel branches that a ``cat`` along dim 1 joins zipped into joined steps
+    (the ``cat`` itself dropped: the last joined step is its output)."""
+    replaced: dict[int, list[Step]] = {}  # id(step) -> the joined steps that stand for it
+    dropped: set[int] = set()
+    for step in steps:
+        if step.kind not in _CATS or not _is_channel_cat(step):
+            continue
+        chains = _branches(step)
+        if chains is None:
+            continue
+        joined = []
+        for depth in zip(*chains, strict=True):
+            output = torch.cat([s.output for s in depth], dim=1)
+            joined.append(Step("+".join(s.name for s in depth), depth[0].kind, output,
+                               (joined[-1] if joined else depth[0].inputs[0],), tuple(s.name for s in depth)))  # fmt: skip
+        dropped.update(id(s) for chain in chains for s in chain)
+        replaced[id(step)] = joined
+        step.inputs = (joined[-1],)  # later branches that fork from this cat see one input
+    out = []
+    for step in steps:
+        if id(step) in replaced:
+            out += replaced[id(step)]
+        elif id(step) not in dropped:
+            out.append(step)
+    return out
+
+
+def _is_channel_cat(step: Step) -> bool:
+    """Whether a ``cat`` step joined along dim 1: its output's dim 1 is the sum of its inputs' (checked on shapes,
+    since the recorder keeps no arguments but tensors)."""
+    ins = [s for s in step.inputs if s is not None]
+    if len(ins) != len(step.inputs) or len(step.shape) < 2:
+        return False
+    return (
+        all(s.shape[:1] + s.shape[2:] == step.shape[:1] + step.shape[2:] for s in ins)
+        and sum(s.shape[1] for s in ins) == step.shape[1]
+    )
+
+
+def _score(a: Step, b: Step) -> int:
+    """2 for the same shape and kind, 1 for the same shape only, 0 for a pairing that cannot be."""
+    if a.shape != b.shape:
+        return 0
+    return 2 if a.kind == b.kind else 1
+
+
+def _best(a: Sequence[Step], b: Sequence[Step], forbidden: tuple[int, int] | None = None) -> list[list[int]]:
+    """best[i][j]: the highest total score pairing a[i:] with b[j:] in order."""
+    n, m = len(a), len(b)
+    best = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n - 1, -1, -1):
+        for j in range(m - 1, -1, -1):
+            take = _score(a[i], b[j])
+            take = best[i + 1][j + 1] + take if take and (i, j) != forbidden else 0
+            best[i][j] = max(take, best[i + 1][j], best[i][j + 1])
+    return best
+
+
+def align(steps_a: Sequence[Step], steps_b: Sequence[Step]) -> Alignment:
+    """Pair A's steps with B's in execution order, by shape and kind (parallel branches joined first)."""
+    a, b = _join_branches(list(steps_a)), _join_branches(list(steps_b))
+    best = _best(a, b)
+    pairs, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        score = _score(a[i], b[j])
+        if score and best[i][j] == best[i + 1][j + 1] + score:
+            pairs.append((i, j))
+            i, j = i + 1, j + 1
+        elif best[i][j] == best[i + 1][j]:
+            i += 1
+        else:
+            j += 1
+    result = Alignment([(a[i], b[j]) for i, j in pairs], len(a), len(b))
+    for i, j in pairs:  # a pairing is certain only if every other best alignment has it too
+        if _best(a, b, forbidden=(i, j))[0][0] == best[0][0]:
+            result.ambiguous.append(f"A's {a[i].name!r} {a[i].shape} could meet another step than B's {b[j].name!r}")
+    return result
+
+
+def tensor_order(model: nn.Module, x: Tensor) -> list[str]:
+    """The model's parameters and buffers (state_dict names) in the order its forward pass first uses them; those
+    it does not use follow, in registration order."""
+    names = {id(t): name for name, t in model.state_dict(keep_vars=True).items()}
+    seen: dict[str, None] = {}
+
+    class _Uses(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            for t in _tensors((args, kwargs or {})):
+                if id(t) in names:
+                    seen.setdefault(names[id(t)])
+            return func(*args, **(kwargs or {}))
+
+    with torch.no_grad(), _Uses():
+        model(x)
+    return [*seen, *(name for name in names.values() if name not in seen)]
+
+
+def pair_by_order(model_a: nn.Module, model_b: nn.Module, x: Tensor) -> dict[str, str]:
+    """A's state_dict names -> B's: by name where both have the same names and shapes, else one to one in the order
+    the forward passes use them. A ValueError with the two lists up to the first mismatch where neither holds."""
+    state_a, state_b = model_a.state_dict(), model_b.state_dict()
+    if state_a.keys() == state_b.keys() and all(state_a[k].shape == state_b[k].shape for k in state_a):
+        return {name: name for name in state_a}
+    order_a, order_b = tensor_order(model_a, x), tensor_order(model_b, x.to(next(iter(state_b.values())).dtype))
+    rows = []
+    for index in range(max(len(order_a), len(order_b))):
+        name_a = order_a[index] if index < len(order_a) else None
+        name_b = order_b[index] if index < len(order_b) else None
+        shape_a = tuple(state_a[name_a].shape) if name_a else None
+        shape_b = tuple(state_b[name_b].shape) if name_b else None
+        rows.append(f"{index:>4}  {name_a or '-':<28} {shape_a or ''!s:<22} {name_b or '-':<28} {shape_b or ''}")
+        if shape_a != shape_b:
+            table = "\n".join(rows)
+            raise ValueError(
+                f"cannot port {type(model_b).__name__} into {type(model_a).__name__} by order: tensor {index} "
+                f"differs (A has {len(order_a)}, B {len(order_b)}, in the order each forward pass uses them):\n"
+                f"{'#':>4}  {'A':<28} {'shape':<22} {'B':<28} shape\n{table}  <- first mismatch"
+            )
+    return dict(zip(order_a, order_b, strict=True))
+
+
+@torch.no_grad()
+def port_by_order(source: nn.Module, target: nn.Module, x: Tensor) -> dict[str, str]:
+    """Copy ``source``'s parameters and buffers into ``target``'s (by :func:`pair_by_order`, run on ``x``), in
+    ``target``'s dtype and device; returns target name -> source name."""
+    pairs = pair_by_order(target, source, x)
+    state_source, state_target = source.state_dict(), target.state_dict()
+    for name_target, name_source in pairs.items():
+        state_target[name_target].copy_(state_source[name_source])
+    return pairs

@@ -1,0 +1,160 @@
+"""Layers aligned with no map, ports by execution order: the alignment equals every hand-written map, a planted
+perturbation is named on both sides with and without the map, and an ambiguous alignment says so."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from reference.verify.align import align, pair_by_order, port_by_order, record
+from reference.verify.build import seeded, uninitialised
+from reference.verify.compare import assert_close, compare_models
+from reference.verify.pairs import compare_pair, ported, tolerances
+from tests.helpers import BUILD_SEED, PAIRS, heavy, pair_params
+
+
+def _steps(model: nn.Module, x: torch.Tensor) -> list:
+    with torch.no_grad(), record(model) as steps:
+        model(x)
+    return steps
+
+
+def _names(mapped: str | tuple[str, ...] | list[str]) -> str | tuple[str, ...]:
+    return mapped if isinstance(mapped, str) else tuple(mapped)
+
+
+def _located(case, counterpart, heavy_scope: str) -> list:
+    return [
+        pytest.param(
+            case,
+            counterpart,
+            scope,
+            id=f"{case.name} vs {counterpart.name}-{scope}",
+            marks=[pytest.mark.slow] if heavy(case) and scope == "every" else [],
+        )
+        for scope in (("three", "every") if heavy(case) else ("every",))
+    ]
+
+
+LOCATED = [param for case, counterpart in PAIRS if counterpart.layers for param in _located(case, counterpart, "")]
+
+
+@pytest.mark.parametrize(("case", "counterpart", "scope"), LOCATED)
+def test_the_automatic_alignment_is_the_hand_written_map_and_names_a_perturbation_on_both_sides(
+    modules, case, counterpart, scope
+):
+    """With no map, every entry of the hand-written map is found. A shift of every bias of each mapped layer with
+    one (of the first, a middle and the last on an AlexNet-sized model in the default run), one at a time, is named
+    on both sides, with the map and without it: 1e-3 where the pair is exact, 0.1 where it has the table's
+    tolerance (outputs of LeNet-5's RBF head are ~100)."""
+    reference = modules.reference(case)
+    other = ported(counterpart, reference)  # a copy: the shared counterpart would see the perturbation too
+    weighted = [name for name in counterpart.layers if getattr(reference.get_submodule(name), "bias", None) is not None]
+    if scope == "three":
+        weighted = list(dict.fromkeys([weighted[0], weighted[len(weighted) // 2], weighted[-1]]))
+    tol = {key: tolerances(counterpart, torch.float32)[key] for key in ("rtol", "atol")}
+    x = case.input_space.sample()
+    for layer in weighted:
+        bias = reference.get_submodule(layer).bias
+        original = bias.detach().clone()
+        with torch.no_grad():
+            bias.add_(1e-3 if counterpart.exact_forward else 0.1)  # every unit: one alone may sit under a ReLU's zero
+        try:
+            mapped = compare_pair(counterpart, reference, other, x, grads=False)
+            aligned = compare_models(reference, other, x, **tol)
+        finally:
+            with torch.no_grad():
+                bias.copy_(original)
+        expected = "+".join(_names(counterpart.layers[layer])) if not isinstance(counterpart.layers[layer], str) else (
+            counterpart.layers[layer])  # fmt: skip
+        assert not aligned.alignment.ambiguous, aligned.alignment.describe()
+        found = aligned.alignment.as_map()
+        assert {name: found.get(name) for name in counterpart.layers} == {
+            name: _names(names) for name, names in counterpart.layers.items()
+        }
+        for result in (mapped, aligned):
+            assert not result.passed, layer
+            first = result.first_divergence()
+            assert (first.layer, first.counterpart) == (layer, expected), result.report()
+        assert "aligned by execution order and shape" in aligned.report()
+
+
+class _Twice(nn.Module):
+    """One linear layer called twice, a functional ReLU between."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.relu(self.fc(x)))
+
+
+class _Unrolled(nn.Module):
+    """The same with two layers and an in-place ReLU module."""
+
+    def __init__(self, shared: nn.Linear) -> None:
+        super().__init__()
+        self.fc1, self.relu, self.fc2 = copy.deepcopy(shared), nn.ReLU(inplace=True), copy.deepcopy(shared)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.relu(self.fc1(x)))
+
+
+def test_a_module_called_twice_a_functional_op_and_an_in_place_relu_align_and_locate():
+    torch.manual_seed(0)
+    twice = _Twice()
+    unrolled = _Unrolled(twice.fc)
+    x = torch.randn(8, 4)
+    alignment = align(_steps(twice, x), _steps(unrolled, x))
+    assert alignment.as_map() == {"fc": "fc1", "relu()": "relu", "fc#2": "fc2"}
+    assert (alignment.pairs[0][1].output < 0).any()  # fc1's output as it was, before the in-place ReLU overwrote it
+    assert compare_models(twice, unrolled, x).passed  # bitwise: the same operations
+    with torch.no_grad():
+        unrolled.fc2.bias[0] += 1e-3
+    first = compare_models(twice, unrolled, x).first_divergence()
+    assert (first.layer, first.counterpart) == ("fc#2", "fc2")
+
+
+@pytest.mark.parametrize(
+    ("model_a", "model_b", "where"),
+    [
+        (nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.ReLU()), nn.Sequential(nn.Linear(4, 4), nn.ReLU()), "'1'"),
+        (nn.Sequential(nn.Linear(4, 4), nn.ReLU()), nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Sigmoid()), "'1'"),
+    ],
+    ids=["a ReLU applied twice against once", "one activation against two of other kinds"],
+)
+def test_an_ambiguous_alignment_says_where_and_compares_outputs_only(model_a, model_b, where):
+    model_b.load_state_dict(model_a.state_dict())
+    result = compare_models(model_a, model_b, torch.randn(3, 4), rtol=1e9, atol=1e9)
+    assert result.alignment.ambiguous
+    assert result.layers == []  # no layer judged on a guess
+    assert result.alignment.describe().startswith("layer alignment ambiguous, outputs compared only: ")
+    assert f"A's {where}" in result.alignment.describe()
+
+
+@pytest.mark.parametrize(("case", "counterpart"), pair_params(lambda _, c: c.library and c.port_back is not None))
+def test_porting_the_library_model_by_order_equals_the_hand_written_port(case, counterpart):
+    library = seeded(counterpart.library, BUILD_SEED)
+    target = uninitialised(case.build)
+    pairs = port_by_order(library, target, case.input_space.sample())
+    assert len(pairs) == len(target.state_dict())
+    expected = counterpart.port_back(library).state_dict()
+    for name, tensor in target.state_dict().items():
+        assert_close(tensor, expected[name], exact=True, what=name)
+
+
+def test_porting_by_order_pairs_by_name_where_the_names_match_and_fails_with_a_table_where_shapes_differ():
+    torch.manual_seed(0)
+    a, b = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3)), nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
+    b[1].running_mean.fill_(2.0)
+    assert port_by_order(b, a, torch.randn(2, 4)) == {name: name for name in a.state_dict()}
+    for name, tensor in a.state_dict().items():
+        assert torch.equal(tensor, b.state_dict()[name]), name
+    wider = nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5))
+    with pytest.raises(ValueError, match=r"tensor 0 differs[\s\S]*0\.weight +\(3, 4\) +0\.weight +\(5, 4\)  <- first"):
+        pair_by_order(a, wider, torch.randn(2, 4))
