@@ -1,5 +1,5 @@
-"""``python -m reference {verify,summary,list,goldens}``: check the hand-written models and layers against
-their counterparts, the papers' facts and the stored goldens, all read from the case registry."""
+"""``python -m reference {verify,summary,list,goldens,diff}``: check the hand-written models and layers against
+their counterparts, the papers' facts and the stored goldens, all read from the case registry; diff any two."""
 
 from __future__ import annotations
 
@@ -120,6 +120,50 @@ def goldens(write: bool, directory: Path | None) -> int:
     return 1 if failures else 0
 
 
+def _shape(text: str) -> tuple[int, ...]:
+    """argparse type for ``--input``: ``2,3,224,224``."""
+    try:
+        shape = tuple(int(size) for size in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shape like 2,3,224,224") from None
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: every size must be >= 1")
+    return shape
+
+
+def diff(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from reference.verify import diff as layers
+
+    try:
+        a = layers.build(args.a, layers.parse_kwargs(args.a_kwargs))
+        b = layers.build(args.b, layers.parse_kwargs(args.b_kwargs))
+    except (ValueError, TypeError, ImportError, AttributeError) as error:
+        parser.error(str(error))
+    case = a.case or b.case
+    if args.input is None and case is None:
+        parser.error("--input is needed where neither A nor B is a registry name, e.g. --input 2,3,224,224")
+    dtype = DTYPES[args.dtype]
+    shape = args.input or case.input_space.default
+    if case is not None:
+        x = case.input_space.sample(shape, dtype=dtype)
+    else:
+        x = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    try:
+        result, notes = layers.diff(a, b, x, port=args.port, grads=args.grads, train=args.train, exact=args.exact)
+    except (ValueError, TypeError, RuntimeError) as error:
+        print(f"diff {args.a} {args.b}: {error}")
+        return 2
+    mode = "train mode, the same seed before each forward" if args.train else "eval mode"
+    print(f"A: {args.a} ({type(a.model).__name__})\nB: {args.b} ({type(b.model).__name__})\n"
+          f"input {'x'.join(map(str, shape))} {args.dtype}, {mode}; {_describe(args.exact, result.rtol, result.atol)}")  # fmt: skip
+    print("\n".join([*notes, result.alignment.describe()]) + "\n")
+    print(_table(("A", "B", "shape", "max |Δ|", "max |Δ| / max |B|", ""), layers.table(result)))
+    if args.grads:
+        print("\n".join([f"\ngradients: max |Δ| = {result.grad_max:.3g}", *result.grad_failures]))
+    print("\nagree" if result.passed else "\ndiverge")
+    return 0 if result.passed else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from reference.models import list_models
 
@@ -140,7 +184,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     goldens_parser.add_argument(
         "--dir", type=Path, default=None, help="golden directory (default: the goldens shipped with the package)"
     )
+    diff_parser = commands.add_parser(
+        "diff", help="any two models, layer by layer with no layer map; exit 1 where they diverge"
+    )
+    for side in ("a", "b"):
+        diff_parser.add_argument(side, help="a registry name (python -m reference list) or package.module:callable")
+    for side in ("a", "b"):
+        diff_parser.add_argument(f"--{side}-kwargs", nargs="+", default=[], metavar="NAME=VALUE",
+                                 help=f"keyword arguments for {side.upper()}'s builder, e.g. num_classes=10")  # fmt: skip
+    diff_parser.add_argument("--input", type=_shape, default=None, help="input shape, e.g. 2,3,224,224")
+    diff_parser.add_argument("--dtype", choices=DTYPES, default="float32")
+    diff_parser.add_argument("--grads", action="store_true", help="compare gradients too")
+    diff_parser.add_argument("--port", action="store_true", help="copy B's weights into A first")
+    diff_parser.add_argument("--train", action="store_true", help="train mode, the same seed before each forward")
+    diff_parser.add_argument("--exact", action="store_true", help="bitwise (default: the dtype's tolerance)")
     args = parser.parse_args(argv)
+    if args.command == "diff":
+        return diff(args, parser)
     if args.command == "goldens":
         return goldens(args.write, args.dir)
     if args.command == "verify":

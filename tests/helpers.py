@@ -38,6 +38,7 @@ __all__ = [
     "fewer_examples",
     "heavy",
     "pair_params",
+    "perturbed",
     "subject_params",
     "train_step",
 ]
@@ -80,6 +81,17 @@ def by_dtype(params: list, dtypes: list[torch.dtype], slow_if: Callable[[Case, t
         for param in params
         for dtype in dtypes
     ]
+
+
+def perturbed(name: str, layer: str, by: float = 1e-3) -> nn.Module:
+    """The registry's model ``name`` with ``by`` added to every bias of table layer ``layer`` (both towers' halves):
+    ``python -m reference diff tests.helpers:perturbed NAME --a-kwargs name=NAME layer=LAYER`` builds both sides
+    under one seed, so this is the only difference."""
+    model = CASES[name].build()
+    with torch.no_grad():
+        for module in layer_modules(model, layer):
+            model.get_submodule(module).bias.add_(by)
+    return model
 
 
 def _slow(slow: bool) -> list:

@@ -1,4 +1,4 @@
-"""``python -m reference``: list, summary, goldens, and verify (whose exit code must reflect a failing pair)."""
+"""``python -m reference``: list, summary, goldens, verify (whose exit code must reflect a failing pair), and diff."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import torch
 
 from reference import cli
 from reference.verify import registry
+from reference.verify.compare import layer_modules
 from reference.verify.registry import CASES, get_case
-from tests.helpers import LAYERS, MODELS, PAIRS
+from tests.helpers import LAYERS, MODELS, PAIRS, case_params, heavy, pair_params
 
 
 def test_list_shows_every_model_with_its_valid_sides_and_every_layer(capsys):
@@ -113,3 +114,89 @@ def test_verify_rejects_a_device_it_cannot_run_on_as_a_usage_error(device, messa
         cli.main(["verify", "--device", device])
     assert exit_.value.code == 2  # argparse's usage error, before any model is built
     assert message in capsys.readouterr().err
+
+
+def _rows(out: str) -> dict[str, list[str]]:
+    """The diff table's rows (from the line under the header to the first blank one) by A's layer: [B's layer,
+    shape, max |Δ|, relative, mark]."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("---")) + 1
+    rows = lines[start : lines.index("", start)]
+    return {cells[0]: cells[1:] for cells in map(str.split, rows)}
+
+
+def _middle_weighted_layer(case) -> str:
+    weighted = [name for name, spec in case.architecture if getattr(spec, "out_channels", None) or
+                getattr(spec, "out_features", None)]  # fmt: skip
+    return weighted[len(weighted) // 2]
+
+
+@pytest.mark.parametrize("case", case_params(MODELS, slow_if=heavy))
+def test_diff_names_the_layer_where_a_perturbation_was_planted_and_exits_one(case, capsys):
+    layer = _middle_weighted_layer(case)
+    argv = ["diff", "tests.helpers:perturbed", case.name, "--a-kwargs", f"name={case.name}", f"layer={layer}"]
+    assert cli.main(argv) == 1
+    out = capsys.readouterr().out
+    rows = _rows(out)
+    first = "+".join(layer_modules(case.build(), layer))
+    assert rows[first][-2:] == ["first", "divergence"], out
+    assert [name for name, row in rows.items() if "divergence" in row] == [first], out  # the first, and only it
+    assert out.rstrip().endswith("diverge")
+
+
+@pytest.mark.parametrize("case", case_params(MODELS, slow_if=heavy))
+def test_diff_of_a_model_and_its_builder_by_import_path_agrees_bitwise_ported_by_name(case, capsys):
+    argv = ["diff", case.name, "reference:get_model", "--b-kwargs", f"name={case.name}", "--port", "--exact", "--grads"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert all(row[2] == "0" for row in _rows(out).values()), out
+    assert "gradients: max |Δ| = 0" in out
+    assert out.rstrip().endswith("agree")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("case", "counterpart"), pair_params(lambda _, c: c.library is not None))
+def test_diff_of_a_model_and_its_library_model_ported_by_order_agrees_bitwise(case, counterpart, capsys):
+    library = f"{counterpart.library.__module__}:{counterpart.library.__qualname__}"
+    assert cli.main(["diff", case.name, library, "--port", "--exact", "--grads"]) == 0
+    out = capsys.readouterr().out
+    assert "ported B into A by execution order" in out
+    assert all(row[2] == "0" for row in _rows(out).values()), out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("case", "counterpart"), pair_params(lambda _, c: c.case is not None))
+def test_diff_of_two_registry_models_uses_the_registry_port_with_no_map(case, counterpart, capsys):
+    assert cli.main(["diff", case.name, counterpart.case, "--port", "--grads", "--train"]) == 0
+    out = capsys.readouterr().out
+    assert "ported B into A by the registry's port" in out
+    assert "layers aligned by execution order and shape" in out
+    for layer, mapped in counterpart.layers.items():
+        assert _rows(out)[layer][0] == (mapped if isinstance(mapped, str) else "+".join(mapped)), out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["no-such-model", "lenet5"], "'no-such-model' is neither a registry name (lenet5, "),
+        (["lenet5", "lenet5", "--a-kwargs", "oops"], "keyword arguments are name=value, got 'oops'"),
+        (["collections:OrderedDict", "lenet5"], "collections:OrderedDict returned OrderedDict, not an nn.Module"),
+        (["torch.nn:Identity", "collections:OrderedDict"], "collections:OrderedDict returned OrderedDict"),
+        (["torch.nn:Identity", "torch.nn:Identity"], "--input is needed where neither A nor B is a registry name"),
+        (["lenet5", "lenet5", "--input", "1,x"], "'1,x' is not a shape like 2,3,224,224"),
+    ],
+)
+def test_diff_rejects_what_it_cannot_build_as_a_usage_error(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["diff", *argv])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_diff_that_cannot_port_by_order_shows_the_tensors_up_to_the_first_mismatch(capsys):
+    small = [case for case in MODELS if not heavy(case)]
+    a, b = next((a, b) for a in small for b in small if a.facts.trainable_params != b.facts.trainable_params)
+    assert cli.main(["diff", a.name, b.name, "--port"]) == 2
+    out = capsys.readouterr().out
+    assert "by order: tensor" in out
+    assert out.rstrip().endswith("<- first mismatch")

@@ -12,7 +12,7 @@ from reference.models.alexnet2012 import SEED_LRN_ALPHA
 from reference.verify.build import uninitialised
 from reference.verify.compare import assert_close
 from reference.verify.pairs import ported
-from tests.helpers import pair_params
+from tests.helpers import CASES, pair_params
 
 
 def _meta(build):
@@ -46,6 +46,15 @@ def test_a_sharing_port_gives_its_own_parameters_over_the_reference_storage(case
     assert all(param.untyped_storage().data_ptr() in storage for param in other.parameters())
     assert not {id(p) for p in reference.parameters()} & {id(p) for p in other.parameters()}  # gradients of its own
     assert sum(p.numel() for p in other.parameters()) == sum(p.numel() for p in reference.parameters())
+
+
+@pytest.mark.parametrize(("case", "counterpart"), pair_params(lambda _, counterpart: counterpart.case is not None))
+def test_a_counterpart_that_names_a_case_is_that_case_s_model_with_the_same_state_layout(modules, case, counterpart):
+    """``diff A B --port`` takes the registry's port where ``Counterpart.case`` names B: it must build B's model."""
+    other = modules.counterpart(case, counterpart)
+    named = _meta(CASES[counterpart.case].build)
+    assert type(other) is type(named)
+    assert {k: t.shape for k, t in other.state_dict().items()} == {k: t.shape for k, t in named.state_dict().items()}
 
 
 def test_an_odd_class_count_splits_between_the_towers_tower_a_first():

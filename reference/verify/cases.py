@@ -66,6 +66,7 @@ class Counterpart:
     grads: Callable[[nn.Module, Mapping[str, Tensor]], Mapping[str, Tensor]] | None = None
     port_back: Callable[[nn.Module], nn.Module] | None = None
     library: Callable[[], nn.Module] | None = None
+    case: str | None = None  # the registry case whose model this counterpart is, where there is one
     weights: Callable[[], Any] | None = None  # the library's published weights (a weights enum member)
     # Tolerances at drawn inputs and options, where they differ from the default input's (dtype -> keywords of
     # compare_models: rtol, atol, grad_rtol, grad_atol), with the reason in a comment where they are given.

@@ -148,7 +148,7 @@ _TORCHVISION_ALEXNET = Counterpart(
     name="torchvision AlexNet",
     port=port.alexnet_to_torchvision,
     port_back=port.alexnet_from_torchvision,
-    library=lambda: torchvision.models.alexnet(weights=None),
+    library=torchvision.models.alexnet,  # weights=None by default
     weights=lambda: torchvision.models.AlexNet_Weights.IMAGENET1K_V1,
     layers={name: _TORCHVISION_PATHS[name] for name in alexnet_architecture().layers if name in _TORCHVISION_PATHS},
     grads=lambda _c, grads: port.rename_state(grads, {v: k for k, v in port.TORCHVISION_NAMES.items()}),
@@ -407,6 +407,7 @@ _MODELS = (
                 name="AlexNet2012TwoTower",
                 port=port.two_tower_from_grouped,
                 port_back=port.grouped_from_two_tower,
+                case="alexnet2012-two-tower",
                 layers=_TWO_TOWER_LAYERS,
                 grads=lambda _c, grads: port.grouped_parts_from_two_tower(grads),
                 exact_forward=False,

@@ -1,0 +1,149 @@
+"""``python -m reference diff A B``: any two models, each a registry name or ``package.module:callable``, compared
+layer by layer with no layer map (aligned by execution order and shape), with B's weights ported into A if asked.
+
+Both are built under the same seed, so that two models that draw their initial weights alike (a re-implementation
+and its library's model) start equal even without ``--port``. The port is the registry's own where A and B are
+both registry names and one is a counterpart of the other (two towers, renames), else :func:`port_by_order`.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor, nn
+
+from reference.verify.align import pair_by_order, port_by_order
+from reference.verify.build import seeded
+from reference.verify.cases import Case
+from reference.verify.compare import Comparison, compare_models, tolerance
+from reference.verify.registry import CASES
+
+__all__ = ["Subject", "build", "diff", "parse_kwargs", "table"]
+
+SEED = 0
+GradMap = Callable[[dict[str, Tensor]], Mapping[str, Tensor]]
+
+
+@dataclass
+class Subject:
+    """A model to diff, and its registry case where it has one."""
+
+    spec: str
+    model: nn.Module
+    case: Case | None
+
+
+def parse_kwargs(items: Sequence[str]) -> dict[str, Any]:
+    """``["num_classes=10", "c3='dense'"]`` -> keyword arguments; values are Python literals, else strings."""
+    kwargs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"keyword arguments are name=value, got {item!r}")
+        try:
+            kwargs[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            kwargs[key] = value
+    return kwargs
+
+
+def build(spec: str, kwargs: Mapping[str, Any] | None = None, seed: int = SEED) -> Subject:
+    """A registry name (``python -m reference list``) or ``package.module:callable``, built under ``seed``."""
+    kwargs = dict(kwargs or {})
+    if spec in CASES:
+        case = CASES[spec]
+        return Subject(spec, seeded(lambda: case.build(**kwargs), seed), case)
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ValueError(f"{spec!r} is neither a registry name ({', '.join(CASES)}) nor package.module:callable")
+    factory: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        factory = getattr(factory, part)
+    model = seeded(lambda: factory(**kwargs), seed)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{spec} returned {type(model).__name__}, not an nn.Module")
+    return Subject(spec, model, None)
+
+
+def _registry_port(a: Subject, b: Subject) -> GradMap | bool | None:
+    """Ports B's weights into A by the registry's own port where one is the other's counterpart (``Counterpart.case``);
+    returns the gradient map from B's names to A's (None where the registry has none), or False where none applies."""
+    for counterpart in a.case.counterparts:
+        if counterpart.case == b.case.name and counterpart.port_back is not None:
+            a.model.load_state_dict(counterpart.port_back(b.model).state_dict())
+            return None if counterpart.grads is None else (lambda g, c=counterpart: c.grads(b.model, g))
+    for counterpart in b.case.counterparts:
+        if counterpart.case == a.case.name:
+            a.model.load_state_dict(counterpart.port(b.model).state_dict())
+            return None
+    return False
+
+
+def diff(
+    a: Subject,
+    b: Subject,
+    x: Tensor,
+    *,
+    port: bool = False,
+    grads: bool = False,
+    train: bool = False,
+    exact: bool = False,
+) -> tuple[Comparison, list[str]]:
+    """Compare ``a`` and ``b`` on ``x`` (in its dtype), layers aligned automatically; returns the comparison and
+    notes on how the weights and gradients were matched."""
+    notes = []
+    for subject in (a, b):
+        subject.model.to(x.dtype).train(train)
+    grads_to_a: GradMap | None = None
+    if port:
+        ported = _registry_port(a, b) if a.case is not None and b.case is not None else False
+        if ported is False:
+            pairs = port_by_order(b.model, a.model, x)
+            notes.append(f"ported B into A by execution order: {len(pairs)} tensors")
+            grads_to_a = _renamed(pairs)
+        else:
+            notes.append("ported B into A by the registry's port")
+            grads_to_a = ported
+    if grads and grads_to_a is None:
+        try:
+            grads_to_a = _renamed(pair_by_order(a.model, b.model, x))
+        except ValueError as error:
+            notes.append(f"parameter gradients not compared (input gradient only): {str(error).splitlines()[0]}")
+    tol = {"rtol": 0.0, "atol": 0.0} if exact else tolerance(x.dtype)
+    result = compare_models(
+        a.model, b.model, x, **tol, grads=grads, grads_to_a=grads_to_a, seed=SEED if train else None
+    )
+    return result, notes
+
+
+def _renamed(pairs: Mapping[str, str]) -> GradMap:
+    """B's gradients under A's names, for a by-order pairing (A's name -> B's)."""
+    return lambda grads: {name_a: grads[name_b] for name_a, name_b in pairs.items() if name_b in grads}
+
+
+def table(result: Comparison) -> list[tuple[str, ...]]:
+    """Rows: A's layer, B's layer, shape, max |Δ|, max |Δ| relative to B's largest |value|, and the first divergence
+    marked; the outputs last."""
+    first = result.first_divergence()
+    rows = [
+        _row(d.layer, d.counterpart, d.shape, d.max_abs_diff, d.scale, "<- first divergence" if d is first else "")
+        for d in result.layers
+    ]
+    mark = "" if result.forward_close else ("<- differs" if first is not None else "<- first divergence")
+    rows.append(_row("output", "output", result.forward_shape, result.forward_max, result.forward_scale, mark))
+    return rows
+
+
+def _row(a: str, b: str, shape: Sequence[int], difference: float, scale: float, mark: str) -> tuple[str, ...]:
+    return a, b, "x".join(map(str, shape)), f"{difference:.3g}", _relative(difference, scale), mark
+
+
+def _relative(difference: float, scale: float) -> str:
+    if difference == 0:
+        return "0"
+    return f"{difference / scale:.3g}" if scale > 0 and math.isfinite(scale) else "inf"
