@@ -158,3 +158,36 @@ def test_porting_by_order_pairs_by_name_where_the_names_match_and_fails_with_a_t
     wider = nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5))
     with pytest.raises(ValueError, match=r"tensor 0 differs[\s\S]*0\.weight +\(3, 4\) +0\.weight +\(5, 4\)  <- first"):
         pair_by_order(a, wider, torch.randn(2, 4))
+
+
+def test_a_layer_only_one_side_has_is_skipped_where_the_kinds_tell_which():
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+    normalised = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.ReLU()).eval()  # a layer the other lacks
+    alignment = align(_steps(plain, torch.randn(3, 4)), _steps(normalised, torch.randn(3, 4)))
+    assert not alignment.ambiguous, alignment.describe()
+    assert alignment.as_map() == {"0": "0", "1": "2"}  # by shape alone, the ReLU could meet the BatchNorm too
+
+
+class _DefinedBackwards(nn.Module):
+    """Layers registered in the reverse of the order they run in: a state_dict's order is not the forward's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.second, self.first = nn.Linear(8, 8), nn.Linear(4, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(F.relu(self.first(x)))
+
+
+def test_porting_by_order_follows_the_forward_pass_not_the_registration_order():
+    torch.manual_seed(0)
+    source, target, x = (
+        nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8)),
+        _DefinedBackwards(),
+        torch.randn(3, 4),
+    )
+    assert port_by_order(source, target, x) == {
+        "first.weight": "0.weight", "first.bias": "0.bias", "second.weight": "2.weight", "second.bias": "2.bias"
+    }  # fmt: skip
+    assert torch.equal(target(x), source(x))

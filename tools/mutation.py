@@ -34,6 +34,7 @@ class Mutant:
 
 A2012 = "reference/models/alexnet2012.py"
 LAYERS = "reference/models/layers.py"
+ALIGN = "reference/verify/align.py"
 MUTANTS = (
     Mutant("conv1 stride 3", "architecture", A2012, "kernel_size=11, stride=4)", "kernel_size=11, stride=3)"),
     Mutant("conv2 padding 1", "architecture", A2012, "kernel_size=5, padding=2, groups=2", "kernel_size=5, padding=1, groups=2"),
@@ -59,6 +60,11 @@ MUTANTS = (
     Mutant("float64 tolerance x1000", "harness", "reference/verify/compare.py", 'torch.float64: {"rtol": 1e-11, "atol": 1e-12}', 'torch.float64: {"rtol": 1e-8, "atol": 1e-9}'),
     Mutant("shape ignored", "harness", "reference/verify/compare.py", '    if a.shape != b.shape:\n        return float("inf"), False\n    if a.numel() == 0:', '    if a.numel() == 0:'),
     Mutant("missing gradient skipped", "harness", "reference/verify/compare.py", "        if a is None and b is None:\n            continue", "        if a is None or b is None:\n            continue"),
+    Mutant("towers not joined", "alignment", ALIGN, "    a, b = _join_branches(list(steps_a)), _join_branches(list(steps_b))", "    a, b = list(steps_a), list(steps_b)"),
+    Mutant("step output not cloned", "alignment", ALIGN, "            output.detach().clone(),", "            output.detach(),"),
+    Mutant("ambiguity unchecked", "alignment", ALIGN, "        if _best(a, b, forbidden=(i, j))[0][0] == best[0][0]:", "        if False:"),
+    Mutant("kinds ignored", "alignment", ALIGN, "    return 2 if a.kind == b.kind else 1", "    return 1"),
+    Mutant("port by position of definition", "alignment", ALIGN, "    return [*seen, *(name for name in names.values() if name not in seen)]", "    return list(names.values())"),
 )  # fmt: skip
 
 
