@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from reference.verify.align import align, pair_by_order, port_by_order, record
 from reference.verify.build import seeded, uninitialised
-from reference.verify.compare import assert_close, compare_models
+from reference.verify.compare import assert_close, compare_models, tolerance
 from reference.verify.pairs import compare_pair, ported, tolerances
 from tests.helpers import BUILD_SEED, PAIRS, heavy, pair_params
 
@@ -60,8 +60,8 @@ def test_the_automatic_alignment_is_the_hand_written_map_and_names_a_perturbatio
         finally:
             with torch.no_grad():
                 bias.copy_(original)
-        expected = "+".join(_names(counterpart.layers[layer])) if not isinstance(counterpart.layers[layer], str) else (
-            counterpart.layers[layer])  # fmt: skip
+        mapped_to = counterpart.layers[layer]
+        expected = mapped_to if isinstance(mapped_to, str) else "+".join(mapped_to)
         assert not aligned.alignment.ambiguous, aligned.alignment.describe()
         found = aligned.alignment.as_map()
         assert {name: found.get(name) for name in counterpart.layers} == {
@@ -182,3 +182,33 @@ def test_porting_by_order_follows_the_forward_pass_not_the_registration_order():
         "first.weight": "0.weight", "first.bias": "0.bias", "second.weight": "2.weight", "second.bias": "2.bias"
     }  # fmt: skip
     assert torch.equal(target(x), source(x))
+
+
+class _Towers(nn.Module):
+    """One convolution's output maps split between two towers that see the whole input, joined along channels."""
+
+    def __init__(self, whole: nn.Conv2d) -> None:
+        super().__init__()
+        half = whole.out_channels // 2
+        self.tower_a, self.tower_b = nn.Conv2d(whole.in_channels, half, 3), nn.Conv2d(whole.in_channels, half, 3)
+        self.relu = nn.ReLU()
+        with torch.no_grad():
+            for tower, part in ((self.tower_a, slice(0, half)), (self.tower_b, slice(half, None))):
+                tower.weight.copy_(whole.weight[part])
+                tower.bias.copy_(whole.bias[part])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.relu(self.tower_a(x)), self.relu(self.tower_b(x))], dim=1)
+
+
+def test_towers_joined_along_channels_meet_the_one_layer_they_split_and_a_change_in_one_is_named():
+    torch.manual_seed(0)
+    whole = nn.Sequential(nn.Conv2d(4, 6, 3), nn.ReLU()).double()
+    towers, x = _Towers(whole[0]).double(), torch.randn(2, 4, 7, 7, dtype=torch.float64)
+    alignment = align(_steps(whole, x), _steps(towers, x))
+    assert alignment.as_map() == {"0": ("tower_a", "tower_b"), "1": ("relu", "relu#2")}
+    assert compare_models(whole, towers, x, **tolerance(torch.float64)).passed  # two kernels: the float64 table
+    with torch.no_grad():
+        towers.tower_b.bias[0] += 1e-3
+    first = compare_models(whole, towers, x, **tolerance(torch.float64)).first_divergence()
+    assert (first.layer, first.counterpart) == ("0", "tower_a+tower_b")

@@ -126,8 +126,7 @@ def _rows(out: str) -> dict[str, list[str]]:
 
 
 def _middle_weighted_layer(case) -> str:
-    weighted = [name for name, spec in case.architecture if getattr(spec, "out_channels", None) or
-                getattr(spec, "out_features", None)]  # fmt: skip
+    weighted = [name for name, count in case.architecture.trainable_params().items() if count]
     return weighted[len(weighted) // 2]
 
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from reference import LocalResponseNorm
-from reference.verify.compare import assert_close, assert_equivalent, grad_tolerance, tolerance
-from reference.verify.pairs import ported, reference_module
+from reference.verify.compare import assert_close, assert_equivalent, tolerance
+from reference.verify.pairs import ported, reference_module, tolerances
 from tests.helpers import MODELS, case_params, pair_params
 
 pytestmark = pytest.mark.cuda
@@ -61,11 +61,7 @@ def test_exact_pairs_agree_on_cuda_forward_and_gradients(case, counterpart):
     # Same modules, same shapes: expected bitwise, but cuDNN may pick algorithms per call (and some weight
     # gradient algorithms accumulate with atomics), so the float32 table is the bound, or the pair's own CUDA
     # bound where its library adds with atomics itself; max |Δ| is printed.
-    tol = (
-        tolerance(torch.float32)
-        | grad_tolerance(torch.float32)
-        | dict(counterpart.cuda_tolerance.get(torch.float32, {}))
-    )
+    tol = tolerances(counterpart, torch.float32, cuda=True)
     result = assert_equivalent(reference, other, x, **tol, layers=counterpart.layers, grads=True,
                                grads_to_a=lambda grads: counterpart.grads(other, grads))  # fmt: skip
     print(f"{case.name} vs {counterpart.name} on CUDA: max |Δ| forward {result.forward_max:.3g}, "

@@ -64,7 +64,7 @@ MUTANTS = (
     Mutant("step output not cloned", "alignment", ALIGN, "            output.detach().clone(),", "            output.detach(),"),
     Mutant("ambiguity unchecked", "alignment", ALIGN, "        if _best(a, b, forbidden=(i, j))[0][0] == best[0][0]:", "        if False:"),
     Mutant("kinds ignored", "alignment", ALIGN, "    return 2 if a.kind == b.kind else 1", "    return 1"),
-    Mutant("port by position of definition", "alignment", ALIGN, "    return [*seen, *(name for name in names.values() if name not in seen)]", "    return list(names.values())"),
+    Mutant("port by position of definition", "alignment", ALIGN, "    return [*uses.seen, *(name for name in names.values() if name not in uses.seen)]", "    return list(names.values())"),
 )  # fmt: skip
 
 

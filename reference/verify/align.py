@@ -170,21 +170,18 @@ def _modes() -> list[TorchFunctionMode]:
     return _get_current_function_mode_stack()
 
 
-def _single_input(step: Step) -> Step | bool | None:
-    """The one step ``step`` read (None: the model's input); False where it read more or fewer."""
-    return step.inputs[0] if len(step.inputs) == 1 else False
-
-
 def _branches(cat: Step) -> list[list[Step]] | None:
     """The parallel chains of steps whose last outputs ``cat`` joins, from the common input onwards; None where
-    they are not such chains (different lengths, kinds, or shapes other than along dim 1)."""
-    if len(cat.inputs) < 2 or any(step is None for step in cat.inputs) or len(set(map(id, cat.inputs))) < 2:
+    they are not such chains (a step with other than one input, different lengths, kinds, or shapes other than
+    along dim 1). A chain stops at a step with several inputs, so branches that hold joined branches of their
+    own are not joined."""
+    if len(set(map(id, cat.inputs))) < 2:
         return None
     chains = [[step] for step in cat.inputs]
     while True:
-        sources = [_single_input(chain[-1]) for chain in chains]
-        if any(source is False for source in sources):
+        if any(len(chain[-1].inputs) != 1 for chain in chains):
             return None
+        sources = [chain[-1].inputs[0] for chain in chains]
         if all(source is sources[0] for source in sources):
             break  # the fork: every branch reads the same tensor
         if any(source is None for source in sources):
@@ -217,7 +214,6 @@ def _join_branches(steps: list[Step]) -> list[Step]:
                                (joined[-1] if joined else depth[0].inputs[0],), tuple(s.name for s in depth)))  # fmt: skip
         dropped.update(id(s) for chain in chains for s in chain)
         replaced[id(step)] = joined
-        step.inputs = (joined[-1],)  # later branches that fork from this cat see one input
     out = []
     for step in steps:
         if id(step) in replaced:
@@ -279,22 +275,30 @@ def align(steps_a: Sequence[Step], steps_b: Sequence[Step]) -> Alignment:
     return result
 
 
+class _Uses(TorchFunctionMode):
+    """Notes, in order, the first use of each of ``names``' tensors (id -> state_dict name) as any torch function's
+    argument, inside leaf modules too."""
+
+    def __init__(self, names: dict[int, str]) -> None:
+        super().__init__()
+        self.names, self.seen = names, {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        for t in _tensors((args, kwargs)):
+            if id(t) in self.names:
+                self.seen.setdefault(self.names[id(t)])
+        return func(*args, **kwargs)
+
+
 def tensor_order(model: nn.Module, x: Tensor) -> list[str]:
     """The model's parameters and buffers (state_dict names) in the order its forward pass first uses them; those
     it does not use follow, in registration order."""
     names = {id(t): name for name, t in model.state_dict(keep_vars=True).items()}
-    seen: dict[str, None] = {}
-
-    class _Uses(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            for t in _tensors((args, kwargs or {})):
-                if id(t) in names:
-                    seen.setdefault(names[id(t)])
-            return func(*args, **(kwargs or {}))
-
-    with torch.no_grad(), _Uses():
+    uses = _Uses(names)
+    with torch.no_grad(), uses:
         model(x)
-    return [*seen, *(name for name in names.values() if name not in seen)]
+    return [*uses.seen, *(name for name in names.values() if name not in uses.seen)]
 
 
 def pair_by_order(model_a: nn.Module, model_b: nn.Module, x: Tensor) -> dict[str, str]:
@@ -303,7 +307,8 @@ def pair_by_order(model_a: nn.Module, model_b: nn.Module, x: Tensor) -> dict[str
     state_a, state_b = model_a.state_dict(), model_b.state_dict()
     if state_a.keys() == state_b.keys() and all(state_a[k].shape == state_b[k].shape for k in state_a):
         return {name: name for name in state_a}
-    order_a, order_b = tensor_order(model_a, x), tensor_order(model_b, x.to(next(iter(state_b.values())).dtype))
+    dtype_b = next((t.dtype for t in state_b.values() if t.is_floating_point()), x.dtype)
+    order_a, order_b = tensor_order(model_a, x), tensor_order(model_b, x.to(dtype_b))
     rows = []
     for index in range(max(len(order_a), len(order_b))):
         name_a = order_a[index] if index < len(order_a) else None

@@ -70,18 +70,22 @@ def build(spec: str, kwargs: Mapping[str, Any] | None = None, seed: int = SEED) 
     return Subject(spec, model, None)
 
 
-def _registry_port(a: Subject, b: Subject) -> GradMap | bool | None:
-    """Ports B's weights into A by the registry's own port where one is the other's counterpart (``Counterpart.case``);
-    returns the gradient map from B's names to A's (None where the registry has none), or False where none applies."""
-    for counterpart in a.case.counterparts:
-        if counterpart.case == b.case.name and counterpart.port_back is not None:
-            a.model.load_state_dict(counterpart.port_back(b.model).state_dict())
-            return None if counterpart.grads is None else (lambda g, c=counterpart: c.grads(b.model, g))
-    for counterpart in b.case.counterparts:
-        if counterpart.case == a.case.name:
-            a.model.load_state_dict(counterpart.port(b.model).state_dict())
-            return None
-    return False
+def _port(a: Subject, b: Subject, x: Tensor) -> tuple[str, GradMap | None]:
+    """Copies B's weights into A: by the registry's own port where one is the other's counterpart
+    (``Counterpart.case``), else by execution order. Returns how, and the map of B's gradients onto A's names
+    where there is one."""
+    if a.case is not None and b.case is not None:
+        for counterpart in a.case.counterparts:
+            if counterpart.case == b.case.name and counterpart.port_back is not None:
+                a.model.load_state_dict(counterpart.port_back(b.model).state_dict())
+                grads = None if counterpart.grads is None else (lambda g, c=counterpart: c.grads(b.model, g))
+                return "ported B into A by the registry's port", grads
+        for counterpart in b.case.counterparts:
+            if counterpart.case == a.case.name:
+                a.model.load_state_dict(counterpart.port(b.model).state_dict())
+                return "ported B into A by the registry's port", None
+    pairs = port_by_order(b.model, a.model, x)
+    return f"ported B into A by execution order: {len(pairs)} tensors", _renamed(pairs)
 
 
 def diff(
@@ -101,22 +105,21 @@ def diff(
         subject.model.to(x.dtype).train(train)
     grads_to_a: GradMap | None = None
     if port:
-        ported = _registry_port(a, b) if a.case is not None and b.case is not None else False
-        if ported is False:
-            pairs = port_by_order(b.model, a.model, x)
-            notes.append(f"ported B into A by execution order: {len(pairs)} tensors")
-            grads_to_a = _renamed(pairs)
-        else:
-            notes.append("ported B into A by the registry's port")
-            grads_to_a = ported
+        how, grads_to_a = _port(a, b, x)
+        notes.append(how)
     if grads and grads_to_a is None:
         try:
             grads_to_a = _renamed(pair_by_order(a.model, b.model, x))
         except ValueError as error:
             notes.append(f"parameter gradients not compared (input gradient only): {str(error).splitlines()[0]}")
-    tol = {"rtol": 0.0, "atol": 0.0} if exact else tolerance(x.dtype)
     result = compare_models(
-        a.model, b.model, x, **tol, grads=grads, grads_to_a=grads_to_a, seed=SEED if train else None
+        a.model,
+        b.model,
+        x,
+        **tolerance(x.dtype, exact),
+        grads=grads,
+        grads_to_a=grads_to_a,
+        seed=SEED if train else None,
     )
     return result, notes
 

@@ -38,8 +38,14 @@ def ported(counterpart: Counterpart, reference: nn.Module, *, share: bool = Fals
     return other.train(reference.training)
 
 
-def tolerances(counterpart: Counterpart, dtype: torch.dtype, *, drawn: bool = False) -> dict[str, float]:
-    """``compare_models``' tolerance keywords for this pair in ``dtype``; ``drawn``: at a drawn input."""
+def tolerances(
+    counterpart: Counterpart, dtype: torch.dtype, *, drawn: bool = False, cuda: bool = False
+) -> dict[str, float]:
+    """``compare_models``' tolerance keywords for this pair in ``dtype``; ``drawn``: at a drawn input; ``cuda``: on
+    CUDA, where kernels may be chosen per call, so that the table (and the pair's CUDA bound) applies even to a
+    pair that is exact on the CPU."""
+    if cuda:
+        return tolerance(dtype) | grad_tolerance(dtype) | dict(counterpart.cuda_tolerance.get(dtype, {}))
     table = tolerance(dtype, counterpart.exact_forward) | grad_tolerance(dtype, counterpart.exact_grads)
     return table | dict(counterpart.drawn_tolerance.get(dtype, {})) if drawn else table
 
