@@ -26,7 +26,7 @@ def _implementations(library_only: bool = False) -> list:
         counterparts = [c.name for c in case.counterparts if c.library is not None or not library_only]
         if library_only and not counterparts:
             continue
-        small = case.facts.trainable_params < SMALL
+        small = case.trainable_params < SMALL
         marks = [pytest.mark.benchmark(warmup=True, warmup_iterations=100)] if small else []
         params += [
             pytest.param(case, name, id=f"{case.name}-{name}", marks=marks) for name in ["reference", *counterparts]
@@ -42,7 +42,7 @@ def _build(case, implementation: str, device: str) -> torch.nn.Module:
 
 
 def _timed(benchmark, rounds, case, function, *args):
-    if case.facts.trainable_params < SMALL:
+    if case.trainable_params < SMALL:
         return benchmark(function, *args)
     return benchmark.pedantic(function, args=args, **rounds)
 

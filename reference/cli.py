@@ -78,7 +78,9 @@ def summary(name: str) -> int:
     case = get_case(name)
     model = case.build()
     side = case.default_side
-    print(torchinfo.summary(model, input_size=(1, case.in_channels, side, side), device="cpu", verbose=0))
+    columns = ("kernel_size", "output_size", "num_params")  # a kernel column: C's 1x1 convolutions show
+    print(torchinfo.summary(model, input_size=(1, case.in_channels, side, side), device="cpu", verbose=0,
+                            col_names=columns))  # fmt: skip
     print(f"\n{case.name}: {case.summary}\nsource: {case.facts.citation}\n"
           f"input: (N, {case.in_channels}, H, W), H and W in {case.valid_sides}\n")  # fmt: skip
     print(_table(("fact", "layer", "published", "measured"), fact_rows(case, model)))
@@ -93,7 +95,7 @@ def list_cases() -> int:
     from reference.verify.registry import CASES
 
     models = [case for case in CASES.values() if case.is_model]
-    rows = [(case.name, f"(N, {case.in_channels}, H, W)", str(case.valid_sides), f"{case.facts.trainable_params:,}",
+    rows = [(case.name, f"(N, {case.in_channels}, H, W)", str(case.valid_sides), f"{case.trainable_params:,}",
              case.summary) for case in models]  # fmt: skip
     print(_table(("model", "input", "H, W", "parameters", "what"), rows))
     layers = [case for case in CASES.values() if not case.is_model]

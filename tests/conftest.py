@@ -9,18 +9,30 @@ from reference.verify.registry import CASES
 from tests.helpers import CaseModules
 
 _ORDER = {name: index for index, name in enumerate(CASES)}
+# Case.default_run -> the markers of the checks the default run keeps (None: all of them).
+_KEPT = {"all": None, "smoke": ("smoke", "light"), "forward": ("forward", "light"), "light": ("light",)}
 
 
+@pytest.hookimpl(tryfirst=True)  # before the mark plugin deselects by -m
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the tests case by case and, within a case, float32 before float64 (a stable sort: otherwise in file
-    order), so that each case's modules are built once per dtype and held only while its tests run
+    """Move to ``-m slow`` what a case's ``default_run`` leaves out of the default run; run the tests case by case and, within a case, float32 before
+    float64 (a stable sort: otherwise in file order), so that each case's modules are built once per dtype and held only while its tests run
     (tests.helpers.CaseModules): an AlexNet in float64 with its counterpart and both gradients is 2 GB."""
 
-    def order(item: pytest.Item) -> tuple[int, bool]:
+    def case_of(item: pytest.Item):
         params = item.callspec.params if hasattr(item, "callspec") else {}
-        case = params["subject"].case if "subject" in params else params.get("case")
-        return (_ORDER[case.name] if case is not None else -1, params.get("dtype") == torch.float64)
+        return params["subject"].case if "subject" in params else params.get("case")
 
+    def order(item: pytest.Item) -> tuple[int, bool]:
+        case = case_of(item)
+        dtype = item.callspec.params.get("dtype") if hasattr(item, "callspec") else None
+        return (_ORDER[case.name] if case is not None else -1, dtype == torch.float64)
+
+    for item in items:
+        case = case_of(item)
+        kept = _KEPT[case.default_run] if case is not None else None
+        if kept is not None and not any(item.get_closest_marker(marker) for marker in kept):
+            item.add_marker(pytest.mark.slow)
     items.sort(key=order)
 
 
@@ -43,3 +55,4 @@ def modules() -> CaseModules:
 def _free_shared_gradients(modules: CaseModules):
     yield
     modules.free_gradients()
+    modules.restore_buffers()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,6 +38,7 @@ __all__ = [
     "case_params",
     "fewer_examples",
     "heavy",
+    "meta_model",
     "pair_params",
     "perturbed",
     "subject_params",
@@ -94,13 +96,25 @@ def perturbed(name: str, layer: str, by: float = 1e-3) -> nn.Module:
     return model
 
 
+@functools.cache  # by name: cases hold dicts and are not hashable
+def _meta_model(name: str) -> nn.Module:
+    with torch.device("meta"):
+        return CASES[name].build()
+
+
+def meta_model(case: Case, *, train: bool = False) -> nn.Module:
+    """The case's model built once on the meta device (no values: kinds, counts and shapes), shared by the light
+    checks; in the mode asked for."""
+    return _meta_model(case.name).train(train)
+
+
 def _slow(slow: bool) -> list:
     return [pytest.mark.slow] if slow else []
 
 
 def heavy(case: Case) -> bool:
     """AlexNet-sized: a check that builds, traces or exports it again costs seconds, so it goes to ``-m slow``."""
-    return case.facts is not None and case.facts.trainable_params > 1_000_000
+    return case.is_model and case.trainable_params > 1_000_000
 
 
 @dataclass(frozen=True)
@@ -193,19 +207,34 @@ class CaseModules:
     def __init__(self) -> None:
         self._held: tuple[str, torch.dtype] | None = None
         self._cache: dict[tuple, object] = {}
+        self._buffers: dict[tuple, dict[str, Tensor]] = {}
 
     def _get(self, case: Case, key: tuple, make: Callable[[], object], dtype: torch.dtype = torch.float32) -> object:
         if (case.name, dtype) != self._held:
             # The same case in another dtype converts its reference rather than building it again.
             kept = self._cache.get(("reference",)) if self._held and self._held[0] == case.name else None
             self._cache.clear()  # freed at once: modules hold no reference cycles (a gc.collect costs 0.2 s here)
+            self._buffers.clear()
             if kept is not None:
-                self._cache[("reference",)] = kept.to(dtype)  # in place, one tensor at a time
+                self._keep(("reference",), kept.to(dtype))  # in place, one tensor at a time
             _return_freed_memory()
             self._held = (case.name, dtype)
         if key not in self._cache:
-            self._cache[key] = make()
+            self._keep(key, make())
         return self._cache[key]
+
+    def _keep(self, key: tuple, value: object) -> None:
+        self._cache[key] = value
+        if isinstance(value, nn.Module):  # batch-norm statistics as built, for restore_buffers
+            self._buffers[key] = {name: buffer.clone() for name, buffer in value.named_buffers()}
+
+    def restore_buffers(self) -> None:
+        """Every held module's buffers as they were built: a train-mode forward updates batch-norm statistics,
+        and the next test must see the module it would have built."""
+        with torch.no_grad():
+            for key, saved in self._buffers.items():
+                for name, buffer in self._cache[key].named_buffers():
+                    buffer.copy_(saved[name])
 
     def reference(self, case: Case, *, dtype: torch.dtype = torch.float32, train: bool = False) -> nn.Module:
         """The case's module built under ``BUILD_SEED`` (prepared), in ``dtype``: converted from the float32

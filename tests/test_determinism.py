@@ -56,6 +56,7 @@ def test_built_on_the_meta_device_and_loaded_from_a_saved_state_dict_it_computes
     assert_equivalent(model, clone.eval(), case.input_space.sample())  # exact
 
 
+@pytest.mark.light
 @pytest.mark.parametrize("case", case_params(list(CASES.values())))
 def test_every_parameter_and_buffer_follows_the_default_dtype(case):
     default = torch.get_default_dtype()
@@ -66,4 +67,5 @@ def test_every_parameter_and_buffer_follows_the_default_dtype(case):
     finally:
         torch.set_default_dtype(default)
     dtypes = {name: t.dtype for name, t in [*module.named_parameters(), *module.named_buffers()]}
-    assert all(dtype == torch.float64 for dtype in dtypes.values()), dtypes
+    # Counters (batch norm's num_batches_tracked) are integers in any default dtype; every value is float64.
+    assert all(dtype == torch.float64 for name, dtype in dtypes.items() if not name.endswith("num_batches_tracked"))

@@ -26,11 +26,21 @@ def _passes(result) -> None:
         raise AssertionError(result.report())
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize(("case", "counterpart", "dtype"), PAIRS_BY_DTYPE)
 def test_pair_forward_and_gradients_at_the_default_input(modules, case, counterpart, dtype):
     reference = modules.reference(case, dtype=dtype)
     other = modules.counterpart(case, counterpart, dtype=dtype)
     _passes(compare_pair(counterpart, reference, other, case.input_space.sample(dtype=dtype)))
+
+
+@pytest.mark.forward
+@pytest.mark.parametrize(("case", "counterpart"), pair_params(lambda case, _: case.default_run == "forward"))
+def test_pair_outputs_and_layers_at_the_default_input(modules, case, counterpart):
+    """The default run's check of a pair too costly for it with gradients; the test above runs it in -m slow."""
+    reference, other = modules.reference(case), modules.counterpart(case, counterpart)
+    with torch.no_grad():
+        _passes(compare_pair(counterpart, reference, other, case.input_space.sample(), grads=False))
 
 
 @pytest.mark.parametrize(("case", "counterpart", "dtype"), PAIRS_BY_DTYPE)
@@ -109,6 +119,7 @@ def test_same_seed_gives_the_library_initial_weights(modules, case, counterpart)
         assert_close(ported_state[key], tensor, exact=True, what=key)
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize(("case", "counterpart"), pair_params(lambda _, c: c.same_dropout))
 def test_train_mode_with_the_same_seed_draws_the_same_dropout_masks(modules, case, counterpart):
     other = modules.counterpart(case, counterpart).train()
@@ -118,6 +129,13 @@ def test_train_mode_with_the_same_seed_draws_the_same_dropout_masks(modules, cas
     _passes(result)  # within the pair's tolerance: a mask that differed would zero other units, off by O(1)
     if counterpart.exact_forward:
         assert result.forward_max == 0.0  # dropout's masks and the forward arithmetic: bitwise
+    buffers = dict(reference.named_buffers())
+    if buffers:  # batch-norm running statistics: the step updated both sides' alike
+        theirs = counterpart.grads(other, dict(other.named_buffers()))  # the state-key map, buffers included
+        assert theirs.keys() == buffers.keys()
+        for name, buffer in buffers.items():
+            assert_close(theirs[name], buffer, exact=counterpart.exact_forward, what=name)
+        assert all(b.item() == 1 for n, b in buffers.items() if n.endswith("num_batches_tracked")), "no batch seen"
     with torch.no_grad():  # ...and dropout really was active: another seed gives other outputs
         torch.manual_seed(1)
         first = reference(x)

@@ -16,31 +16,35 @@ from reference.models.layers import SparseConv2d
 from reference.verify.compare import capture_inputs, capture_outputs, layer_modules
 from reference.verify.counterparts import LiteralSparseConv2d
 from reference.verify.facts import facts, params_per_layer
-from tests.helpers import CASES, MODELS, case_params
+from tests.helpers import CASES, MODELS, case_params, meta_model
 
 
+@pytest.mark.light
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_every_published_fact_equals_its_measured_one_and_every_erratum_differs(modules, case):
-    checked = facts(case, modules.reference(case))
+def test_every_published_fact_equals_its_measured_one_and_every_erratum_differs(case):
+    checked = facts(case, meta_model(case))
     failures = [f"{f.kind} {f.layer}: published {f.published}, measured {f.measured}" for f in checked if not f.holds]
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.light
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_per_layer_parameters_built_equal_derived(modules, case):
+def test_per_layer_parameters_built_equal_derived(case):
     derived = case.architecture.trainable_params()
-    counted = params_per_layer(modules.reference(case))
+    counted = params_per_layer(meta_model(case))
     assert {layer: counted.get(layer, 0) for layer in derived} == derived
     assert set(counted) <= set(derived)  # no trainable parameter outside the table's layers
 
 
+@pytest.mark.light
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_macs_neurons_and_connections_counted_on_the_running_model_equal_the_table(modules, case):
+def test_macs_neurons_and_connections_counted_on_the_running_model_equal_the_table(case):
     """Counted another way than the table's formulas: multiplications by torch's FlopCounterMode (2 FLOPs a MAC) on
     the forward pass, a sparse layer's by its literal form (one convolution per connection, since the layer
-    computes densely over zeros); neurons as the outputs' sizes; connections as MACs plus one bias per output."""
-    model = modules.reference(case)
-    x = case.input_space.sample()
+    computes densely over zeros); neurons as the outputs' sizes; connections as MACs plus one bias per output. On
+    the meta device: the counts follow from the operations and shapes alone."""
+    model = meta_model(case)
+    x = case.input_space.sample().to("meta")
     side = x.shape[-1]
     table = case.architecture
     layers = {layer: layer_modules(model, layer) for layer in table.macs(side)}
@@ -68,7 +72,7 @@ def test_macs_neurons_and_connections_counted_on_the_running_model_equal_the_tab
 def _macs(module: torch.nn.Module, x: torch.Tensor, flops: int) -> int:
     if not isinstance(module, SparseConv2d):
         return flops // 2
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
+    with FlopCounterMode(display=False) as counter, torch.no_grad(), torch.device(x.device):
         LiteralSparseConv2d(module)(x)
     return counter.get_total_flops() // 2
 

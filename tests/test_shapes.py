@@ -1,4 +1,6 @@
-"""Shapes over the whole input space each case accepts, drawn by hypothesis, against the layer tables."""
+"""Shapes over the whole input space each case accepts, drawn by hypothesis, against the layer tables. Shapes follow
+from the operations alone: the models run on the meta device (torch's shape functions, no arithmetic), except for
+the batch properties, which are about values."""
 
 from __future__ import annotations
 
@@ -10,43 +12,45 @@ from hypothesis import strategies as st
 from reference.models.tables import SCAN_LIMIT
 from reference.verify.compare import assert_close, capture_outputs, layer_modules
 from reference.verify.pairs import reference_module
-from tests.helpers import LAYERS, MODELS, by_dtype, case_params, fewer_examples, heavy
+from tests.helpers import LAYERS, MODELS, by_dtype, case_params, fewer_examples, heavy, meta_model
 from tests.strategies import options, valid_inputs
 
 DTYPES = [torch.float32, torch.float64]
 
 
+@pytest.mark.light
 @pytest.mark.parametrize("case", case_params(MODELS))
 @fewer_examples(3)
 @given(data=st.data())
-def test_output_and_every_layer_have_the_table_shapes(modules, case, data):
+def test_output_and_every_layer_have_the_table_shapes(case, data):
     """Shapes do not depend on the dtype: float32 only."""
-    x = data.draw(valid_inputs(case, dtypes=(torch.float32,)))
-    model = modules.reference(case, dtype=x.dtype)
+    x = data.draw(valid_inputs(case, dtypes=(torch.float32,))).to("meta")
+    model = meta_model(case)
     layers = {name: layer_modules(model, name) for name in case.architecture.layers}
     with torch.no_grad(), capture_outputs(model, [n for names in layers.values() for n in names]) as seen:
         out = model(x)
-    assert out.shape == (x.shape[0], case.architecture.num_classes)
     expected = case.shapes(x.shape[2], x.shape[3])
+    assert out.shape == (x.shape[0], *expected[case.architecture.output_layer])
     for name, names in layers.items():
         if names:
             channels = sum(seen[n].shape[1] for n in names)
             assert (channels, *seen[names[0]].shape[2:]) == expected[name], name
 
 
+@pytest.mark.light
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_valid_sides_are_exactly_the_sides_the_raw_layers_accept(modules, case):
+def test_valid_sides_are_exactly_the_sides_the_raw_layers_accept(case):
     """Below the low bound (and above the high one) the layers themselves fail; inside, they run."""
-    model, low, high = modules.reference(case), case.valid_sides.low, case.valid_sides.high
+    model, low, high = meta_model(case), case.valid_sides.low, case.valid_sides.high
     other = case.valid_sides.low
     inside = [low, high if high is not None else SCAN_LIMIT + 7]
     outside = [low - 1] + ([high + 1] if high is not None else [])
     with torch.no_grad():
         for side in inside:
-            assert model._forward_impl(torch.zeros(1, case.in_channels, side, other)).shape[0] == 1, side
+            assert model._forward_impl(torch.zeros(1, case.in_channels, side, other, device="meta")).shape[0] == 1
         for side in outside:
             with pytest.raises(RuntimeError):  # torch's own error deep inside a layer: why the input check exists
-                model._forward_impl(torch.zeros(1, case.in_channels, side, other))
+                model._forward_impl(torch.zeros(1, case.in_channels, side, other, device="meta"))
 
 
 # float64 on an AlexNet-sized model: in -m slow (~0.3 s each, the default run is at its time budget); the

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.helpers import BUILD_SEED, MODELS, case_params
+from tests.helpers import BUILD_SEED, MODELS, case_params, meta_model
 
 ALPHA = 1e-9  # false-failure rate of the fraction check (Hoeffding's bound, exact)
 
@@ -44,11 +44,13 @@ def _fed_by_dropout(model: nn.Module, x: torch.Tensor) -> list[list[str]]:
     return consumers
 
 
+@pytest.mark.light
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_dropout_feeds_exactly_the_layers_the_paper_names(modules, case):
-    model = modules.reference(case, train=True)
+def test_dropout_feeds_exactly_the_layers_the_paper_names(case):
+    """Which module takes which output: the graph, not the values (on the meta device)."""
+    model = meta_model(case, train=True)
     fed = set()
-    for consumers in _fed_by_dropout(model, case.input_space.sample()):
+    for consumers in _fed_by_dropout(model, case.input_space.sample().to("meta")):
         assert consumers, "a dropout's output goes to no layer (a functional op, or nowhere)"
         fed |= {name.rsplit(".", 1)[-1] for name in consumers}  # tower_a.fc6 -> fc6
     assert fed == set(case.facts.dropout_before), f"dropout feeds {sorted(fed)}"

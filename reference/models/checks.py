@@ -29,6 +29,14 @@ __all__ = ["check_floating", "check_input", "is_proxy", "sizes"]
 AUTOCAST_CASTS = frozenset({torch.float32, torch.float16, torch.bfloat16})
 
 
+def _autocast(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type``; False where autocast has no such device (meta)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:
+        return False
+
+
 def is_proxy(x: object) -> bool:
     """An FX proxy: a symbol with no sizes or dtype to check."""
     return isinstance(x, torch.fx.Proxy)
@@ -79,8 +87,7 @@ def check_input(model: str, x: object, in_channels: int, sides: SideRange, like:
             raise ValueError(f"{model} expects {accepts}; {got} (H x W = {height} x {width})")
     if x.device != like.device:
         raise ValueError(f"{model} expects {accepts}, on {like.device} where its parameters are; {got}, on {x.device}")
-    autocast_casts = torch.is_autocast_enabled(x.device.type) and {x.dtype, like.dtype} <= AUTOCAST_CASTS
-    if x.dtype != like.dtype and not autocast_casts:
+    if x.dtype != like.dtype and not (_autocast(x.device.type) and {x.dtype, like.dtype} <= AUTOCAST_CASTS):
         raise TypeError(
             f"{model} expects {accepts}, of dtype {like.dtype} like its parameters (under autocast: float32, "
             f"float16 or bfloat16 for parameters of one of those); {got}"

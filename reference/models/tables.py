@@ -28,6 +28,7 @@ __all__ = [
     "RBF",
     "AdaptiveAvgPool2d",
     "Architecture",
+    "BatchNorm2d",
     "Conv2d",
     "Flatten",
     "InvalidInputSize",
@@ -201,6 +202,28 @@ class LocalResponseNorm:
 
 
 @dataclass(frozen=True)
+class BatchNorm2d:
+    """Batch normalisation of each channel (Ioffe & Szegedy 2015): a trainable scale and shift per channel, and
+    running statistics as buffers."""
+
+    channels: int
+
+    def build(self) -> nn.BatchNorm2d:
+        return nn.BatchNorm2d(num_features=self.channels)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        _require(shape[0] == self.channels, f"expects {self.channels} channels, got {shape[0]}")
+        return shape
+
+    @property
+    def trainable_params(self) -> int:
+        return 2 * self.channels
+
+    def connections(self, out: Shape) -> int:
+        return 2 * math.prod(out)  # a scale and a shift per output
+
+
+@dataclass(frozen=True)
 class Flatten:
     """Flattens (C, H, W); the written-out shape is the only one the next layer is defined for."""
 
@@ -272,9 +295,18 @@ class RBF:
 
 
 LayerSpec = (
-    Conv2d | SparseConv2d | Subsampling | MaxPool2d | AdaptiveAvgPool2d | LocalResponseNorm | Flatten | Linear | RBF
+    Conv2d
+    | SparseConv2d
+    | Subsampling
+    | MaxPool2d
+    | AdaptiveAvgPool2d
+    | LocalResponseNorm
+    | BatchNorm2d
+    | Flatten
+    | Linear
+    | RBF
 )
-WEIGHTED = (Conv2d, SparseConv2d, Subsampling, Linear, RBF)
+WEIGHTED = (Conv2d, SparseConv2d, Subsampling, BatchNorm2d, Linear, RBF)
 
 
 @dataclass(frozen=True)

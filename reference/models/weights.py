@@ -44,10 +44,12 @@ def load_weights(
     progress: bool,
     kwargs: dict[str, Any],
     torchvision_names: Mapping[str, str] | None = None,
+    name: str | None = None,
 ) -> Model:
     """``build(**kwargs)``, with ``weights`` loaded strictly when given (``torchvision_names`` maps this model's
-    layers to the library's module paths, for checkpoints that use the library's key names)."""
-    name = getattr(build, "__name__", type(build).__name__)
+    layers to the library's module paths, for checkpoints that use the library's key names); ``name``, the
+    builder's, for messages (default: ``build``'s)."""
+    name = name or getattr(build, "__name__", type(build).__name__)
     if weights is None:
         return build(**kwargs)
     fresh = not isinstance(weights, Mapping)  # a state dict read from the checkpoint now: nobody else holds it

@@ -24,14 +24,20 @@ def uninitialised(
     caller about to overwrite every value (load a state_dict, fill a closed form).
 
     Built on the meta device: no time spent on a random init (AlexNet's is ~60M draws) and the global
-    RNG untouched. A model with buffers (LeNet-5's prototypes: a caller filling parameters would leave them
-    empty) or that cannot be built on the meta device is built normally, under a fixed seed.
+    RNG untouched; batch norms' running statistics are reset as a fresh build's are. A model with other buffers
+    (LeNet-5's prototypes: a caller filling parameters would leave them empty) or that cannot be built on the
+    meta device is built normally, under a fixed seed.
     """
     try:
         with torch.device("meta"):
             model = build()
     except NotImplementedError:
         model = None
-    if model is None or next(model.buffers(), None) is not None:
+    norms = [] if model is None else [m for m in model.modules() if hasattr(m, "reset_running_stats")]
+    statistics = {id(buffer) for norm in norms for buffer in norm.buffers(recurse=False)}
+    if model is None or any(id(buffer) not in statistics for buffer in model.buffers()):
         return seeded(build, 0).to(device=device, dtype=dtype)
-    return model.to(dtype=dtype).to_empty(device=device)
+    model = model.to(dtype=dtype).to_empty(device=device)
+    for norm in norms:
+        norm.reset_running_stats()
+    return model

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -73,6 +73,9 @@ class Counterpart:
     drawn_tolerance: Mapping[torch.dtype, Mapping[str, float]] = field(default_factory=dict)
     # Tolerances on CUDA where they differ from the table's (the same keywords), with the reason in a comment.
     cuda_tolerance: Mapping[torch.dtype, Mapping[str, float]] = field(default_factory=dict)
+    # compare_models' relative_atol: each atol relative to the compared tensor's largest |value| (where above 1),
+    # for a pair whose values are far from O(1), with the reason in a comment where it is set.
+    relative_atol: bool = False
     # Dropout runs in the same order on both sides: train mode with the same seed must agree too.
     same_dropout: bool = False
     shares: bool = False  # port takes share=True
@@ -94,7 +97,10 @@ class Facts:
     """Numbers quoted from the paper or the library's metadata, to be matched by derived and counted ones."""
 
     citation: str
-    trainable_params: int
+    trainable_params: int | None = None  # exact, where the source states it
+    # Rounded as the source rounds it: (millions, as printed) — Simonyan & Zisserman's Table 2.
+    params_millions: int | None = None
+    weight_layers: int | None = None  # convolutional and fully connected layers, as a paper counts depth
     params_per_layer: Mapping[str, int] = field(default_factory=dict)
     connections_per_layer: Mapping[str, int] = field(default_factory=dict)
     total_connections: int | None = None
@@ -169,6 +175,12 @@ class Case:
     prepare: Callable[[nn.Module], None] | None = None
     # Tools of tests/test_conformance.py that cannot take this case, reference and counterparts alike: tool -> why.
     unsupported: Mapping[str, str] = field(default_factory=dict)
+    # Which of this case's checks the default run keeps (the others run in ``-m slow``; tests/conftest.py marks them):
+    # "all"; "smoke": its pairs at the default input with gradients, a train step, and the light checks; "forward":
+    # its pairs' outputs and layers at the default input, and the light checks; "light": the light checks alone
+    # (facts, shapes, dropout's place, builds: on the meta device). For a family whose builds and passes cost
+    # seconds and gigabytes each (VGG), one case of each form keeps more than the light checks.
+    default_run: Literal["all", "smoke", "forward", "light"] = "all"
     # The initialisation the paper or the library states, for every parameter of a fresh build (not prepared):
     # built module -> {parameter name: distribution}. Derived from the paper's numbers, not the model's code.
     init: Callable[[nn.Module], Mapping[str, Init]] | None = None
@@ -182,6 +194,11 @@ class Case:
         if self.table is None:
             raise ValueError(f"{self.name} is a layer: it has no layer table")
         return self.table()
+
+    @property
+    def trainable_params(self) -> int:
+        """The table's count (what the facts check against the papers, the libraries and the built module)."""
+        return sum(self.architecture.trainable_params().values())
 
     @property
     def valid_sides(self) -> SideRange:

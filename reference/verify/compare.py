@@ -74,15 +74,18 @@ def assert_close(actual: Tensor, expected: Tensor, *, exact: bool = False, what:
     torch.testing.assert_close(actual, expected, **tol, msg=lambda m: f"{what} ({_describe(tol)}): {m}")
 
 
-def _describe(tol: Mapping[str, float]) -> str:
-    return "exact" if tol["rtol"] == tol["atol"] == 0 else f"rtol={tol['rtol']:g}, atol={tol['atol']:g}"
+def _describe(tol: Mapping[str, float], relative_atol: bool = False) -> str:
+    if tol["rtol"] == tol["atol"] == 0:
+        return "exact"
+    return f"rtol={tol['rtol']:g}, atol={tol['atol']:g}" + (" x max |b|" if relative_atol else "")
 
 
 _CHUNK = 1 << 18  # elements per pass: the work buffers stay in cache, unlike temporaries the size of fc6 (38M)
 
 
-def _diff(a: Tensor, b: Tensor, rtol: float, atol: float) -> tuple[float, bool]:
-    """(max |a - b|, whether |a - b| <= atol + rtol |b| everywhere), in chunks.
+def _diff(a: Tensor, b: Tensor, rtol: float, atol: float, relative_atol: bool = False) -> tuple[float, bool]:
+    """(max |a - b|, whether |a - b| <= atol + rtol |b| everywhere), in chunks; with ``relative_atol``, atol is
+    relative to max |b| where that exceeds 1 (the size of the terms that cancelled, not 1).
 
     In the tensors' own (promoted) dtype: subtracting two close floats is exact (Sterbenz), and a
     report needs no more. NaN anywhere makes the max NaN and the verdict False.
@@ -95,6 +98,8 @@ def _diff(a: Tensor, b: Tensor, rtol: float, atol: float) -> tuple[float, bool]:
     exact = rtol == atol == 0
     if exact and torch.equal(a, b):
         return 0.0, True
+    if relative_atol:
+        atol *= max(1.0, _scale(b))
     dtype = torch.result_type(a, b)
     dtype = dtype if dtype.is_floating_point else torch.float64  # integers and bools: |Δ| without wrapping
     diff = torch.empty(min(a.numel(), _CHUNK), dtype=dtype, device=a.device)
@@ -186,6 +191,7 @@ class Comparison:
     grad_atol: float = 0.0
     alignment: Alignment | None = None  # how the layers were paired where no map was given
     forward_scale: float = 0.0  # max |output| of model_b
+    relative_atol: bool = False  # atol (and grad_atol) times each tensor's max |b| where that exceeds 1
     forward_shape: tuple[int, ...] = ()
 
     @property
@@ -196,7 +202,7 @@ class Comparison:
         return next((d for d in self.layers if not d.close), None)
 
     def report(self) -> str:
-        tol = _describe({"rtol": self.rtol, "atol": self.atol})
+        tol = _describe({"rtol": self.rtol, "atol": self.atol}, self.relative_atol)
         lines = []
         first = self.first_divergence()
         if not self.forward_close or first is not None:
@@ -212,7 +218,7 @@ class Comparison:
             elif self.layers:
                 lines.append("every mapped layer agrees: the divergence is after the last mapped layer")
             lines += [f"  {d.layer:<12} {d.counterpart:<28} {d.max_abs_diff:.3g}" for d in self.layers]
-        grad_tol = _describe({"rtol": self.grad_rtol, "atol": self.grad_atol})
+        grad_tol = _describe({"rtol": self.grad_rtol, "atol": self.grad_atol}, self.relative_atol)
         lines += [f"gradient differs ({grad_tol}): {failure}" for failure in self.grad_failures]
         return "\n".join(lines) or f"equivalent ({tol})"
 
@@ -244,6 +250,7 @@ def compare_models(
     seed: int | None = None,
     grad_rtol: float | None = None,
     grad_atol: float | None = None,
+    relative_atol: bool = False,
 ) -> Comparison:
     """Run both models on ``inputs`` and compare outputs, layers and (``grads``) gradients.
 
@@ -255,7 +262,9 @@ def compare_models(
     inverse of a port), each to a tensor or to parts that make it along dim 0; without it only the input
     gradient is compared. ``seed`` reseeds the RNG before
     each forward pass, so dropout draws the same masks in both. Gradients are compared with
-    ``grad_rtol``/``grad_atol`` where given, else with the forward tolerance.
+    ``grad_rtol``/``grad_atol`` where given, else with the forward tolerance. ``relative_atol``: each atol is
+    relative to the compared tensor's max |b| where that exceeds 1, for models whose values are far from O(1)
+    (VGG's paper init grows them ~5x a layer), where a reordered sum's error follows the size of its terms.
     """
     x_a = inputs.detach().clone().requires_grad_(grads)
     x_b = inputs.detach().clone().requires_grad_(grads)
@@ -275,13 +284,15 @@ def compare_models(
             names = [names] if isinstance(names, str) else list(names)
             b = torch.cat([seen_b[n] for n in names], dim=1) if len(names) > 1 else seen_b[names[0]]
             seen.append((name, "+".join(names), seen_a[name], b))
-    result = Comparison(rtol, atol, *_diff(out_a, out_b, rtol, atol), alignment=alignment,
-                        forward_scale=_scale(out_b), forward_shape=tuple(out_a.shape))  # fmt: skip
+    result = Comparison(rtol, atol, *_diff(out_a, out_b, rtol, atol, relative_atol), alignment=alignment,
+                        forward_scale=_scale(out_b), forward_shape=tuple(out_a.shape),
+                        relative_atol=relative_atol)  # fmt: skip
     result.grad_rtol = rtol if grad_rtol is None else grad_rtol
     result.grad_atol = atol if grad_atol is None else grad_atol
     for name_a, name_b, a, b in seen:
         b = b.to(a.device)
-        result.layers.append(LayerDiff(name_a, name_b, tuple(a.shape), *_diff(a, b, rtol, atol), _scale(b)))
+        diff = _diff(a, b, rtol, atol, relative_atol)
+        result.layers.append(LayerDiff(name_a, name_b, tuple(a.shape), *diff, _scale(b)))
     if grads:
         _compare_grads(result, model_a, model_b, out_a, out_b, x_a, x_b, grads_to_a)
     return result
@@ -310,21 +321,23 @@ def _compare_grads(result, model_a, model_b, out_a, out_b, x_a, x_b, grads_to_a)
                 f"{name}: gradient missing on {'reference' if a is None else 'counterpart'} side"
             )
             continue
-        diff, close = _diff_parts(a, b, result.grad_rtol, result.grad_atol)
+        diff, close = _diff_parts(a, b, result.grad_rtol, result.grad_atol, result.relative_atol)
         result.grad_max = max(result.grad_max, diff)
         if not close:
             result.grad_failures.append(f"{name}: shape {tuple(a.shape)}, max |Δ| = {diff:.3g}")
 
 
-def _diff_parts(a: Tensor, b: Tensor | Sequence[Tensor], rtol: float, atol: float) -> tuple[float, bool]:
+def _diff_parts(
+    a: Tensor, b: Tensor | Sequence[Tensor], rtol: float, atol: float, relative_atol: bool = False
+) -> tuple[float, bool]:
     """:func:`_diff`, where ``b`` may be parts that together make ``a`` along dim 0 (two towers' halves):
     compared with views of ``a``, never joined into a copy."""
     if isinstance(b, Tensor):
-        return _diff(a, b, rtol, atol)
+        return _diff(a, b, rtol, atol, relative_atol)
     sizes = [part.shape[0] for part in b]
     if sum(sizes) != a.shape[0]:
         return float("inf"), False
-    diffs = [_diff(piece, part, rtol, atol) for piece, part in zip(a.split(sizes), b, strict=True)]
+    diffs = [_diff(piece, part, rtol, atol, relative_atol) for piece, part in zip(a.split(sizes), b, strict=True)]
     return max(d for d, _ in diffs), all(close for _, close in diffs)
 
 

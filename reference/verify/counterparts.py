@@ -9,6 +9,9 @@ the reference's layer table, its arithmetic from torch's own layers:
 * :func:`alexnet2012_torch_layers`: the seed notebook's ``nn.Sequential`` AlexNet (grouped ``nn.Conv2d``
   and ``nn.LocalResponseNorm``), derived from the 2012 table, for an AlexNet2012 with one LRN group.
 * :class:`PerGroup`: torch's LRN applied to each channel group (torch's has no groups).
+* :class:`AveragedDenseVGG` and :class:`WindowedVGGHead`: VGG's two forms, each computed through the other
+  (section 3.2 of Simonyan & Zisserman): the dense form's averaged score map for the FC form's scores, and the FC
+  head on every 7x7 window of pool5 for the dense form's score map.
 """
 
 from __future__ import annotations
@@ -22,15 +25,24 @@ from reference.models import tables as arch
 from reference.models.alexnet2012 import AlexNet2012
 from reference.models.layers import EuclideanRBF, GaussianRBF, SparseConv2d, Squash, Subsampling
 from reference.models.lenet import LeNet5
+from reference.models.vgg import HEAD_SIDE, VGG2014, VGG2014Dense
 from reference.verify.build import uninitialised
-from reference.verify.port import rename_state
+from reference.verify.port import (
+    rename_state,
+    vgg_dense_from_fc,
+    vgg_dense_state_from_fc,
+    vgg_fc_from_dense,
+    vgg_fc_state_from_dense,
+)
 
 __all__ = [
+    "AveragedDenseVGG",
     "CdistRBF",
     "LiteralSparseConv2d",
     "PerGroup",
     "TanhSquash",
     "TorchLayersLeNet5",
+    "WindowedVGGHead",
     "alexnet2012_torch_layers",
     "alexnet2012_torch_layers_names",
     "depthwise_subsampling",
@@ -222,3 +234,43 @@ class PerGroup(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         width = x.shape[1] // len(self.parts)  # narrow, not chunk: an FX proxy's chunks cannot be iterated
         return torch.cat([part(x.narrow(1, i * width, width)) for i, part in enumerate(self.parts)], dim=1)
+
+
+def _unprefixed(grads: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    return {key.removeprefix(prefix): tensor for key, tensor in grads.items()}
+
+
+class AveragedDenseVGG(nn.Module):
+    """A :class:`VGG2014`'s scores computed by its dense form: the class score map, spatially averaged."""
+
+    def __init__(self, model: VGG2014, *, share: bool = False) -> None:
+        super().__init__()
+        self.dense = vgg_dense_from_fc(model, share=share)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dense.image_scores(x)
+
+    def grads_to_reference(self, grads: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        dense = self.dense
+        return vgg_fc_state_from_dense(_unprefixed(grads, "dense."), dense.config, dense.num_classes)
+
+
+class WindowedVGGHead(nn.Module):
+    """A :class:`VGG2014Dense`'s score map computed as what it stands for: the FC form's head applied to each 7x7
+    window of pool5's maps in turn, the windows one stride apart, each flattened as the FC form flattens."""
+
+    def __init__(self, model: VGG2014Dense, *, share: bool = False) -> None:
+        super().__init__()
+        self.fc = vgg_fc_from_dense(model, share=share)
+
+    def forward(self, x: Tensor) -> Tensor:
+        maps = self.fc.features(x)  # (N, 512, H', W')
+        windows = maps.unfold(2, HEAD_SIDE, 1).unfold(3, HEAD_SIDE, 1)  # (N, 512, h, w, 7, 7)
+        n, c, h, w = windows.shape[:4]
+        rows = windows.permute(0, 2, 3, 1, 4, 5).reshape(n * h * w, c * HEAD_SIDE**2)  # (N h w, 25088)
+        scores = self.fc.head(rows)  # (N h w, classes)
+        return scores.reshape(n, h, w, -1).permute(0, 3, 1, 2)  # (N, classes, h, w)
+
+    def grads_to_reference(self, grads: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        fc = self.fc
+        return vgg_dense_state_from_fc(_unprefixed(grads, "fc."), fc.config, fc.num_classes)

@@ -9,6 +9,7 @@ from typing import Any
 
 from torch import nn
 
+from reference.models import tables as arch
 from reference.verify.cases import Case
 
 __all__ = ["Fact", "fact_rows", "facts", "params_per_layer"]
@@ -46,10 +47,21 @@ def facts(case: Case, model: nn.Module) -> list[Fact]:
     quoted, table = case.facts, case.architecture
     counted = sum(p.numel() for p in model.parameters() if p.requires_grad)
     derived_params = table.trainable_params()
-    out = [
-        Fact("trainable parameters (built)", "total", quoted.trainable_params, counted),
-        Fact("trainable parameters (table)", "total", quoted.trainable_params, sum(derived_params.values())),
-    ]
+    out = []
+    if quoted.trainable_params is not None:
+        out += [
+            Fact("trainable parameters (built)", "total", quoted.trainable_params, counted),
+            Fact("trainable parameters (table)", "total", quoted.trainable_params, sum(derived_params.values())),
+        ]
+    if quoted.params_millions is not None:
+        out += [
+            Fact("trainable parameters, millions (built)", "total", quoted.params_millions, round(counted / 1e6)),
+            Fact("trainable parameters, millions (table)", "total", quoted.params_millions,
+                 round(sum(derived_params.values()) / 1e6)),
+        ]  # fmt: skip
+    if quoted.weight_layers is not None:
+        weighted = [name for name, spec in table if isinstance(spec, (arch.Conv2d, arch.Linear))]
+        out.append(Fact("weight layers", "total", quoted.weight_layers, len(weighted)))
     out += [
         Fact("trainable parameters", layer, n, derived_params.get(layer))
         for layer, n in quoted.params_per_layer.items()

@@ -14,7 +14,15 @@ from reference.models import tables
 from reference.verify.cases import Constant, Init, Normal, Uniform
 from reference.verify.compare import layer_modules
 
-__all__ = ["GAUSSIAN_HEAD", "krizhevsky_2012", "lecun_1998", "sparse_lecun_1998", "torch_default"]
+__all__ = [
+    "GAUSSIAN_HEAD",
+    "krizhevsky_2012",
+    "lecun_1998",
+    "simonyan_2014",
+    "sparse_lecun_1998",
+    "torch_default",
+    "torchvision_vgg",
+]
 
 
 def _fan_in(spec: tables.LayerSpec) -> int | None:
@@ -78,4 +86,31 @@ def torch_default(model: nn.Module, architecture: tables.Architecture) -> dict:
             continue
         for module in layer_modules(model, layer):
             out[f"{module}.weight"] = out[f"{module}.bias"] = Uniform(1.0 / math.sqrt(fan_in))
+    return out
+
+
+def simonyan_2014(model: nn.Module, architecture: tables.Architecture, std: float) -> dict:
+    """Section 3.1: weights "from a normal distribution with the zero mean and 10^-2 variance" (``std``, as
+    quoted: the square root of the variance), biases zero."""
+    out: dict[str, Init] = {}
+    for layer, spec in architecture:
+        if _fan_in(spec) is not None:
+            out[f"{layer}.weight"], out[f"{layer}.bias"] = Normal(std), Constant(0.0)
+    return out
+
+
+def torchvision_vgg(model: nn.Module, architecture: tables.Architecture) -> dict:
+    """torchvision's VGG: convolutions kaiming_normal (fan_out, ReLU gain): N(0, 2 / (out channels x k x k));
+    linear layers N(0, 0.01); batch norms scale 1, shift 0; every bias 0."""
+    out: dict[str, Init] = {}
+    for layer, spec in architecture:
+        if isinstance(spec, tables.Conv2d):
+            out[f"{layer}.weight"] = Normal(math.sqrt(2.0 / (spec.out_channels * spec.kernel_size**2)))
+        elif isinstance(spec, tables.Linear):
+            out[f"{layer}.weight"] = Normal(0.01)
+        elif isinstance(spec, tables.BatchNorm2d):
+            out[f"{layer}.weight"] = Constant(1.0)
+        else:
+            continue
+        out[f"{layer}.bias"] = Constant(0.0)
     return out

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from reference.models import tables as arch
 from reference.models.alexnet import TORCHVISION_NAMES, AlexNet
 from reference.models.alexnet2012 import TOWERS, AlexNet2012, AlexNet2012TwoTower, tower_architecture
+from reference.models.vgg import TORCHVISION_CONFIGS, VGG, VGG2014, VGG2014Dense, torchvision_names, vgg_architecture
 from reference.verify.align import port_by_order
 from reference.verify.build import uninitialised
 
@@ -31,6 +32,12 @@ __all__ = [
     "rename_state",
     "two_tower_from_grouped",
     "two_tower_state_from_grouped",
+    "vgg_dense_from_fc",
+    "vgg_dense_state_from_fc",
+    "vgg_fc_from_dense",
+    "vgg_fc_state_from_dense",
+    "vgg_from_torchvision",
+    "vgg_to_torchvision",
 ]
 
 State = Mapping[str, Tensor]
@@ -75,8 +82,10 @@ def _load_strict(target: nn.Module, state: State, source: str, share: bool = Fal
                 f"cannot port {source} into {type(target).__name__}: {key!r} has shape {tuple(tensor.shape)}, "
                 f"expected {tuple(expected[key].shape)}"
             )
-    if share:
-        target.load_state_dict({key: state[key] for key in expected}, assign=True)
+    if share:  # parameters shared; buffers (batch-norm statistics, which each side updates in train mode) copied
+        parameters = dict(target.named_parameters())
+        target.load_state_dict({key: state[key] if key in parameters else state[key].clone() for key in expected},
+                               assign=True)  # fmt: skip
         return target
     with torch.no_grad():
         for key, tensor in expected.items():
@@ -196,3 +205,100 @@ def grouped_from_two_tower(model: AlexNet2012TwoTower) -> AlexNet2012:
         )
 
     return _ported(build, state, model, "two-tower AlexNet2012")
+
+
+# torchvision's builder of each configuration (with "_bn" appended for batch_norm=True).
+_TORCHVISION_VGG = dict(zip(TORCHVISION_CONFIGS, ("vgg11", "vgg13", "vgg16", "vgg19"), strict=True))
+
+
+def _torchvision_vgg_config(tv_model: torchvision.models.VGG) -> tuple[str, bool]:
+    """(config, batch_norm) of a torchvision VGG, read off its ``features``: what each configuration's table says
+    the Sequential holds, module type and channels, in order."""
+
+    def signature(modules: Iterator[nn.Module]) -> list[tuple[str, int]]:
+        return [(type(m).__name__, getattr(m, "out_channels", getattr(m, "num_features", 0))) for m in modules]
+
+    seen = signature(tv_model.features)
+    for config in TORCHVISION_CONFIGS:
+        for batch_norm in (False, True):
+            with torch.device("meta"):
+                expected = signature(
+                    getattr(torchvision.models, _TORCHVISION_VGG[config] + "_bn" * batch_norm)().features
+                )
+            if seen == expected:
+                return config, batch_norm
+    raise ValueError(f"vgg_from_torchvision: {type(tv_model).__name__}.features is none of torchvision's VGG11/13/16/19 "
+                     f"(with or without batch norm): {seen}")  # fmt: skip
+
+
+def vgg_from_torchvision(tv_model: torchvision.models.VGG) -> VGG:
+    _require_type(tv_model, torchvision.models.VGG, "vgg_from_torchvision")
+    config, batch_norm = _torchvision_vgg_config(tv_model)
+    names = torchvision_names(vgg_architecture(config, batch_norm))
+    state = rename_state(tv_model.state_dict(), {v: k for k, v in names.items()})
+    num_classes, dropout = tv_model.classifier[6].out_features, tv_model.classifier[2].p
+
+    def build() -> VGG:
+        return VGG(config=config, batch_norm=batch_norm, num_classes=num_classes, dropout=dropout)
+
+    return _ported(build, state, tv_model, "torchvision VGG")
+
+
+def vgg_to_torchvision(model: VGG, *, share: bool = False) -> torchvision.models.VGG:
+    """torchvision's VGG of ``model``'s configuration with its weights and batch-norm statistics: copied, or with
+    ``share`` the same tensors."""
+    _require_type(model, VGG, "vgg_to_torchvision")
+    state = rename_state(model.state_dict(), torchvision_names(model.architecture))
+    builder = getattr(torchvision.models, _TORCHVISION_VGG[model.config] + "_bn" * model.batch_norm)
+
+    def build() -> torchvision.models.VGG:
+        return builder(weights=None, num_classes=model.num_classes, dropout=model.dropout6.p)
+
+    return _ported(build, state, model, "reference VGG", share)
+
+
+def _reshaped(state: State, like: State, what: str) -> dict[str, Tensor]:
+    """``state`` with each FC tensor viewed in ``like``'s shape (same keys, same values, same order)."""
+    missing = sorted(set(like) ^ set(state))
+    if missing:
+        raise ValueError(f"cannot port {what}: key(s) {missing} are in one form only")
+    return {key: tensor.view(like[key].shape) if key.startswith("fc") else tensor for key, tensor in state.items()}
+
+
+def _meta_state(build: Callable[[], nn.Module]) -> State:
+    with torch.device("meta"):
+        return build().state_dict()
+
+
+def vgg_dense_state_from_fc(state: State, config: str, num_classes: int) -> dict[str, Tensor]:
+    """The dense form's state (or gradients) from the FC form's: fc6's (4096, 25088) matrix viewed as 4096 kernels
+    of 512x7x7 (Flatten's channel-major order is a kernel's), fc7's and fc8's as 1x1 kernels."""
+    like = _meta_state(lambda: VGG2014Dense(config=config, num_classes=num_classes))
+    return _reshaped(state, like, "an FC-form state into the dense form")
+
+
+def vgg_fc_state_from_dense(state: State, config: str, num_classes: int) -> dict[str, Tensor]:
+    like = _meta_state(lambda: VGG2014(config=config, num_classes=num_classes))
+    return _reshaped(state, like, "a dense-form state into the FC form")
+
+
+def vgg_dense_from_fc(model: VGG2014, *, share: bool = False) -> VGG2014Dense:
+    """The dense-evaluation form (section 3.2) with ``model``'s weights: copied, or with ``share`` views of them."""
+    _require_type(model, VGG2014, "vgg_dense_from_fc")
+    state = vgg_dense_state_from_fc(model.state_dict(), model.config, model.num_classes)
+
+    def build() -> VGG2014Dense:
+        return VGG2014Dense(config=model.config, num_classes=model.num_classes, dropout=model.dropout6.p)
+
+    return _ported(build, state, model, "VGG2014", share)
+
+
+def vgg_fc_from_dense(model: VGG2014Dense, *, share: bool = False) -> VGG2014:
+    """The FC form with the dense form's weights: copied, or with ``share`` views of them."""
+    _require_type(model, VGG2014Dense, "vgg_fc_from_dense")
+    state = vgg_fc_state_from_dense(model.state_dict(), model.config, model.num_classes)
+
+    def build() -> VGG2014:
+        return VGG2014(config=model.config, num_classes=model.num_classes, dropout=model.dropout6.p)
+
+    return _ported(build, state, model, "VGG2014Dense", share)

@@ -26,14 +26,27 @@ from reference.models.layers import (
     Subsampling,
 )
 from reference.models.lenet import C3_TABLE, lenet5_architecture
+from reference.models.tables import Architecture
+from reference.models.vgg import (
+    PAPER_WEIGHT_STD,
+    TABLE_1,
+    TORCHVISION_CONFIGS,
+    torchvision_names,
+    torchvision_paths,
+    vgg2014_architecture,
+    vgg2014_dense_architecture,
+    vgg_architecture,
+)
 from reference.verify import inits, port
 from reference.verify.cases import Case, Counterpart, Facts, InputSpace, ModuleInput, QuotedTable
 from reference.verify.counterparts import (
+    AveragedDenseVGG,
     CdistRBF,
     LiteralSparseConv2d,
     PerGroup,
     TanhSquash,
     TorchLayersLeNet5,
+    WindowedVGGHead,
     alexnet2012_torch_layers,
     alexnet2012_torch_layers_names,
     depthwise_subsampling,
@@ -447,6 +460,9 @@ _MODELS = (
         init=lambda model: inits.krizhevsky_2012(model, alexnet2012_architecture(), KRIZHEVSKY_BIAS_ONE),
         facts=Facts(citation=KRIZHEVSKY_2012, trainable_params=60_965_224, dropout_before=DROPOUT_BEFORE),
         departures=("fc8's outputs are split between the towers, the first half (rounded up) in tower A",),
+        # Its every layer runs in the default run as alexnet2012's counterpart (forward, gradients, train mode,
+        # the ports both ways); its own battery repeats that code in -m slow.
+        default_run="light",
     ),
     Case(
         name="alexnet2012-seed",
@@ -475,6 +491,9 @@ _MODELS = (
             dropout_before=DROPOUT_BEFORE,
         ),
         departures=("nn.LocalResponseNorm(alpha=1e-4) divides alpha by the size: the paper's formula with 2e-5",),
+        # alexnet2012's code with one LRN group and another alpha: its pair against the seed's nn.Sequential covers
+        # what differs; the rest of its battery repeats alexnet2012's in -m slow.
+        default_run="smoke",
     ),
     Case(
         name="alexnet",
@@ -499,7 +518,164 @@ _MODELS = (
     ),
 )
 
-CASES: dict[str, Case] = {case.name: case for case in (*_MODELS, *_LAYERS)}
+
+SIMONYAN_2014 = (
+    "Simonyan, Zisserman. Very deep convolutional networks for large-scale image recognition. ICLR 2015, "
+    "arXiv:1409.1556"
+)
+# Table 2, "Number of parameters (in millions)", as printed; Table 1's header, "11 weight layers" ... "19".
+TABLE_2_MILLIONS = {"A": 133, "A-LRN": 133, "B": 133, "C": 134, "D": 138, "E": 144}
+TABLE_1_WEIGHT_LAYERS = {"A": 11, "A-LRN": 11, "B": 13, "C": 16, "D": 16, "E": 19}
+# Section 3.1: "dropout regularisation for the first two fully-connected layers"; the authors' released Caffe
+# definition and torchvision both drop fc6's and fc7's outputs (after the ReLU), i.e. fc7's and fc8's inputs.
+VGG_DROPOUT_BEFORE = ("fc7", "fc8")
+TORCHVISION_VGG = dict(zip(TORCHVISION_CONFIGS, ("vgg11", "vgg13", "vgg16", "vgg19"), strict=True))
+# A VGG build costs ~0.6-1.5 s and 0.5 GB, a pair at 224 with gradients ~6 s and 3 GB: the default run keeps the light
+# checks of every configuration, and more of one case per form, in the cheapest configuration (A) where it covers
+# the most code: torchvision's with batch norm, every check at the default input; the paper's, the dense form
+# against the FC head on each window (2x2 windows at 256), outputs and layers.
+DEFAULT_RUN = {"vgg11-bn": "smoke", "vgg2014-a-dense": "forward"}
+VGG2014_DEPARTURES = (
+    "B to E start from the stated N(0, 10^-2) draw too: the paper initialised them from A's trained layers",
+    "dropout after fc6's and fc7's ReLUs, as in the authors' Caffe model (the paper: 'the first two FC layers')",
+    "the training recipe (scale jittering, crops, multi-scale evaluation) is not part of the model",
+)
+FC_AS_CONVOLUTION = (
+    "fc6 as a 7x7 convolution (a convolution kernel) vs a matrix product: the same terms summed in another order"
+)
+# The paper's N(0, 10^-2) weights grow the values ~5x a layer (fan-in 4,608 x 0.01 / 2 at conv5): A's scores reach
+# ~1e7, its gradients ~5e7, and a reordered sum of such terms that cancels is off by ~1e-6 of them (measured:
+# at most 1.5e-6 of max |b| at A's default input), far past the table's absolute atol: the VGG2014 pairs take
+# relative_atol, atol following the size of the values.
+
+
+def _head_free(table: Architecture) -> dict[str, str]:
+    """Every layer up to pool5, by its own name: what both forms of the paper's VGG compute alike."""
+    names = list(table.layers)
+    return {name: name for name in names[: names.index("pool5") + 1]}
+
+
+def _vgg2014_case(config: str) -> Case:
+    name = f"vgg2014-{config.lower()}"
+    table = partial(vgg2014_architecture, config)
+    return Case(
+        name=name,
+        summary=f"VGG configuration {config} as published ({TABLE_1_WEIGHT_LAYERS[config]} weight layers), paper init",
+        build=get_model_builder(name),
+        table=table,
+        init=lambda model: inits.simonyan_2014(model, table(), PAPER_WEIGHT_STD),
+        counterparts=(
+            Counterpart(
+                name="dense evaluation form, averaged",
+                port=AveragedDenseVGG,
+                layers={layer: f"dense.{path}" for layer, path in _head_free(table()).items()},
+                grads=lambda counterpart, grads: counterpart.grads_to_reference(grads),
+                exact_forward=False,
+                exact_grads=False,
+                why_not_exact=FC_AS_CONVOLUTION,
+                relative_atol=True,
+                same_dropout=True,  # one mask over (N, 4096) and (N, 4096, 1, 1): the same units in the same order
+                shares=True,
+            ),
+        ),
+        facts=Facts(
+            citation=SIMONYAN_2014,
+            params_millions=TABLE_2_MILLIONS[config],
+            weight_layers=TABLE_1_WEIGHT_LAYERS[config],
+            dropout_before=VGG_DROPOUT_BEFORE,
+        ),
+        departures=VGG2014_DEPARTURES,
+        default_run=DEFAULT_RUN.get(name, "light"),
+    )
+
+
+def _vgg2014_dense_case(config: str) -> Case:
+    name = f"vgg2014-{config.lower()}-dense"
+    table = partial(vgg2014_dense_architecture, config)
+    return Case(
+        name=name,
+        summary=f"VGG configuration {config}'s dense evaluation form: FC layers as 7x7 and 1x1 convolutions",
+        build=get_model_builder(name),
+        table=table,
+        # 256: pool5 is 8x8, the score map 2x2, so the default input already has windows that overlap. Drawn sides
+        # reach 288 (3x3 maps); the table accepts any side from 224.
+        inputs=InputSpace(dims=(3, (224, 288), (224, 288)), default=(1, 3, 256, 256)),
+        init=lambda model: inits.simonyan_2014(model, table(), PAPER_WEIGHT_STD),
+        counterparts=(
+            Counterpart(
+                name="the FC head on every 7x7 window",
+                port=WindowedVGGHead,
+                layers={layer: f"fc.{path}" for layer, path in _head_free(table()).items()},
+                grads=lambda counterpart, grads: counterpart.grads_to_reference(grads),
+                exact_forward=False,
+                exact_grads=False,
+                why_not_exact=FC_AS_CONVOLUTION,
+                relative_atol=True,
+                shares=True,
+            ),
+        ),
+        facts=Facts(
+            citation=SIMONYAN_2014 + ", section 3.2",
+            params_millions=TABLE_2_MILLIONS[config],
+            weight_layers=TABLE_1_WEIGHT_LAYERS[config],
+            dropout_before=VGG_DROPOUT_BEFORE,
+        ),
+        departures=(*VGG2014_DEPARTURES, "the score map's spatial average is a separate step: image_scores()"),
+        default_run=DEFAULT_RUN.get(name, "light"),
+    )
+
+
+def _vgg_case(config: str, batch_norm: bool) -> Case:
+    builder = TORCHVISION_VGG[config] + "_bn" * batch_norm
+    name = builder.replace("_", "-")
+    table = partial(vgg_architecture, config, batch_norm)
+    paths, names = torchvision_paths(table()), torchvision_names(table())
+    weights = getattr(torchvision.models, f"{builder.upper()}_Weights").IMAGENET1K_V1
+    return Case(
+        name=name,
+        summary=f"torchvision's {builder} (configuration {config}{' with batch norm' if batch_norm else ''}), "
+        "hand-written with its operations in its order",
+        build=get_model_builder(name),
+        table=table,
+        init=lambda model: inits.torchvision_vgg(model, table()),
+        counterparts=(
+            Counterpart(
+                name=f"torchvision {builder}",
+                port=port.vgg_to_torchvision,
+                port_back=port.vgg_from_torchvision,
+                library=getattr(torchvision.models, builder),
+                weights=lambda: weights,
+                layers={layer: paths[layer] for layer in table().layers if layer in paths},
+                grads=lambda _c, grads: port.rename_state(grads, {v: k for k, v in names.items()}),
+                exact_forward=True,
+                exact_grads=True,
+                same_dropout=True,
+                shares=True,
+            ),
+        ),
+        facts=Facts(
+            citation=f"{SIMONYAN_2014}; torchvision.models.{weights}.meta",
+            params_millions=TABLE_2_MILLIONS[config] if not batch_norm else None,
+            weight_layers=TABLE_1_WEIGHT_LAYERS[config],
+            dropout_before=VGG_DROPOUT_BEFORE,
+            library_meta=lambda: dict(weights.meta),
+        ),
+        departures=(
+            "layers named after the authors' Caffe model (conv1_1 ... fc8), not features.N / classifier.N",
+            "the adaptive average pool's backward is deterministic on CUDA (torchvision's raises in deterministic mode)",
+            "input validated where it enters",
+        ),
+        default_run=DEFAULT_RUN.get(name, "light"),
+    )
+
+
+_VGG = (
+    *(_vgg2014_case(config) for config in TABLE_1),
+    *(_vgg2014_dense_case(config) for config in TABLE_1),
+    *(_vgg_case(config, batch_norm) for config in TORCHVISION_CONFIGS for batch_norm in (False, True)),
+)
+
+CASES: dict[str, Case] = {case.name: case for case in (*_MODELS, *_VGG, *_LAYERS)}
 
 
 def get_case(name: str) -> Case:
