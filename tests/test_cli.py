@@ -133,7 +133,15 @@ def _middle_weighted_layer(case) -> str:
 @pytest.mark.parametrize("case", case_params(MODELS, slow_if=heavy))
 def test_diff_names_the_layer_where_a_perturbation_was_planted_and_exits_one(case, capsys):
     layer = _middle_weighted_layer(case)
-    argv = ["diff", "tests.helpers:perturbed", case.name, "--a-kwargs", f"name={case.name}", f"layer={layer}"]
+    argv = [
+        "diff",
+        "tests.helpers:perturbed",
+        case.name,
+        "--a-kwargs",
+        f"name={case.name}",
+        f"layer={layer}",
+        "--exact",
+    ]
     assert cli.main(argv) == 1
     out = capsys.readouterr().out
     rows = _rows(out)

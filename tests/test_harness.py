@@ -69,6 +69,42 @@ def test_a_planted_relative_change_is_judged_exactly_by_the_table(dtype, size):
             assert_close(actual, expected)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("magnitude", [1.0, 1e4, 1e10])
+def test_atol_follows_the_largest_value_above_one_and_a_cancelled_value_is_judged_by_it(dtype, magnitude):
+    """A value that cancelled to ~0 among values as large as ``magnitude``: an error of a tenth of the table's atol
+    times the magnitude passes (a reordered sum's rounding follows the size of its terms), ten times it fails, and
+    below a magnitude of 1 the table's atol is absolute."""
+    expected = torch.linspace(-1.0, 1.0, 65, dtype=torch.float64).mul(magnitude).to(dtype)  # expected[32] == 0
+    atol = tolerance(dtype)["atol"]
+    for error, passes in ((atol * magnitude / 10, True), (atol * magnitude * 10, False)):
+        actual = expected.clone()
+        actual[32] = error
+        if passes:
+            assert_close(actual, expected)
+            assert compare_models(_Constant(actual), _Constant(expected), torch.zeros(1), **tolerance(dtype)).passed
+        else:
+            with pytest.raises(AssertionError, match=f"atol={atol:g}"):
+                assert_close(actual, expected)
+            assert not compare_models(_Constant(actual), _Constant(expected), torch.zeros(1), **tolerance(dtype)).passed
+    small = expected / magnitude / 2  # largest |value| 1/2: the table's atol as it stands, not halved
+    actual = small.clone()
+    actual[32] = 0.8 * atol
+    assert_close(actual, small)
+    actual[32] = 2 * atol
+    with pytest.raises(AssertionError):
+        assert_close(actual, small)
+
+
+class _Constant(nn.Module):
+    def __init__(self, value: torch.Tensor) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.value + 0 * x.sum()
+
+
 def test_equal_models_agree_exactly_and_a_one_ulp_weight_is_located():
     a, b, x = _pair()
     result = compare_models(a, b, x, layers={"fc1": "fc1", "fc2": "fc2"}, grads=True, grads_to_a=dict)
@@ -133,20 +169,23 @@ def test_each_tolerance_entry_is_needed_by_a_pair_that_uses_it(modules, dtype):
 OVERRIDES = [
     pytest.param(counterpart, where, id=f"{case.name} vs {counterpart.name}-{where}")
     for case, counterpart in PAIRS
-    for where in ("drawn_tolerance", "cuda_tolerance")
+    for where in ("tolerance", "drawn_tolerance", "cuda_tolerance")
     if getattr(counterpart, where)
 ]
 
 
 @pytest.mark.parametrize(("counterpart", "where"), OVERRIDES)
 def test_a_pair_own_tolerance_names_compare_models_keywords_and_loosens_the_table(counterpart, where):
-    """A pair's own bound (at drawn inputs, on CUDA) only widens the table's for a stated reason: a misspelt keyword
-    would be ignored, and a bound under the table's would be no exception but a silent tightening."""
+    """A pair's own bound (at every input, at drawn inputs, on CUDA) only widens the table's for a stated reason: a
+    misspelt keyword would be ignored, and a bound under the table's would be no exception but a silent tightening."""
     for dtype, override in getattr(counterpart, where).items():
-        # What it widens: the pair's own bound at the default input (exact where exact); on CUDA, the table's.
-        table = (
-            tolerances(counterpart, dtype) if where == "drawn_tolerance" else tolerance(dtype) | grad_tolerance(dtype)
-        )
+        # What it widens: at every input, the table's (exact where exact); at drawn inputs, the pair's own at the
+        # default input; on CUDA, the table's and the pair's own.
+        exact = tolerance(dtype, counterpart.exact_forward) | grad_tolerance(dtype, counterpart.exact_grads)
+        inexact = tolerance(dtype) | grad_tolerance(dtype) | dict(counterpart.tolerance.get(dtype, {}))
+        table = {"tolerance": exact, "drawn_tolerance": tolerances(counterpart, dtype), "cuda_tolerance": inexact}[
+            where
+        ]
         assert override.keys() <= table.keys(), f"{dtype}: {sorted(override.keys() - table.keys())}"
         looser = [key for key, value in override.items() if value > table[key]]
         assert looser, f"{dtype}: {dict(override)} widens nothing of {table}"

@@ -104,9 +104,10 @@ def test_non_tensor_is_a_type_error(modules, case):
 
 @pytest.mark.parametrize("case", case_params(MODELS))
 def test_empty_batch_gives_an_empty_output(modules, case):
+    x = _valid(case, batch=0)
     with torch.no_grad():
-        out = modules.reference(case)(_valid(case, batch=0))
-    assert out.shape == (0, case.architecture.num_classes)
+        out = modules.reference(case)(x)
+    assert out.shape == (0, *case.output_shape(*x.shape[2:]))
 
 
 @pytest.mark.parametrize("case", case_params(MODELS))
@@ -115,7 +116,7 @@ def test_bounds_are_inclusive(modules, case):
     sides = [case.valid_sides.low] + ([case.valid_sides.high] if case.valid_sides.high else [])
     with torch.no_grad():
         for side in sides:
-            assert model(_valid(case, h=side, w=sides[-1])).shape == (1, case.architecture.num_classes)
+            assert model(_valid(case, h=side, w=sides[-1])).shape == (1, *case.output_shape(side, sides[-1]))
 
 
 def _flatten_fits_but_table_does_not(case) -> tuple[int, int] | None:
@@ -182,7 +183,10 @@ def test_under_autocast_an_input_it_casts_is_accepted_and_float64_is_not(modules
     so a float64 input would meet bf16 weights inside the first convolution: rejected where it enters."""
     model = modules.reference(case)
     with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
-        assert model(_valid(case).to(input_dtype)).shape == (1, case.architecture.num_classes)
+        assert model(_valid(case).to(input_dtype)).shape == (
+            1,
+            *case.output_shape(case.valid_sides.low, case.valid_sides.low),
+        )
         with pytest.raises(TypeError, match=r"dtype torch\.float64$"):
             model(_valid(case).double())
 
@@ -237,7 +241,7 @@ def test_every_cell_of_the_dtype_table_is_what_the_model_does(case, device):
             cell = f"parameters {param_dtype}, input {input_dtype}, autocast {'on' if autocast else 'off'}"
             with torch.no_grad(), torch.autocast(device, dtype=BF16, enabled=autocast):
                 if accepts:
-                    assert model(x).shape == (1, case.architecture.num_classes), cell
+                    assert model(x).shape == (1, *case.output_shape(case.valid_sides.low, case.valid_sides.low)), cell
                 else:
                     with pytest.raises(TypeError, match=rf"of dtype {param_dtype} .*dtype {input_dtype}$"):
                         model(x)

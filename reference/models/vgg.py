@@ -18,12 +18,16 @@ Where VGG2014 departs from the paper:
 * Dropout stands after fc6's and fc7's ReLUs, as in the authors' released Caffe definition: the paper says only
   "for the first two fully-connected layers".
 * A-LRN's LRN is this project's paper LRN with Krizhevsky et al.'s numbers (size 5, alpha 1e-4 not divided by the
-  size, beta 0.75, k 2), after conv1_1's ReLU as in AlexNet.
+  size, beta 0.75, k 2), after the first convolution's ReLU as in AlexNet.
 * Training (scale jittering, crops, multi-scale evaluation) is not part of the model: the FC form takes any side
-  224..255 (pool5 must be 7x7), the dense form any side from 224.
+  224..255 (block5_pool must be 7x7), the dense form any side from 224.
 
-Where VGG departs from torchvision: layers are named after the authors' Caffe model (conv1_1 ... pool5, fc6 ...
-fc8) instead of ``features.N`` / ``classifier.N``; the adaptive average pool is
+Both name their layers as Keras's VGG16 does (block1_conv1 ... block5_pool), then fc6, fc7, fc8 as the paper's FC
+layers: the authors' Caffe names (conv1_1) end in ``_<n>``, which torchvision's feature extraction takes for its
+own repeat counter and strips, so that "conv3_1" would name conv3_2's output there.
+
+Where VGG departs from torchvision: layer names instead of ``features.N`` / ``classifier.N``; the adaptive average
+pool is
 :class:`reference.models.layers.AdaptiveAvgPool2d`, deterministic on CUDA (torchvision's backward raises under
 ``torch.use_deterministic_algorithms(True)``); input is validated.
 """
@@ -116,7 +120,8 @@ TABLE_1: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 TORCHVISION_CONFIGS = ("A", "B", "D", "E")  # vgg11, vgg13, vgg16, vgg19: torchvision has no C and no A-LRN
 FC_WIDTH = 4096
-HEAD_SIDE = 7  # fc6 takes pool5's 7x7 maps (224 / 2**5): the FC form's input, the dense form's fc6 kernel
+HEAD_SIDE = 7  # fc6 takes block5_pool's 7x7 maps (224 / 2**5): the FC form's input, the dense form's fc6 kernel
+LAST_POOL = "block5_pool"  # where the convolutional part ends
 PAPER_WEIGHT_STD = 0.1  # section 3.1: "a normal distribution with the zero mean and 10^-2 variance"
 # Krizhevsky et al.'s LRN, "the LRN layer parameters are those of (Krizhevsky et al., 2012)" (section 2.2).
 LRN = arch.LocalResponseNorm(size=5, alpha=PAPER_LRN_ALPHA, beta=0.75, k=2.0)
@@ -132,22 +137,23 @@ def _check(model: str, config: str, configs: tuple[str, ...] | list[str], init: 
 
 
 def _blocks(config: str, batch_norm: bool) -> dict[str, arch.LayerSpec]:
-    """conv1_1 ... pool5 from Table 1: "same" padding (1 for 3x3, 0 for 1x1, section 2.1), a 2x2 stride-2 pool."""
+    """block1_conv1 ... block5_pool from Table 1: "same" padding (1 for 3x3, 0 for 1x1, section 2.1), then a 2x2
+    stride-2 max-pool."""
     layers: dict[str, arch.LayerSpec] = {}
     in_channels = 3
     for block, entries in enumerate(TABLE_1[config], start=1):
         convs = 0
         for entry in entries:
             if entry == "LRN":
-                layers[f"lrn{block}"] = LRN
+                layers[f"block{block}_lrn"] = LRN
                 continue
             kernel, channels = map(int, re.fullmatch(r"conv(\d+)-(\d+)", entry).groups())
             convs += 1
-            layers[f"conv{block}_{convs}"] = arch.Conv2d(in_channels, channels, kernel, padding=kernel // 2)
+            layers[f"block{block}_conv{convs}"] = arch.Conv2d(in_channels, channels, kernel, padding=kernel // 2)
             if batch_norm:
-                layers[f"bn{block}_{convs}"] = arch.BatchNorm2d(channels)
+                layers[f"block{block}_bn{convs}"] = arch.BatchNorm2d(channels)
             in_channels = channels
-        layers[f"pool{block}"] = arch.MaxPool2d(kernel_size=2, stride=2)
+        layers[f"block{block}_pool"] = arch.MaxPool2d(kernel_size=2, stride=2)
     return layers
 
 
@@ -164,7 +170,7 @@ def _head(channels: int, num_classes: int) -> dict[str, arch.LayerSpec]:
 def vgg2014_architecture(config: str = "D", num_classes: int = 1000) -> arch.Architecture:
     _check("VGG2014", config, list(TABLE_1))
     blocks = _blocks(config, batch_norm=False)
-    return arch.Architecture(layers=blocks | _head(blocks["conv5_1"].out_channels, num_classes), in_channels=3,
+    return arch.Architecture(layers=blocks | _head(blocks["block5_conv1"].out_channels, num_classes), in_channels=3,
                              default_side=224)  # fmt: skip
 
 
@@ -188,7 +194,7 @@ def vgg_architecture(config: str = "D", batch_norm: bool = False, num_classes: i
     _check("VGG", config, TORCHVISION_CONFIGS)
     blocks = _blocks(config, batch_norm)
     pool = {"avgpool": arch.AdaptiveAvgPool2d(output_size=HEAD_SIDE)}
-    return arch.Architecture(layers=blocks | pool | _head(blocks["conv5_1"].out_channels, num_classes),
+    return arch.Architecture(layers=blocks | pool | _head(blocks["block5_conv1"].out_channels, num_classes),
                              in_channels=3, default_side=224)  # fmt: skip
 
 
@@ -203,7 +209,7 @@ def _sequence(table: arch.Architecture, dropout: float) -> list[tuple[str, Calla
             continue
         normalised_next = index + 1 < len(names) and isinstance(table.layers[names[index + 1]], arch.BatchNorm2d)
         if isinstance(spec, arch.BatchNorm2d) or (isinstance(spec, (arch.Conv2d, arch.Linear)) and not normalised_next):
-            out.append((re.sub(r"^(conv|bn|fc)", "relu", name), functools.partial(nn.ReLU, inplace=True)))
+            out.append((re.sub(r"(conv|bn|fc)(\d*)$", r"relu\2", name), functools.partial(nn.ReLU, inplace=True)))
             if name.startswith("fc"):
                 out.append((name.replace("fc", "dropout"), functools.partial(nn.Dropout, p=dropout)))
     return out
@@ -233,24 +239,24 @@ def spatial_average(scores: Tensor) -> Tensor:
 
 
 class _Sequential(ReferenceModel):
-    """A VGG's modules as named attributes, run in table order: ``features`` up to pool5, then ``head``."""
+    """A VGG's modules as named attributes, run in table order: ``features`` up to block5_pool, then ``head``."""
 
     def _add(self, dropout: float) -> None:
         order = _sequence(self.architecture, dropout)
         for name, build in order:
             self.add_module(name, build())
-        split = [name for name, _ in order].index("pool5") + 1
+        split = [name for name, _ in order].index(LAST_POOL) + 1
         self._features = tuple(name for name, _ in order[:split])
         self._head = tuple(name for name, _ in order[split:])
 
     def features(self, x: Tensor) -> Tensor:
-        """conv1_1 ... pool5, unchecked: (N, 3, H, W) -> (N, 512, H // 32, W // 32)."""
+        """block1_conv1 ... block5_pool, unchecked: (N, 3, H, W) -> (N, 512, H // 32, W // 32)."""
         for name in self._features:
             x = self.get_submodule(name)(x)
         return x
 
     def head(self, x: Tensor) -> Tensor:
-        """What follows pool5, unchecked."""
+        """What follows block5_pool, unchecked."""
         for name in self._head:
             x = self.get_submodule(name)(x)
         return x

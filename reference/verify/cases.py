@@ -68,14 +68,13 @@ class Counterpart:
     library: Callable[[], nn.Module] | None = None
     case: str | None = None  # the registry case whose model this counterpart is, where there is one
     weights: Callable[[], Any] | None = None  # the library's published weights (a weights enum member)
-    # Tolerances at drawn inputs and options, where they differ from the default input's (dtype -> keywords of
-    # compare_models: rtol, atol, grad_rtol, grad_atol), with the reason in a comment where they are given.
+    # Tolerances at every input where they differ from the table's (dtype -> keywords of compare_models: rtol, atol,
+    # grad_rtol, grad_atol), with the reason in a comment where they are given.
+    tolerance: Mapping[torch.dtype, Mapping[str, float]] = field(default_factory=dict)
+    # Tolerances at drawn inputs and options, where they differ from the default input's (the same keywords).
     drawn_tolerance: Mapping[torch.dtype, Mapping[str, float]] = field(default_factory=dict)
     # Tolerances on CUDA where they differ from the table's (the same keywords), with the reason in a comment.
     cuda_tolerance: Mapping[torch.dtype, Mapping[str, float]] = field(default_factory=dict)
-    # compare_models' relative_atol: each atol relative to the compared tensor's largest |value| (where above 1),
-    # for a pair whose values are far from O(1), with the reason in a comment where it is set.
-    relative_atol: bool = False
     # Dropout runs in the same order on both sides: train mode with the same seed must agree too.
     same_dropout: bool = False
     shares: bool = False  # port takes share=True
@@ -226,3 +225,7 @@ class Case:
 
     def shapes(self, height: int, width: int) -> dict[str, tuple[int, ...]]:
         return self.architecture.shapes(height, width)
+
+    def output_shape(self, height: int, width: int) -> tuple[int, ...]:
+        """A model's output for one (C, height, width) image: (classes,), or a score map's (classes, h, w)."""
+        return self.shapes(height, width)[self.architecture.output_layer]

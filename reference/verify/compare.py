@@ -3,7 +3,9 @@
 Exact comparison (rtol = atol = 0) is the rule where two computations run the same operations in the
 same order. Where the order differs (a different kernel, a different association of the same sum),
 :data:`TOLERANCES` gives the bound per dtype: rounding of a reordered sum of n terms grows like
-eps * sqrt(n) relative to the magnitudes summed, and the models here sum at most ~40k terms per output.
+eps * sqrt(n) relative to the magnitudes summed, and the models here sum at most ~50k terms per output.
+The magnitudes summed are not seen, only the results: atol is the table's where the compared tensor's values are
+at most 1, and relative to its largest magnitude where they are larger (VGG's paper init: scores ~1e7).
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ EXACT = {"rtol": 0.0, "atol": 0.0}
 
 # eps: float64 2.2e-16, float32 1.2e-7, bfloat16 7.8e-3, float16 9.8e-4. rtol is eps * ~4e4
 # (sqrt of the longest sum, ~2e2, times a safety factor of ~2e2) capped well below any real bug;
-# atol covers outputs that cancel to ~0 while the terms summed into them are O(1).
+# atol covers values that cancel to ~0 while the terms summed into them are O(1), or as large as the tensor's largest
+# value where that exceeds 1 (:func:`scaled_atol`).
 TOLERANCES: dict[torch.dtype, dict[str, float]] = {
     torch.float64: {"rtol": 1e-11, "atol": 1e-12},
     torch.float32: {"rtol": 5e-5, "atol": 1e-5},
@@ -46,11 +49,13 @@ TOLERANCES: dict[torch.dtype, dict[str, float]] = {
     torch.float16: {"rtol": 5e-3, "atol": 1e-3},
 }
 
-# How far below each entry the pairs that use it still agree at their default inputs, at most: the entry is
-# needed, since some pair fails at this fraction of it (tests/test_harness.py). float32's is a tenth. float64's is
-# a thousandth: its pairs reach a hundredth of it at the default inputs, and the entry keeps that margin for the
-# drawn inputs' longer sums and other torch releases' kernels (the goldens), which are not measured against it.
-NEEDED_FRACTION: dict[torch.dtype, float] = {torch.float32: 0.1, torch.float64: 1e-3}
+# How far below each entry the light pairs (tests/test_harness.py runs those) still agree at their default inputs,
+# at most: the entry is needed, since one of them fails at this fraction of it. Measured with the scaled atol (the
+# most of the entry a tensor needs): float32, the light pairs up to 3.4% of it (LeNet-5 vs torch layers), the
+# AlexNet- and VGG-sized pairs 11-27%, which the entry is sized for; float64, the light pairs up to 3.8e-4 of it
+# (C3 vs 16 convolutions), AlexNet's towers 3e-3, the entry keeping that margin for the drawn inputs' longer sums
+# and other torch releases' kernels (the goldens). The fractions sit ~1.7x under the light pairs' needs.
+NEEDED_FRACTION: dict[torch.dtype, float] = {torch.float32: 0.02, torch.float64: 2e-4}
 
 # reference layer -> counterpart layer, or several counterpart layers concatenated along dim 1.
 LayerMap = Mapping[str, str | Sequence[str]]
@@ -66,26 +71,33 @@ def grad_tolerance(dtype: torch.dtype, exact: bool = False) -> dict[str, float]:
 
 
 def assert_close(actual: Tensor, expected: Tensor, *, exact: bool = False, what: str = "tensor") -> None:
-    """``torch.testing.assert_close`` with this suite's tolerance for ``expected.dtype``, or exactly."""
+    """``torch.testing.assert_close`` with this suite's tolerance for ``expected.dtype`` (its atol scaled, see
+    :func:`scaled_atol`), or exactly."""
     __tracebackhide__ = True
     tol = tolerance(expected.dtype, exact)
     if actual.dtype == expected.dtype and actual.device == expected.device and _diff(actual, expected, **tol)[1]:
         return  # a cache-sized pass over the data; torch.testing's report is built only for a failure
-    torch.testing.assert_close(actual, expected, **tol, msg=lambda m: f"{what} ({_describe(tol)}): {m}")
+    scaled = tol | {"atol": scaled_atol(tol["atol"], expected)}
+    torch.testing.assert_close(actual, expected, **scaled, msg=lambda m: f"{what} ({_describe(tol)}): {m}")
 
 
-def _describe(tol: Mapping[str, float], relative_atol: bool = False) -> str:
+def scaled_atol(atol: float, expected: Tensor) -> float:
+    """``atol`` times the largest |value| of ``expected`` where that exceeds 1: what is left of a value that cancels
+    to ~0 follows the size of the terms summed into it, which the tensor's largest values stand for."""
+    return atol * max(1.0, _scale(expected)) if atol else atol
+
+
+def _describe(tol: Mapping[str, float]) -> str:
     if tol["rtol"] == tol["atol"] == 0:
         return "exact"
-    return f"rtol={tol['rtol']:g}, atol={tol['atol']:g}" + (" x max |b|" if relative_atol else "")
+    return f"rtol={tol['rtol']:g}, atol={tol['atol']:g} (x max |b| where > 1)"
 
 
 _CHUNK = 1 << 18  # elements per pass: the work buffers stay in cache, unlike temporaries the size of fc6 (38M)
 
 
-def _diff(a: Tensor, b: Tensor, rtol: float, atol: float, relative_atol: bool = False) -> tuple[float, bool]:
-    """(max |a - b|, whether |a - b| <= atol + rtol |b| everywhere), in chunks; with ``relative_atol``, atol is
-    relative to max |b| where that exceeds 1 (the size of the terms that cancelled, not 1).
+def _diff(a: Tensor, b: Tensor, rtol: float, atol: float) -> tuple[float, bool]:
+    """(max |a - b|, whether |a - b| <= atol' + rtol |b| everywhere, atol' = :func:`scaled_atol`), in chunks.
 
     In the tensors' own (promoted) dtype: subtracting two close floats is exact (Sterbenz), and a
     report needs no more. NaN anywhere makes the max NaN and the verdict False.
@@ -98,8 +110,7 @@ def _diff(a: Tensor, b: Tensor, rtol: float, atol: float, relative_atol: bool = 
     exact = rtol == atol == 0
     if exact and torch.equal(a, b):
         return 0.0, True
-    if relative_atol:
-        atol *= max(1.0, _scale(b))
+    atol = scaled_atol(atol, b)
     dtype = torch.result_type(a, b)
     dtype = dtype if dtype.is_floating_point else torch.float64  # integers and bools: |Δ| without wrapping
     diff = torch.empty(min(a.numel(), _CHUNK), dtype=dtype, device=a.device)
@@ -191,7 +202,6 @@ class Comparison:
     grad_atol: float = 0.0
     alignment: Alignment | None = None  # how the layers were paired where no map was given
     forward_scale: float = 0.0  # max |output| of model_b
-    relative_atol: bool = False  # atol (and grad_atol) times each tensor's max |b| where that exceeds 1
     forward_shape: tuple[int, ...] = ()
 
     @property
@@ -202,7 +212,7 @@ class Comparison:
         return next((d for d in self.layers if not d.close), None)
 
     def report(self) -> str:
-        tol = _describe({"rtol": self.rtol, "atol": self.atol}, self.relative_atol)
+        tol = _describe({"rtol": self.rtol, "atol": self.atol})
         lines = []
         first = self.first_divergence()
         if not self.forward_close or first is not None:
@@ -218,7 +228,7 @@ class Comparison:
             elif self.layers:
                 lines.append("every mapped layer agrees: the divergence is after the last mapped layer")
             lines += [f"  {d.layer:<12} {d.counterpart:<28} {d.max_abs_diff:.3g}" for d in self.layers]
-        grad_tol = _describe({"rtol": self.grad_rtol, "atol": self.grad_atol}, self.relative_atol)
+        grad_tol = _describe({"rtol": self.grad_rtol, "atol": self.grad_atol})
         lines += [f"gradient differs ({grad_tol}): {failure}" for failure in self.grad_failures]
         return "\n".join(lines) or f"equivalent ({tol})"
 
@@ -250,7 +260,6 @@ def compare_models(
     seed: int | None = None,
     grad_rtol: float | None = None,
     grad_atol: float | None = None,
-    relative_atol: bool = False,
 ) -> Comparison:
     """Run both models on ``inputs`` and compare outputs, layers and (``grads``) gradients.
 
@@ -262,9 +271,7 @@ def compare_models(
     inverse of a port), each to a tensor or to parts that make it along dim 0; without it only the input
     gradient is compared. ``seed`` reseeds the RNG before
     each forward pass, so dropout draws the same masks in both. Gradients are compared with
-    ``grad_rtol``/``grad_atol`` where given, else with the forward tolerance. ``relative_atol``: each atol is
-    relative to the compared tensor's max |b| where that exceeds 1, for models whose values are far from O(1)
-    (VGG's paper init grows them ~5x a layer), where a reordered sum's error follows the size of its terms.
+    ``grad_rtol``/``grad_atol`` where given, else with the forward tolerance.
     """
     x_a = inputs.detach().clone().requires_grad_(grads)
     x_b = inputs.detach().clone().requires_grad_(grads)
@@ -284,15 +291,13 @@ def compare_models(
             names = [names] if isinstance(names, str) else list(names)
             b = torch.cat([seen_b[n] for n in names], dim=1) if len(names) > 1 else seen_b[names[0]]
             seen.append((name, "+".join(names), seen_a[name], b))
-    result = Comparison(rtol, atol, *_diff(out_a, out_b, rtol, atol, relative_atol), alignment=alignment,
-                        forward_scale=_scale(out_b), forward_shape=tuple(out_a.shape),
-                        relative_atol=relative_atol)  # fmt: skip
+    result = Comparison(rtol, atol, *_diff(out_a, out_b, rtol, atol), alignment=alignment,
+                        forward_scale=_scale(out_b), forward_shape=tuple(out_a.shape))  # fmt: skip
     result.grad_rtol = rtol if grad_rtol is None else grad_rtol
     result.grad_atol = atol if grad_atol is None else grad_atol
     for name_a, name_b, a, b in seen:
         b = b.to(a.device)
-        diff = _diff(a, b, rtol, atol, relative_atol)
-        result.layers.append(LayerDiff(name_a, name_b, tuple(a.shape), *diff, _scale(b)))
+        result.layers.append(LayerDiff(name_a, name_b, tuple(a.shape), *_diff(a, b, rtol, atol), _scale(b)))
     if grads:
         _compare_grads(result, model_a, model_b, out_a, out_b, x_a, x_b, grads_to_a)
     return result
@@ -321,23 +326,21 @@ def _compare_grads(result, model_a, model_b, out_a, out_b, x_a, x_b, grads_to_a)
                 f"{name}: gradient missing on {'reference' if a is None else 'counterpart'} side"
             )
             continue
-        diff, close = _diff_parts(a, b, result.grad_rtol, result.grad_atol, result.relative_atol)
+        diff, close = _diff_parts(a, b, result.grad_rtol, result.grad_atol)
         result.grad_max = max(result.grad_max, diff)
         if not close:
             result.grad_failures.append(f"{name}: shape {tuple(a.shape)}, max |Δ| = {diff:.3g}")
 
 
-def _diff_parts(
-    a: Tensor, b: Tensor | Sequence[Tensor], rtol: float, atol: float, relative_atol: bool = False
-) -> tuple[float, bool]:
+def _diff_parts(a: Tensor, b: Tensor | Sequence[Tensor], rtol: float, atol: float) -> tuple[float, bool]:
     """:func:`_diff`, where ``b`` may be parts that together make ``a`` along dim 0 (two towers' halves):
     compared with views of ``a``, never joined into a copy."""
     if isinstance(b, Tensor):
-        return _diff(a, b, rtol, atol, relative_atol)
+        return _diff(a, b, rtol, atol)
     sizes = [part.shape[0] for part in b]
     if sum(sizes) != a.shape[0]:
         return float("inf"), False
-    diffs = [_diff(piece, part, rtol, atol, relative_atol) for piece, part in zip(a.split(sizes), b, strict=True)]
+    diffs = [_diff(piece, part, rtol, atol) for piece, part in zip(a.split(sizes), b, strict=True)]
     return max(d for d, _ in diffs), all(close for _, close in diffs)
 
 

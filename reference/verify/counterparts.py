@@ -11,7 +11,7 @@ the reference's layer table, its arithmetic from torch's own layers:
 * :class:`PerGroup`: torch's LRN applied to each channel group (torch's has no groups).
 * :class:`AveragedDenseVGG` and :class:`WindowedVGGHead`: VGG's two forms, each computed through the other
   (section 3.2 of Simonyan & Zisserman): the dense form's averaged score map for the FC form's scores, and the FC
-  head on every 7x7 window of pool5 for the dense form's score map.
+  head on every 7x7 window of block5_pool for the dense form's score map.
 """
 
 from __future__ import annotations
@@ -257,7 +257,7 @@ class AveragedDenseVGG(nn.Module):
 
 class WindowedVGGHead(nn.Module):
     """A :class:`VGG2014Dense`'s score map computed as what it stands for: the FC form's head applied to each 7x7
-    window of pool5's maps in turn, the windows one stride apart, each flattened as the FC form flattens."""
+    window of block5_pool's maps in turn, the windows one stride apart, each flattened as the FC form flattens."""
 
     def __init__(self, model: VGG2014Dense, *, share: bool = False) -> None:
         super().__init__()

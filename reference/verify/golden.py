@@ -104,7 +104,7 @@ def fingerprint(case: Case, model: nn.Module, x: Tensor) -> dict[str, Any]:
             "abs_sum": out.double().abs().sum().item(),
             "head": out.flatten()[:HEAD].double().tolist(),
         }
-    return {"layers": layers, "logits": logits[0, :HEAD].double().tolist()}
+    return {"layers": layers, "logits": logits[0].flatten()[:HEAD].double().tolist()}  # a score map's first row
 
 
 def compute(case: Case, model: nn.Module | None = None) -> dict[str, dict[str, Any]]:

@@ -28,6 +28,7 @@ from reference.models.layers import (
 from reference.models.lenet import C3_TABLE, lenet5_architecture
 from reference.models.tables import Architecture
 from reference.models.vgg import (
+    LAST_POOL,
     PAPER_WEIGHT_STD,
     TABLE_1,
     TORCHVISION_CONFIGS,
@@ -543,16 +544,12 @@ VGG2014_DEPARTURES = (
 FC_AS_CONVOLUTION = (
     "fc6 as a 7x7 convolution (a convolution kernel) vs a matrix product: the same terms summed in another order"
 )
-# The paper's N(0, 10^-2) weights grow the values ~5x a layer (fan-in 4,608 x 0.01 / 2 at conv5): A's scores reach
-# ~1e7, its gradients ~5e7, and a reordered sum of such terms that cancels is off by ~1e-6 of them (measured:
-# at most 1.5e-6 of max |b| at A's default input), far past the table's absolute atol: the VGG2014 pairs take
-# relative_atol, atol following the size of the values.
 
 
 def _head_free(table: Architecture) -> dict[str, str]:
-    """Every layer up to pool5, by its own name: what both forms of the paper's VGG compute alike."""
+    """Every layer up to block5_pool, by its own name: what both forms of the paper's VGG compute alike."""
     names = list(table.layers)
-    return {name: name for name in names[: names.index("pool5") + 1]}
+    return {name: name for name in names[: names.index(LAST_POOL) + 1]}
 
 
 def _vgg2014_case(config: str) -> Case:
@@ -573,7 +570,6 @@ def _vgg2014_case(config: str) -> Case:
                 exact_forward=False,
                 exact_grads=False,
                 why_not_exact=FC_AS_CONVOLUTION,
-                relative_atol=True,
                 same_dropout=True,  # one mask over (N, 4096) and (N, 4096, 1, 1): the same units in the same order
                 shares=True,
             ),
@@ -597,7 +593,7 @@ def _vgg2014_dense_case(config: str) -> Case:
         summary=f"VGG configuration {config}'s dense evaluation form: FC layers as 7x7 and 1x1 convolutions",
         build=get_model_builder(name),
         table=table,
-        # 256: pool5 is 8x8, the score map 2x2, so the default input already has windows that overlap. Drawn sides
+        # 256: block5_pool is 8x8, the score map 2x2, so the default input already has windows that overlap. Drawn sides
         # reach 288 (3x3 maps); the table accepts any side from 224.
         inputs=InputSpace(dims=(3, (224, 288), (224, 288)), default=(1, 3, 256, 256)),
         init=lambda model: inits.simonyan_2014(model, table(), PAPER_WEIGHT_STD),
@@ -610,7 +606,6 @@ def _vgg2014_dense_case(config: str) -> Case:
                 exact_forward=False,
                 exact_grads=False,
                 why_not_exact=FC_AS_CONVOLUTION,
-                relative_atol=True,
                 shares=True,
             ),
         ),
@@ -661,7 +656,7 @@ def _vgg_case(config: str, batch_norm: bool) -> Case:
             library_meta=lambda: dict(weights.meta),
         ),
         departures=(
-            "layers named after the authors' Caffe model (conv1_1 ... fc8), not features.N / classifier.N",
+            "layers named as Keras's VGG16 (block1_conv1 ... block5_pool, fc6 ... fc8), not features.N / classifier.N",
             "the adaptive average pool's backward is deterministic on CUDA (torchvision's raises in deterministic mode)",
             "input validated where it enters",
         ),
