@@ -12,15 +12,42 @@ from torch import Tensor, nn
 from benchmarks.machine import synchronize
 from reference.verify.cases import Case
 
-__all__ = ["DEVICE_BATCHES", "FULL_BATCHES", "forward_step", "inputs_for", "train_step"]
-
-# (device, batch size) cases, the batch sizes that matter on each device; CUDA ones marked `cuda`.
-DEVICE_BATCHES = [
-    pytest.param(device, batch, id=f"{device}-b{batch}", marks=[pytest.mark.cuda] if device == "cuda" else [])
-    for device, batch in [("cpu", 1), ("cpu", 32), ("cuda", 1), ("cuda", 256)]
+__all__ = [
+    "BATCHES",
+    "DEVICE_BATCHES",
+    "device_batch_params",
+    "device_batches",
+    "forward_step",
+    "inputs_for",
+    "train_step",
 ]
-# Variants worth timing only where batches fill the device.
-FULL_BATCHES = [case for case in DEVICE_BATCHES if case.values[1] > 1]
+
+# The batch sizes that matter on each device, unless a case says otherwise (Case.benchmark_batches).
+BATCHES = {"cpu": (1, 32), "cuda": (1, 256)}
+
+
+def device_batches(batches: dict[str, tuple[int, ...]] = BATCHES, *, full: bool = False) -> list[tuple[str, int]]:
+    """(device, batch size) pairs; ``full``: only those worth timing where batches fill the device (batch > 1)."""
+    return [(device, batch) for device, sizes in batches.items() for batch in sizes if batch > 1 or not full]
+
+
+def _marks(device: str) -> list:
+    return [pytest.mark.cuda] if device == "cuda" else []
+
+
+# (device, batch size) parameters, CUDA ones marked `cuda`.
+DEVICE_BATCHES = [pytest.param(d, b, id=f"{d}-b{b}", marks=_marks(d)) for d, b in device_batches()]
+
+
+def device_batch_params(case: Case, params: list, *, full: bool = False) -> list:
+    """``params`` (pytest.param of the case's implementations) crossed with the case's (device, batch) pairs."""
+    sizes = BATCHES if case.benchmark_batches is None else case.benchmark_batches
+    return [
+        pytest.param(*param.values, device, batch, id=f"{device}-b{batch}-{param.id}",
+                     marks=[*param.marks, *_marks(device)])
+        for device, batch in device_batches(sizes, full=full)
+        for param in params
+    ]  # fmt: skip
 
 
 def inputs_for(case: Case, batch: int, device: str) -> tuple[Tensor, Tensor]:

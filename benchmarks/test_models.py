@@ -11,16 +11,17 @@ import pytest
 import torch
 
 from benchmarks.flops import forward_flops, train_step_flops
-from benchmarks.steps import DEVICE_BATCHES, FULL_BATCHES, forward_step, inputs_for, train_step
+from benchmarks.steps import device_batch_params, forward_step, inputs_for, train_step
 from reference.verify.pairs import ported, reference_module
 from reference.verify.registry import CASES
 
 SMALL = 1_000_000  # parameters
 
 
-def _implementations(library_only: bool = False) -> list:
-    """(model case, "reference" or a counterpart's name) for every model; ``library_only``: only the models a
-    library also builds (a counterpart with ``library``), with that counterpart."""
+def _implementations(library_only: bool = False, full: bool = False) -> list:
+    """(model case, "reference" or a counterpart's name, device, batch size) for every model and each of its
+    benchmark batches; ``library_only``: only the models a library also builds (a counterpart with ``library``),
+    with that counterpart; ``full``: only batches that fill the device."""
     params = []
     for case in (case for case in CASES.values() if case.is_model):
         counterparts = [c.name for c in case.counterparts if c.library is not None or not library_only]
@@ -28,9 +29,10 @@ def _implementations(library_only: bool = False) -> list:
             continue
         small = case.trainable_params < SMALL
         marks = [pytest.mark.benchmark(warmup=True, warmup_iterations=100)] if small else []
-        params += [
+        names = [
             pytest.param(case, name, id=f"{case.name}-{name}", marks=marks) for name in ["reference", *counterparts]
         ]
+        params += device_batch_params(case, names, full=full)
     return params
 
 
@@ -48,8 +50,7 @@ def _timed(benchmark, rounds, case, function, *args):
 
 
 @pytest.mark.parametrize("pass_", ["forward", "train"])
-@pytest.mark.parametrize(("case", "implementation"), _implementations())
-@pytest.mark.parametrize(("device", "batch"), DEVICE_BATCHES)
+@pytest.mark.parametrize(("case", "implementation", "device", "batch"), _implementations())
 def test_step(benchmark, rounds, record, fp32_matmul, case, implementation, device, batch, pass_):
     """An inference-mode forward, or a train step (forward, cross-entropy, backward, SGD with momentum)."""
     model = _build(case, implementation, device)
@@ -57,7 +58,7 @@ def test_step(benchmark, rounds, record, fp32_matmul, case, implementation, devi
     benchmark.group = f"{case.name} {pass_} {device} b{batch}"
     if pass_ == "forward":
         out = _timed(benchmark, rounds, case, forward_step(model, device), x)
-        assert out.shape == (batch, case.architecture.num_classes)
+        assert out.shape == (batch, *case.output_shape(case.default_side, case.default_side))
     else:
         out = _timed(benchmark, rounds, case, train_step(model, device), x, y)
     flop = (forward_flops if pass_ == "forward" else train_step_flops)(case, batch)
@@ -66,9 +67,8 @@ def test_step(benchmark, rounds, record, fp32_matmul, case, implementation, devi
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize(("case", "implementation"), _implementations(library_only=True))
+@pytest.mark.parametrize(("case", "implementation", "device", "batch"), _implementations(library_only=True, full=True))
 @pytest.mark.parametrize("autocast", [None, torch.bfloat16], ids=["float32", "bf16-autocast"])
-@pytest.mark.parametrize(("device", "batch"), FULL_BATCHES)
 def test_train_step_channels_last(benchmark, rounds, record, fp32_matmul, case, implementation, autocast, device,
                                   batch):  # fmt: skip
     """The layouts a fast train step uses, for the models a library also builds: channels_last, in float32 and

@@ -11,7 +11,6 @@ from reference.verify.pairs import ported
 from tests.helpers import MODELS, case_params, meta_model, pair_params
 
 
-@pytest.mark.light
 @pytest.mark.parametrize("case", case_params(MODELS))
 def test_get_model_builds_every_registered_model_by_name(case):
     with torch.device("meta"):

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 import torch
 
 from reference import cli
+from reference.models import tables
 from reference.verify import registry
 from reference.verify.compare import layer_modules
 from reference.verify.registry import CASES, get_case
-from tests.helpers import LAYERS, MODELS, PAIRS, case_params, heavy, pair_params
+from tests.helpers import LAYERS, MODELS, PAIRS, case_params, heavy, meta_model, pair_params
 
 
 def test_list_shows_every_model_with_its_valid_sides_and_every_layer(capsys):
@@ -23,6 +26,22 @@ def test_list_shows_every_model_with_its_valid_sides_and_every_layer(capsys):
         assert any(line.startswith(case.name + " ") and str(case.valid_sides) in line for line in out.splitlines())
     for case in LAYERS:
         assert case.name in out
+
+
+@pytest.mark.light
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_summary_shows_each_convolution_s_kernel_and_each_lrn_of_the_table(case, capsys):
+    """What tells configurations apart must be visible: C's 1x1 convolutions, A-LRN's one LRN (on the meta device)."""
+    assert cli.main(["summary", case.name]) == 0
+    out = capsys.readouterr().out
+    model, kernels, lrns = meta_model(case), Counter(), 0
+    for layer, spec in case.architecture:
+        modules = len(layer_modules(model, layer))  # two in the two-tower form
+        if isinstance(spec, tables.Conv2d):
+            kernels[spec.kernel_size] += modules
+        lrns += modules if isinstance(spec, tables.LocalResponseNorm) else 0
+    assert Counter(int(k) for k in re.findall(r"─Conv2d: [\d-]+ +\[(\d+), \1\]", out)) == kernels, out
+    assert len(re.findall(r"─LocalResponseNorm: ", out)) == lrns, out
 
 
 @pytest.mark.parametrize("case", [case for case in MODELS if case.facts.tables or case.facts.errata][:2],

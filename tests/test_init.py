@@ -22,7 +22,26 @@ MIN_SAMPLES = 300  # per parameter, pooling builds of a small model: the power t
 def test_every_parameter_is_drawn_from_the_stated_distribution(modules, case):
     # An AlexNet's single build has >= 34,848 weights a layer; prepared models are drawn again unprepared.
     first = modules.reference(case) if case.prepare is None else seeded(case.build, BUILD_SEED)
-    stated = case.init(first)
+    _check_every_parameter(case, first, case.init, case.build)
+
+
+OTHER_INITS = [
+    pytest.param(case, options, init, id=f"{case.name}-{'-'.join(f'{k}={v}' for k, v in options.items())}")
+    for case in CASES.values()
+    for options, init in case.other_inits
+]
+
+
+@pytest.mark.parametrize(("case", "options", "init"), OTHER_INITS)
+def test_an_option_that_selects_another_stated_initialisation_draws_from_it(case, options, init):
+    def build():
+        return case.build(**options)
+
+    _check_every_parameter(case, seeded(build, BUILD_SEED), init, build)
+
+
+def _check_every_parameter(case, first, init, build) -> None:
+    stated = init(first)
     params = dict(first.named_parameters())
     assert stated.keys() == params.keys(), "a parameter with no stated init, or a stated one the model lacks"
     # Builds each parameter needs for MIN_SAMPLES values (small ones pool several seeds; an AlexNet has none).
@@ -30,7 +49,7 @@ def test_every_parameter_is_drawn_from_the_stated_distribution(modules, case):
     builds = 1 if heavy(case) else max(n for name, n in needed.items() if not isinstance(stated[name], Constant))
     samples = {name: [p.detach()] for name, p in params.items()}
     for seed in range(BUILD_SEED + 1, BUILD_SEED + builds):
-        for name, p in seeded(case.build, seed).named_parameters():
+        for name, p in seeded(build, seed).named_parameters():
             if len(samples[name]) < needed[name]:
                 samples[name].append(p.detach())
     for name, init in stated.items():

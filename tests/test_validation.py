@@ -207,8 +207,9 @@ def test_a_layer_rejects_bad_input_naming_itself_what_it_accepts_and_what_it_got
             layer(x)
 
 
+@pytest.mark.light  # rejected before anything is built
 @pytest.mark.parametrize("case", case_params(list(CASES.values()), lambda case: bool(case.error_options)))
-def test_a_layer_rejects_bad_constructor_options(case):
+def test_bad_constructor_options_are_rejected_naming_the_module(case):
     for opts, error, message in case.error_options:
         with pytest.raises(error, match=message):
             case.build(**opts)

@@ -359,6 +359,9 @@ def vgg2014_dense(*, weights: Weights = None, progress: bool = True, **kwargs: A
 
 
 def _vgg(name: str, config: str, batch_norm: bool, weights: Weights, progress: bool, kwargs: dict) -> VGG:
+    for fixed in ("config", "batch_norm"):  # the builder's name says both, as torchvision's do
+        if fixed in kwargs:
+            raise TypeError(f"{name}() got an unexpected keyword argument {fixed!r}")
     build = functools.partial(VGG, config=config, batch_norm=batch_norm)
     names = torchvision_names(vgg_architecture(config, batch_norm))
     return load_weights(build, weights, progress, kwargs, torchvision_names=names, name=name)

@@ -180,9 +180,13 @@ class Case:
     # (facts, shapes, dropout's place, builds: on the meta device). For a family whose builds and passes cost
     # seconds and gigabytes each (VGG), one case of each form keeps more than the light checks.
     default_run: Literal["all", "smoke", "forward", "light"] = "all"
+    # The batch sizes benchmarks/ times, per device: its defaults where None, none where empty.
+    benchmark_batches: Mapping[str, tuple[int, ...]] | None = None
     # The initialisation the paper or the library states, for every parameter of a fresh build (not prepared):
     # built module -> {parameter name: distribution}. Derived from the paper's numbers, not the model's code.
     init: Callable[[nn.Module], Mapping[str, Init]] | None = None
+    # Other initialisations the paper states, each with the constructor options that select it (VGG's Glorot).
+    other_inits: tuple[tuple[Mapping[str, Any], Callable[[nn.Module], Mapping[str, Init]]], ...] = ()
 
     @property
     def is_model(self) -> bool:

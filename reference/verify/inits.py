@@ -16,6 +16,7 @@ from reference.verify.compare import layer_modules
 
 __all__ = [
     "GAUSSIAN_HEAD",
+    "glorot_2010",
     "krizhevsky_2012",
     "lecun_1998",
     "simonyan_2014",
@@ -113,4 +114,20 @@ def torchvision_vgg(model: nn.Module, architecture: tables.Architecture) -> dict
         else:
             continue
         out[f"{layer}.bias"] = Constant(0.0)
+    return out
+
+
+def glorot_2010(model: nn.Module, architecture: tables.Architecture) -> dict:
+    """Glorot & Bengio's normalised initialisation, which Simonyan & Zisserman name as the alternative: weights
+    U(-b, b), b = sqrt(6 / (fan_in + fan_out)), biases zero. An FC layer written as a convolution (VGG's dense form:
+    fc6 7x7, fc7 and fc8 1x1) keeps its matrix's fans, (out, in)."""
+    out: dict[str, Init] = {}
+    for layer, spec in architecture:
+        if (fan_in := _fan_in(spec)) is None:
+            continue
+        if isinstance(spec, tables.Linear):
+            fan_out = spec.out_features
+        else:
+            fan_out = spec.out_channels * (1 if layer.startswith("fc") else spec.kernel_size**2)
+        out[f"{layer}.weight"], out[f"{layer}.bias"] = Uniform(math.sqrt(6.0 / (fan_in + fan_out))), Constant(0.0)
     return out

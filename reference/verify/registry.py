@@ -536,6 +536,9 @@ TORCHVISION_VGG = dict(zip(TORCHVISION_CONFIGS, ("vgg11", "vgg13", "vgg16", "vgg
 # the most code: torchvision's with batch norm, every check at the default input; the paper's, the dense form
 # against the FC head on each window (2x2 windows at 256), outputs and layers.
 DEFAULT_RUN = {"vgg11-bn": "smoke", "vgg2014-a-dense": "forward"}
+# benchmarks/: torchvision's form against torchvision, batch 2 on the CPU (a train step at 224 is ~0.1-0.25 TFLOP)
+# and 64 on CUDA. The paper's forms are not timed: their counterparts compute another way on purpose.
+TORCHVISION_VGG_BATCHES = {"cpu": (2,), "cuda": (64,)}
 VGG2014_DEPARTURES = (
     "B to E start from the stated N(0, 10^-2) draw too: the paper initialised them from A's trained layers",
     "dropout after fc6's and fc7's ReLUs, as in the authors' Caffe model (the paper: 'the first two FC layers')",
@@ -552,6 +555,14 @@ def _head_free(table: Architecture) -> dict[str, str]:
     return {name: name for name in names[: names.index(LAST_POOL) + 1]}
 
 
+def _vgg2014_errors(model: str) -> tuple[tuple[dict, type[Exception], str], ...]:
+    configs = ", ".join(map(repr, TABLE_1))
+    return (
+        ({"config": "F"}, ValueError, rf"^{model}: config must be one of {configs}; got 'F'$"),
+        ({"init": "xavier"}, ValueError, rf"^{model}: init must be 'paper' or 'glorot'; got 'xavier'$"),
+    )
+
+
 def _vgg2014_case(config: str) -> Case:
     name = f"vgg2014-{config.lower()}"
     table = partial(vgg2014_architecture, config)
@@ -561,6 +572,7 @@ def _vgg2014_case(config: str) -> Case:
         build=get_model_builder(name),
         table=table,
         init=lambda model: inits.simonyan_2014(model, table(), PAPER_WEIGHT_STD),
+        other_inits=(({"init": "glorot"}, lambda model: inits.glorot_2010(model, table())),),
         counterparts=(
             Counterpart(
                 name="dense evaluation form, averaged",
@@ -581,7 +593,9 @@ def _vgg2014_case(config: str) -> Case:
             dropout_before=VGG_DROPOUT_BEFORE,
         ),
         departures=VGG2014_DEPARTURES,
+        error_options=_vgg2014_errors("VGG2014"),
         default_run=DEFAULT_RUN.get(name, "light"),
+        benchmark_batches={},
     )
 
 
@@ -597,6 +611,7 @@ def _vgg2014_dense_case(config: str) -> Case:
         # reach 288 (3x3 maps); the table accepts any side from 224.
         inputs=InputSpace(dims=(3, (224, 288), (224, 288)), default=(1, 3, 256, 256)),
         init=lambda model: inits.simonyan_2014(model, table(), PAPER_WEIGHT_STD),
+        other_inits=(({"init": "glorot"}, lambda model: inits.glorot_2010(model, table())),),
         counterparts=(
             Counterpart(
                 name="the FC head on every 7x7 window",
@@ -616,7 +631,9 @@ def _vgg2014_dense_case(config: str) -> Case:
             dropout_before=VGG_DROPOUT_BEFORE,
         ),
         departures=(*VGG2014_DEPARTURES, "the score map's spatial average is a separate step: image_scores()"),
+        error_options=_vgg2014_errors("VGG2014Dense"),
         default_run=DEFAULT_RUN.get(name, "light"),
+        benchmark_batches={},
     )
 
 
@@ -660,7 +677,13 @@ def _vgg_case(config: str, batch_norm: bool) -> Case:
             "the adaptive average pool's backward is deterministic on CUDA (torchvision's raises in deterministic mode)",
             "input validated where it enters",
         ),
+        # torchvision's builders take no configuration: one builder, one configuration.
+        error_options=tuple(
+            ({option: value}, TypeError, rf"^{builder}\(\) got an unexpected keyword argument '{option}'$")
+            for option, value in (("config", "C"), ("batch_norm", not batch_norm))
+        ),
         default_run=DEFAULT_RUN.get(name, "light"),
+        benchmark_batches=TORCHVISION_VGG_BATCHES,
     )
 
 
