@@ -10,7 +10,7 @@ from tests.helpers import CaseModules
 
 _ORDER = {name: index for index, name in enumerate(CASES)}
 # Case.default_run -> the markers of the checks the default run keeps (None: all of them).
-_KEPT = {"all": None, "smoke": ("smoke", "light"), "forward": ("forward", "light"), "light": ("light",)}
+_KEPT = {"all": None, "smoke": ("smoke", "forward", "light"), "forward": ("forward", "light"), "light": ("light",)}
 
 
 @pytest.hookimpl(tryfirst=True)  # before the mark plugin deselects by -m

@@ -42,6 +42,7 @@ def _run(pytester: pytest.Pytester, storage: Path, *options: str) -> pytest.RunR
     )  # fmt: skip
 
 
+@pytest.mark.slow  # three benchmark sessions, ~2 s: the default run's time went to VGG
 def test_autosave_compare_and_fail_on_regression(
     pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,6 +18,7 @@ from tests.helpers import BUILD_SEED, CASES, case_params, heavy
 MIN_SAMPLES = 300  # per parameter, pooling builds of a small model: the power tests/distributions.py states
 
 
+@pytest.mark.forward  # the case's one build, which the default run holds anyway
 @pytest.mark.parametrize("case", case_params(list(CASES.values()), lambda case: case.init is not None))
 def test_every_parameter_is_drawn_from_the_stated_distribution(modules, case):
     # An AlexNet's single build has >= 34,848 weights a layer; prepared models are drawn again unprepared.

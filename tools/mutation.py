@@ -35,6 +35,7 @@ class Mutant:
 A2012 = "reference/models/alexnet2012.py"
 LAYERS = "reference/models/layers.py"
 ALIGN = "reference/verify/align.py"
+VGG = "reference/models/vgg.py"
 MUTANTS = (
     Mutant("conv1 stride 3", "architecture", A2012, "kernel_size=11, stride=4)", "kernel_size=11, stride=3)"),
     Mutant("conv2 padding 1", "architecture", A2012, "kernel_size=5, padding=2, groups=2", "kernel_size=5, padding=1, groups=2"),
@@ -64,6 +65,14 @@ MUTANTS = (
     Mutant("step output not cloned", "alignment", ALIGN, "            output.detach().clone(),", "            output.detach(),"),
     Mutant("ambiguity unchecked", "alignment", ALIGN, "        if _best(a, b, forbidden=(i, j))[0][0] == best[0][0]:", "        if False:"),
     Mutant("kinds ignored", "alignment", ALIGN, "    return 2 if a.kind == b.kind else 1", "    return 1"),
+    Mutant("vgg C 1x1 as 3x3", "architecture", VGG, '"conv3-256", "conv3-256", "conv1-256"', '"conv3-256", "conv3-256", "conv3-256"'),
+    Mutant("vgg 3x3 padding 0", "architecture", VGG, "kernel, padding=kernel // 2)", "kernel, padding=0)"),
+    Mutant("vgg relu before batch norm", "architecture", VGG, "if isinstance(spec, arch.BatchNorm2d) or (isinstance(spec, (arch.Conv2d, arch.Linear)) and not normalised_next):", "if isinstance(spec, (arch.Conv2d, arch.Linear)):"),
+    Mutant("vgg one dropout", "train mode", VGG, '            if name.startswith("fc"):', '            if name == "fc6":'),
+    Mutant("vgg paper init std 0.01", "init", VGG, "PAPER_WEIGHT_STD = 0.1", "PAPER_WEIGHT_STD = 0.01"),
+    Mutant("vgg kaiming fan_in", "init", VGG, 'mode="fan_out"', 'mode="fan_in"'),
+    Mutant("vgg torchvision index shifted", "port", VGG, '{name: f"features.{i}" for i, name in enumerate(features)}', '{name: f"features.{i}" for i, name in enumerate(features, start=1)}'),
+    Mutant("vgg dense window order", "port", "reference/verify/port.py", "tensor.view(like[key].shape) if", "tensor.view(like[key].shape[0], *like[key].shape[2:], -1).movedim(-1, 1) if"),
     Mutant("port by position of definition", "alignment", ALIGN, "    return [*uses.seen, *(name for name in names.values() if name not in uses.seen)]", "    return list(names.values())"),
 )  # fmt: skip
 

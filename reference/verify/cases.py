@@ -174,11 +174,12 @@ class Case:
     prepare: Callable[[nn.Module], None] | None = None
     # Tools of tests/test_conformance.py that cannot take this case, reference and counterparts alike: tool -> why.
     unsupported: Mapping[str, str] = field(default_factory=dict)
-    # Which of this case's checks the default run keeps (the others run in ``-m slow``; tests/conftest.py marks them):
-    # "all"; "smoke": its pairs at the default input with gradients, a train step, and the light checks; "forward":
-    # its pairs' outputs and layers at the default input, and the light checks; "light": the light checks alone
-    # (facts, shapes, dropout's place, builds: on the meta device). For a family whose builds and passes cost
-    # seconds and gigabytes each (VGG), one case of each form keeps more than the light checks.
+    # Which of this case's checks the default run keeps (the others run in ``-m slow``; tests/conftest.py marks them),
+    # each level keeping the next one's too: "all"; "smoke", its pairs at the default input with gradients and a
+    # train step; "forward", one build (its initial weights checked) and its pairs' outputs and layers at the default
+    # input; "light", the checks that run on the meta device (facts, shapes, summary, dropout's place). For a
+    # family whose builds and passes cost seconds and gigabytes each (VGG), one case of each form keeps more than
+    # the light checks.
     default_run: Literal["all", "smoke", "forward", "light"] = "all"
     # The batch sizes benchmarks/ times, per device: its defaults where None, none where empty.
     benchmark_batches: Mapping[str, tuple[int, ...]] | None = None

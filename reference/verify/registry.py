@@ -29,7 +29,6 @@ from reference.models.lenet import C3_TABLE, lenet5_architecture
 from reference.models.tables import Architecture
 from reference.models.vgg import (
     LAST_POOL,
-    PAPER_WEIGHT_STD,
     TABLE_1,
     TORCHVISION_CONFIGS,
     torchvision_names,
@@ -527,6 +526,8 @@ SIMONYAN_2014 = (
 # Table 2, "Number of parameters (in millions)", as printed; Table 1's header, "11 weight layers" ... "19".
 TABLE_2_MILLIONS = {"A": 133, "A-LRN": 133, "B": 133, "C": 134, "D": 138, "E": 144}
 TABLE_1_WEIGHT_LAYERS = {"A": 11, "A-LRN": 11, "B": 13, "C": 16, "D": 16, "E": 19}
+# Section 3.1: "a normal distribution with the zero mean and 10^-2 variance": a standard deviation of 0.1.
+SIMONYAN_WEIGHT_STD = 0.1
 # Section 3.1: "dropout regularisation for the first two fully-connected layers"; the authors' released Caffe
 # definition and torchvision both drop fc6's and fc7's outputs (after the ReLU), i.e. fc7's and fc8's inputs.
 VGG_DROPOUT_BEFORE = ("fc7", "fc8")
@@ -571,7 +572,7 @@ def _vgg2014_case(config: str) -> Case:
         summary=f"VGG configuration {config} as published ({TABLE_1_WEIGHT_LAYERS[config]} weight layers), paper init",
         build=get_model_builder(name),
         table=table,
-        init=lambda model: inits.simonyan_2014(model, table(), PAPER_WEIGHT_STD),
+        init=lambda model: inits.simonyan_2014(model, table(), SIMONYAN_WEIGHT_STD),
         other_inits=(({"init": "glorot"}, lambda model: inits.glorot_2010(model, table())),),
         counterparts=(
             Counterpart(
@@ -610,7 +611,7 @@ def _vgg2014_dense_case(config: str) -> Case:
         # 256: block5_pool is 8x8, the score map 2x2, so the default input already has windows that overlap. Drawn sides
         # reach 288 (3x3 maps); the table accepts any side from 224.
         inputs=InputSpace(dims=(3, (224, 288), (224, 288)), default=(1, 3, 256, 256)),
-        init=lambda model: inits.simonyan_2014(model, table(), PAPER_WEIGHT_STD),
+        init=lambda model: inits.simonyan_2014(model, table(), SIMONYAN_WEIGHT_STD),
         other_inits=(({"init": "glorot"}, lambda model: inits.glorot_2010(model, table())),),
         counterparts=(
             Counterpart(
