@@ -100,6 +100,9 @@ class Facts:
     # Rounded as the source rounds it: (millions, as printed) — Simonyan & Zisserman's Table 2.
     params_millions: int | None = None
     weight_layers: int | None = None  # convolutional and fully connected layers, as a paper counts depth
+    # Layers of each kind in the paper's own notation (Simonyan & Zisserman's Table 1: conv3, conv1, LRN, maxpool, FC),
+    # zeros included: a kind the table has and this lacks counts as a difference.
+    layer_counts: Mapping[str, int] = field(default_factory=dict)
     params_per_layer: Mapping[str, int] = field(default_factory=dict)
     connections_per_layer: Mapping[str, int] = field(default_factory=dict)
     total_connections: int | None = None

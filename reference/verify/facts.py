@@ -4,6 +4,7 @@ that each published figure equals its measured one, and that each erratum really
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,15 @@ def params_per_layer(model: nn.Module) -> dict[str, int]:
     return counts
 
 
+def _notation(spec: arch.LayerSpec) -> str | None:
+    """A layer's kind as Simonyan & Zisserman's Table 1 writes it (conv3 for a 3x3 convolution); None for a
+    reshaping step."""
+    if isinstance(spec, arch.Conv2d):
+        return f"conv{spec.kernel_size}"
+    kinds = {arch.LocalResponseNorm: "LRN", arch.MaxPool2d: "maxpool", arch.Linear: "FC", arch.Flatten: None}
+    return kinds.get(type(spec), type(spec).__name__)
+
+
 def facts(case: Case, model: nn.Module) -> list[Fact]:
     """Every published fact of a model case, with what its table and the built ``model`` say."""
     quoted, table = case.facts, case.architecture
@@ -59,6 +69,13 @@ def facts(case: Case, model: nn.Module) -> list[Fact]:
             Fact("trainable parameters, millions (table)", "total", quoted.params_millions,
                  round(sum(derived_params.values()) / 1e6)),
         ]  # fmt: skip
+    if quoted.layer_counts:
+        counted_kinds = Counter(_notation(spec) for _, spec in table if _notation(spec) is not None)
+        out += [
+            Fact("layers, Table 1's notation", kind, n, counted_kinds[kind]) for kind, n in quoted.layer_counts.items()
+        ]
+        unlisted = sum(n for kind, n in counted_kinds.items() if kind not in quoted.layer_counts)
+        out.append(Fact("layers, Table 1's notation", "any other kind", 0, unlisted))
     if quoted.weight_layers is not None:
         weighted = [name for name, spec in table if isinstance(spec, (arch.Conv2d, arch.Linear))]
         out.append(Fact("weight layers", "total", quoted.weight_layers, len(weighted)))

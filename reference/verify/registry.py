@@ -526,6 +526,23 @@ SIMONYAN_2014 = (
 # Table 2, "Number of parameters (in millions)", as printed; Table 1's header, "11 weight layers" ... "19".
 TABLE_2_MILLIONS = {"A": 133, "A-LRN": 133, "B": 133, "C": 134, "D": 138, "E": 144}
 TABLE_1_WEIGHT_LAYERS = {"A": 11, "A-LRN": 11, "B": 13, "C": 16, "D": 16, "E": 19}
+# Table 1 counted: each configuration's layers in its own notation.
+TABLE_1_LAYERS = {
+    "A": {"conv3": 8, "conv1": 0, "LRN": 0, "maxpool": 5, "FC": 3},
+    "A-LRN": {"conv3": 8, "conv1": 0, "LRN": 1, "maxpool": 5, "FC": 3},
+    "B": {"conv3": 10, "conv1": 0, "LRN": 0, "maxpool": 5, "FC": 3},
+    "C": {"conv3": 10, "conv1": 3, "LRN": 0, "maxpool": 5, "FC": 3},
+    "D": {"conv3": 13, "conv1": 0, "LRN": 0, "maxpool": 5, "FC": 3},
+    "E": {"conv3": 16, "conv1": 0, "LRN": 0, "maxpool": 5, "FC": 3},
+}
+
+
+def _as_dense(counts: dict[str, int]) -> dict[str, int]:
+    """Section 3.2: "the first FC layer is first converted to a 7 x 7 conv. layer, the last two FC layers to 1 x 1
+    conv. layers"."""
+    return counts | {"FC": 0, "conv7": 1, "conv1": counts["conv1"] + 2}
+
+
 # Section 3.1: "a normal distribution with the zero mean and 10^-2 variance": a standard deviation of 0.1.
 SIMONYAN_WEIGHT_STD = 0.1
 # Section 3.1: "dropout regularisation for the first two fully-connected layers"; the authors' released Caffe
@@ -591,6 +608,7 @@ def _vgg2014_case(config: str) -> Case:
             citation=SIMONYAN_2014,
             params_millions=TABLE_2_MILLIONS[config],
             weight_layers=TABLE_1_WEIGHT_LAYERS[config],
+            layer_counts=TABLE_1_LAYERS[config],
             dropout_before=VGG_DROPOUT_BEFORE,
         ),
         departures=VGG2014_DEPARTURES,
@@ -629,6 +647,7 @@ def _vgg2014_dense_case(config: str) -> Case:
             citation=SIMONYAN_2014 + ", section 3.2",
             params_millions=TABLE_2_MILLIONS[config],
             weight_layers=TABLE_1_WEIGHT_LAYERS[config],
+            layer_counts=_as_dense(TABLE_1_LAYERS[config]),
             dropout_before=VGG_DROPOUT_BEFORE,
         ),
         departures=(*VGG2014_DEPARTURES, "the score map's spatial average is a separate step: image_scores()"),
