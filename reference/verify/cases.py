@@ -68,10 +68,8 @@ class Counterpart:
     library: Callable[[], nn.Module] | None = None
     case: str | None = None  # the registry case whose model this counterpart is, where there is one
     weights: Callable[[], Any] | None = None  # the library's published weights (a weights enum member)
-    # Tolerances at every input where they differ from the table's (dtype -> keywords of compare_models: rtol, atol,
-    # grad_rtol, grad_atol), with the reason in a comment where they are given.
-    tolerance: Mapping[torch.dtype, Mapping[str, float]] = field(default_factory=dict)
-    # Tolerances at drawn inputs and options, where they differ from the default input's (the same keywords).
+    # Tolerances at drawn inputs and options, where they differ from the default input's (dtype -> keywords of
+    # compare_models: rtol, atol, grad_rtol, grad_atol), with the reason in a comment where they are given.
     drawn_tolerance: Mapping[torch.dtype, Mapping[str, float]] = field(default_factory=dict)
     # Tolerances on CUDA where they differ from the table's (the same keywords), with the reason in a comment.
     cuda_tolerance: Mapping[torch.dtype, Mapping[str, float]] = field(default_factory=dict)

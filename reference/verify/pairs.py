@@ -44,10 +44,9 @@ def tolerances(
     """``compare_models``' tolerance keywords for this pair in ``dtype``; ``drawn``: at a drawn input; ``cuda``: on
     CUDA, where kernels may be chosen per call, so that the table (and the pair's CUDA bound) applies even to a
     pair that is exact on the CPU."""
-    own = dict(counterpart.tolerance.get(dtype, {}))
     if cuda:
-        return tolerance(dtype) | grad_tolerance(dtype) | own | dict(counterpart.cuda_tolerance.get(dtype, {}))
-    table = tolerance(dtype, counterpart.exact_forward) | grad_tolerance(dtype, counterpart.exact_grads) | own
+        return tolerance(dtype) | grad_tolerance(dtype) | dict(counterpart.cuda_tolerance.get(dtype, {}))
+    table = tolerance(dtype, counterpart.exact_forward) | grad_tolerance(dtype, counterpart.exact_grads)
     return table | dict(counterpart.drawn_tolerance.get(dtype, {})) if drawn else table
 
 
