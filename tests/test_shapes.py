@@ -48,9 +48,14 @@ def test_valid_sides_are_exactly_the_sides_the_raw_layers_accept(case):
     with torch.no_grad():
         for side in inside:
             assert model._forward_impl(torch.zeros(1, case.in_channels, side, other, device="meta")).shape[0] == 1
-        for side in outside:
-            with pytest.raises(RuntimeError):  # torch's own error deep inside a layer: why the input check exists
-                model._forward_impl(torch.zeros(1, case.in_channels, side, other, device="meta"))
+        for side in outside:  # torch's own error deep inside a layer: why the input check exists
+            try:
+                out = model._forward_impl(torch.zeros(1, case.in_channels, side, other, device="meta"))
+            except RuntimeError:
+                continue
+            # torch 2.4.1's meta convolution returns an empty map where its kernel outgrows the input (the CPU
+            # kernel raises): no valid output either.
+            assert 0 in out.shape, f"{side}x{other}: the raw layers gave {tuple(out.shape)}"
 
 
 # float64 on an AlexNet-sized model: in -m slow (~0.3 s each, the default run is at its time budget); the
