@@ -282,23 +282,23 @@ def vgg_fc_state_from_dense(state: State, config: str, num_classes: int) -> dict
     return _reshaped(state, like, "a dense-form state into the FC form")
 
 
+def _other_form(model: VGG2014 | VGG2014Dense, target: type, state_of: Callable, share: bool) -> nn.Module:
+    """``model``'s weights in the paper's other form: copied, or with ``share`` views of them."""
+    state = state_of(model.state_dict(), model.config, model.num_classes)
+
+    def build() -> nn.Module:
+        return target(config=model.config, num_classes=model.num_classes, dropout=model.dropout6.p)
+
+    return _ported(build, state, model, type(model).__name__, share)
+
+
 def vgg_dense_from_fc(model: VGG2014, *, share: bool = False) -> VGG2014Dense:
     """The dense-evaluation form (section 3.2) with ``model``'s weights: copied, or with ``share`` views of them."""
     _require_type(model, VGG2014, "vgg_dense_from_fc")
-    state = vgg_dense_state_from_fc(model.state_dict(), model.config, model.num_classes)
-
-    def build() -> VGG2014Dense:
-        return VGG2014Dense(config=model.config, num_classes=model.num_classes, dropout=model.dropout6.p)
-
-    return _ported(build, state, model, "VGG2014", share)
+    return _other_form(model, VGG2014Dense, vgg_dense_state_from_fc, share)
 
 
 def vgg_fc_from_dense(model: VGG2014Dense, *, share: bool = False) -> VGG2014:
     """The FC form with the dense form's weights: copied, or with ``share`` views of them."""
     _require_type(model, VGG2014Dense, "vgg_fc_from_dense")
-    state = vgg_fc_state_from_dense(model.state_dict(), model.config, model.num_classes)
-
-    def build() -> VGG2014:
-        return VGG2014(config=model.config, num_classes=model.num_classes, dropout=model.dropout6.p)
-
-    return _ported(build, state, model, "VGG2014Dense", share)
+    return _other_form(model, VGG2014, vgg_fc_state_from_dense, share)

@@ -581,77 +581,49 @@ def _vgg2014_errors(model: str) -> tuple[tuple[dict, type[Exception], str], ...]
     )
 
 
-def _vgg2014_case(config: str) -> Case:
-    name = f"vgg2014-{config.lower()}"
-    table = partial(vgg2014_architecture, config)
+def _vgg2014_case(config: str, dense: bool) -> Case:
+    """Configuration ``config`` of the paper's VGG: the FC form against its dense form averaged at 224..255, or
+    (``dense``) the dense form against the FC head applied to every 7x7 window."""
+    name = f"vgg2014-{config.lower()}" + "-dense" * dense
+    table = partial(vgg2014_dense_architecture if dense else vgg2014_architecture, config)
+    other = "fc" if dense else "dense"  # the other form's attribute in the counterpart
     return Case(
         name=name,
-        summary=f"VGG configuration {config} as published ({TABLE_1_WEIGHT_LAYERS[config]} weight layers), paper init",
+        summary=f"VGG configuration {config}'s dense evaluation form: FC layers as 7x7 and 1x1 convolutions"
+        if dense
+        else f"VGG configuration {config} as published ({TABLE_1_WEIGHT_LAYERS[config]} weight layers), paper init",
         build=get_model_builder(name),
         table=table,
+        # The dense form at 256: block5_pool is 8x8, the score map 2x2, so the default input already has windows
+        # that overlap; drawn sides reach 288 (3x3 maps), where the table accepts any side from 224.
+        inputs=InputSpace(dims=(3, (224, 288), (224, 288)), default=(1, 3, 256, 256)) if dense else None,
         init=lambda model: inits.simonyan_2014(model, table(), SIMONYAN_WEIGHT_STD),
         other_inits=(({"init": "glorot"}, lambda model: inits.glorot_2010(model, table())),),
         counterparts=(
             Counterpart(
-                name="dense evaluation form, averaged",
-                port=AveragedDenseVGG,
-                layers={layer: f"dense.{path}" for layer, path in _head_free(table()).items()},
+                name="the FC head on every 7x7 window" if dense else "dense evaluation form, averaged",
+                port=WindowedVGGHead if dense else AveragedDenseVGG,
+                layers={layer: f"{other}.{path}" for layer, path in _head_free(table()).items()},
                 grads=lambda counterpart, grads: counterpart.grads_to_reference(grads),
                 exact_forward=False,
                 exact_grads=False,
                 why_not_exact=FC_AS_CONVOLUTION,
-                same_dropout=True,  # one mask over (N, 4096) and (N, 4096, 1, 1): the same units in the same order
+                # The FC form's one mask over (N, 4096) and the averaged dense form's over (N, 4096, 1, 1) drop the
+                # same units in the same order; the windows' (N h w, 4096) are others.
+                same_dropout=not dense,
                 shares=True,
             ),
         ),
         facts=Facts(
-            citation=SIMONYAN_2014,
+            citation=SIMONYAN_2014 + (", section 3.2" if dense else ""),
             params_millions=TABLE_2_MILLIONS[config],
             weight_layers=TABLE_1_WEIGHT_LAYERS[config],
-            layer_counts=TABLE_1_LAYERS[config],
+            layer_counts=_as_dense(TABLE_1_LAYERS[config]) if dense else TABLE_1_LAYERS[config],
             dropout_before=VGG_DROPOUT_BEFORE,
         ),
-        departures=VGG2014_DEPARTURES,
-        error_options=_vgg2014_errors("VGG2014"),
-        default_run=DEFAULT_RUN.get(name, "light"),
-        benchmark_batches={},
-    )
-
-
-def _vgg2014_dense_case(config: str) -> Case:
-    name = f"vgg2014-{config.lower()}-dense"
-    table = partial(vgg2014_dense_architecture, config)
-    return Case(
-        name=name,
-        summary=f"VGG configuration {config}'s dense evaluation form: FC layers as 7x7 and 1x1 convolutions",
-        build=get_model_builder(name),
-        table=table,
-        # 256: block5_pool is 8x8, the score map 2x2, so the default input already has windows that overlap. Drawn sides
-        # reach 288 (3x3 maps); the table accepts any side from 224.
-        inputs=InputSpace(dims=(3, (224, 288), (224, 288)), default=(1, 3, 256, 256)),
-        init=lambda model: inits.simonyan_2014(model, table(), SIMONYAN_WEIGHT_STD),
-        other_inits=(({"init": "glorot"}, lambda model: inits.glorot_2010(model, table())),),
-        counterparts=(
-            Counterpart(
-                name="the FC head on every 7x7 window",
-                port=WindowedVGGHead,
-                layers={layer: f"fc.{path}" for layer, path in _head_free(table()).items()},
-                grads=lambda counterpart, grads: counterpart.grads_to_reference(grads),
-                exact_forward=False,
-                exact_grads=False,
-                why_not_exact=FC_AS_CONVOLUTION,
-                shares=True,
-            ),
-        ),
-        facts=Facts(
-            citation=SIMONYAN_2014 + ", section 3.2",
-            params_millions=TABLE_2_MILLIONS[config],
-            weight_layers=TABLE_1_WEIGHT_LAYERS[config],
-            layer_counts=_as_dense(TABLE_1_LAYERS[config]),
-            dropout_before=VGG_DROPOUT_BEFORE,
-        ),
-        departures=(*VGG2014_DEPARTURES, "the score map's spatial average is a separate step: image_scores()"),
-        error_options=_vgg2014_errors("VGG2014Dense"),
+        departures=VGG2014_DEPARTURES
+        + (("the score map's spatial average is a separate step: image_scores()",) if dense else ()),
+        error_options=_vgg2014_errors("VGG2014Dense" if dense else "VGG2014"),
         default_run=DEFAULT_RUN.get(name, "light"),
         benchmark_batches={},
     )
@@ -708,8 +680,8 @@ def _vgg_case(config: str, batch_norm: bool) -> Case:
 
 
 _VGG = (
-    *(_vgg2014_case(config) for config in TABLE_1),
-    *(_vgg2014_dense_case(config) for config in TABLE_1),
+    *(_vgg2014_case(config, dense=False) for config in TABLE_1),
+    *(_vgg2014_case(config, dense=True) for config in TABLE_1),
     *(_vgg_case(config, batch_norm) for config in TORCHVISION_CONFIGS for batch_norm in (False, True)),
 )
 
