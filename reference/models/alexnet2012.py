@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from reference.models import tables as arch
-from reference.models.base import ReferenceModel
+from reference.models.base import ReferenceModel, default_device
 from reference.models.weights import Weights, load_weights
 
 __all__ = [
@@ -106,11 +106,6 @@ def _weighted(table: arch.Architecture) -> list[str]:
     return [name for name, layer in table if isinstance(layer, (arch.Conv2d, arch.Linear))]
 
 
-def _default_device() -> torch.device:
-    """Where factory functions put tensors now: honours an enclosing ``with torch.device(...)``."""
-    return torch.empty(0).device
-
-
 @torch.no_grad()
 def _init_paper(weighted: dict[str, nn.Module]) -> None:
     """Section 5: weights N(0, 0.01); biases 1 in conv2, conv4, conv5, fc6, fc7 and 0 elsewhere."""
@@ -131,7 +126,7 @@ class AlexNet2012(ReferenceModel):
     ) -> None:
         super().__init__(alexnet2012_architecture(num_classes, lrn_groups, lrn_alpha))
         layers = self.architecture.layers
-        device = _default_device()
+        device = default_device()
         with torch.device("meta"):  # every weight is drawn again by _init_paper: skip torch's default init
             self.conv1 = layers["conv1"].build()
             self.lrn1 = layers["lrn1"].build()
@@ -195,7 +190,7 @@ class AlexNet2012TwoTower(ReferenceModel):
                 f"AlexNet2012TwoTower splits fc8 between two towers: num_classes must be >= 2, got {num_classes}"
             )
         super().__init__(alexnet2012_architecture(num_classes, lrn_groups=TOWERS, lrn_alpha=lrn_alpha))
-        device = _default_device()
+        device = default_device()
         with torch.device("meta"):  # every weight is drawn again by _init_paper: skip torch's default init
             self.tower_a = Tower(tower_architecture(self.architecture, 0))
             self.tower_b = Tower(tower_architecture(self.architecture, 1))

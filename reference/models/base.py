@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from reference.models.checks import check_input
 from reference.models.tables import Architecture
 
-__all__ = ["ReferenceModel"]
+__all__ = ["ReferenceModel", "default_device"]
+
+
+def default_device() -> torch.device:
+    """Where factory functions put tensors now: honours an enclosing ``with torch.device(...)`` (a model built on
+    the meta device for its weights' draws is moved there)."""
+    return torch.empty(0).device
 
 
 class ReferenceModel(nn.Module):

@@ -44,12 +44,13 @@ from torch import Tensor, nn
 
 from reference.models import tables as arch
 from reference.models.alexnet2012 import PAPER_LRN_ALPHA
-from reference.models.base import ReferenceModel
+from reference.models.base import ReferenceModel, default_device
 from reference.models.weights import Weights, load_weights
 
 __all__ = [
     "PAPER_WEIGHT_STD",
     "TABLE_1",
+    "TORCHVISION_BUILDERS",
     "TORCHVISION_CONFIGS",
     "VGG",
     "VGG2014",
@@ -118,7 +119,9 @@ TABLE_1: dict[str, tuple[tuple[str, ...], ...]] = {
         ("conv3-512", "conv3-512", "conv3-512", "conv3-512"),
     ),
 }
-TORCHVISION_CONFIGS = ("A", "B", "D", "E")  # vgg11, vgg13, vgg16, vgg19: torchvision has no C and no A-LRN
+# torchvision's builder of each configuration it has (no C, no A-LRN); "_bn" appended for batch norm.
+TORCHVISION_BUILDERS = {"A": "vgg11", "B": "vgg13", "D": "vgg16", "E": "vgg19"}
+TORCHVISION_CONFIGS = tuple(TORCHVISION_BUILDERS)
 FC_WIDTH = 4096
 HEAD_SIDE = 7  # fc6 takes block5_pool's 7x7 maps (224 / 2**5): the FC form's input, the dense form's fc6 kernel
 LAST_POOL = "block5_pool"  # where the convolutional part ends
@@ -279,10 +282,6 @@ def _init_2014(model: nn.Module, init: Init) -> None:
             module.bias.zero_()
 
 
-def _default_device() -> torch.device:
-    return torch.empty(0).device  # honours an enclosing ``with torch.device(...)``
-
-
 class _Paper(_Sequential):
     """The paper's network in the form ``_table`` gives, initialised as section 3.1 says."""
 
@@ -290,7 +289,7 @@ class _Paper(_Sequential):
         _check(type(self).__name__, config, list(TABLE_1), init)
         super().__init__(self._table(config, num_classes))
         self.config = config
-        device = _default_device()
+        device = default_device()
         with torch.device("meta"):  # every weight is drawn again by _init_2014: skip torch's default init
             self._add(dropout)
         self.to_empty(device=device)

@@ -17,7 +17,15 @@ from torch import Tensor, nn
 from reference.models import tables as arch
 from reference.models.alexnet import TORCHVISION_NAMES, AlexNet
 from reference.models.alexnet2012 import TOWERS, AlexNet2012, AlexNet2012TwoTower, tower_architecture
-from reference.models.vgg import TORCHVISION_CONFIGS, VGG, VGG2014, VGG2014Dense, torchvision_names, vgg_architecture
+from reference.models.vgg import (
+    TORCHVISION_BUILDERS,
+    TORCHVISION_CONFIGS,
+    VGG,
+    VGG2014,
+    VGG2014Dense,
+    torchvision_names,
+    vgg_architecture,
+)
 from reference.verify.align import port_by_order
 from reference.verify.build import uninitialised
 
@@ -207,10 +215,6 @@ def grouped_from_two_tower(model: AlexNet2012TwoTower) -> AlexNet2012:
     return _ported(build, state, model, "two-tower AlexNet2012")
 
 
-# torchvision's builder of each configuration (with "_bn" appended for batch_norm=True).
-_TORCHVISION_VGG = dict(zip(TORCHVISION_CONFIGS, ("vgg11", "vgg13", "vgg16", "vgg19"), strict=True))
-
-
 def _torchvision_vgg_config(tv_model: torchvision.models.VGG) -> tuple[str, bool]:
     """(config, batch_norm) of a torchvision VGG, read off its ``features``: what each configuration's table says
     the Sequential holds, module type and channels, in order."""
@@ -223,7 +227,7 @@ def _torchvision_vgg_config(tv_model: torchvision.models.VGG) -> tuple[str, bool
         for batch_norm in (False, True):
             with torch.device("meta"):
                 expected = signature(
-                    getattr(torchvision.models, _TORCHVISION_VGG[config] + "_bn" * batch_norm)().features
+                    getattr(torchvision.models, TORCHVISION_BUILDERS[config] + "_bn" * batch_norm)().features
                 )
             if seen == expected:
                 return config, batch_norm
@@ -249,7 +253,7 @@ def vgg_to_torchvision(model: VGG, *, share: bool = False) -> torchvision.models
     ``share`` the same tensors."""
     _require_type(model, VGG, "vgg_to_torchvision")
     state = rename_state(model.state_dict(), torchvision_names(model.architecture))
-    builder = getattr(torchvision.models, _TORCHVISION_VGG[model.config] + "_bn" * model.batch_norm)
+    builder = getattr(torchvision.models, TORCHVISION_BUILDERS[model.config] + "_bn" * model.batch_norm)
 
     def build() -> torchvision.models.VGG:
         return builder(weights=None, num_classes=model.num_classes, dropout=model.dropout6.p)

@@ -30,6 +30,7 @@ from reference.models.tables import Architecture
 from reference.models.vgg import (
     LAST_POOL,
     TABLE_1,
+    TORCHVISION_BUILDERS,
     TORCHVISION_CONFIGS,
     torchvision_names,
     torchvision_paths,
@@ -548,7 +549,6 @@ SIMONYAN_WEIGHT_STD = 0.1
 # Section 3.1: "dropout regularisation for the first two fully-connected layers"; the authors' released Caffe
 # definition and torchvision both drop fc6's and fc7's outputs (after the ReLU), i.e. fc7's and fc8's inputs.
 VGG_DROPOUT_BEFORE = ("fc7", "fc8")
-TORCHVISION_VGG = dict(zip(TORCHVISION_CONFIGS, ("vgg11", "vgg13", "vgg16", "vgg19"), strict=True))
 # A VGG build costs ~0.6-1.5 s and 0.5 GB, a pair at 224 with gradients ~6 s and 3 GB: the default run keeps the light
 # checks of every configuration, and more of one case per form, in the cheapest configuration (A) where it covers
 # the most code: torchvision's with batch norm, every check at the default input; the paper's, the dense form
@@ -630,7 +630,7 @@ def _vgg2014_case(config: str, dense: bool) -> Case:
 
 
 def _vgg_case(config: str, batch_norm: bool) -> Case:
-    builder = TORCHVISION_VGG[config] + "_bn" * batch_norm
+    builder = TORCHVISION_BUILDERS[config] + "_bn" * batch_norm
     name = builder.replace("_", "-")
     table = partial(vgg_architecture, config, batch_norm)
     paths, names = torchvision_paths(table()), torchvision_names(table())
