@@ -15,18 +15,20 @@ _KEPT = {"all": None, "smoke": ("smoke", "forward", "light"), "forward": ("forwa
 
 @pytest.hookimpl(tryfirst=True)  # before the mark plugin deselects by -m
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Move to ``-m slow`` what a case's ``default_run`` leaves out of the default run; run the tests case by case and, within a case, float32 before
-    float64 (a stable sort: otherwise in file order), so that each case's modules are built once per dtype and held only while its tests run
-    (tests.helpers.CaseModules): an AlexNet in float64 with its counterpart and both gradients is 2 GB."""
+    """Move to ``-m slow`` what a case's ``default_run`` leaves out of the default run; run the tests case by case
+    and, within a case, float32 before float64 (a stable sort: otherwise in file order), so that each case's modules
+    are built once per dtype and held only while its tests run (tests.helpers.CaseModules): an AlexNet in float64
+    with its counterpart and both gradients is 2 GB."""
+
+    def params(item: pytest.Item) -> dict:
+        return item.callspec.params if hasattr(item, "callspec") else {}
 
     def case_of(item: pytest.Item):
-        params = item.callspec.params if hasattr(item, "callspec") else {}
-        return params["subject"].case if "subject" in params else params.get("case")
+        return params(item)["subject"].case if "subject" in params(item) else params(item).get("case")
 
     def order(item: pytest.Item) -> tuple[int, bool]:
         case = case_of(item)
-        dtype = item.callspec.params.get("dtype") if hasattr(item, "callspec") else None
-        return (_ORDER[case.name] if case is not None else -1, dtype == torch.float64)
+        return (_ORDER[case.name] if case is not None else -1, params(item).get("dtype") == torch.float64)
 
     for item in items:
         case = case_of(item)

@@ -30,7 +30,7 @@ def test_output_and_every_layer_have_the_table_shapes(case, data):
     with torch.no_grad(), capture_outputs(model, [n for names in layers.values() for n in names]) as seen:
         out = model(x)
     expected = case.shapes(x.shape[2], x.shape[3])
-    assert out.shape == (x.shape[0], *expected[case.architecture.output_layer])
+    assert out.shape == (x.shape[0], *case.output_shape(x.shape[2], x.shape[3]))
     for name, names in layers.items():
         if names:
             channels = sum(seen[n].shape[1] for n in names)

@@ -285,6 +285,8 @@ def _init_2014(model: nn.Module, init: Init) -> None:
 class _Paper(_Sequential):
     """The paper's network in the form ``_table`` gives, initialised as section 3.1 says."""
 
+    _table: Callable[[str, int], arch.Architecture]
+
     def __init__(self, config: str = "D", num_classes: int = 1000, dropout: float = 0.5, init: Init = "paper") -> None:
         _check(type(self).__name__, config, list(TABLE_1), init)
         super().__init__(self._table(config, num_classes))
@@ -295,18 +297,12 @@ class _Paper(_Sequential):
         self.to_empty(device=device)
         _init_2014(self, init)
 
-    @staticmethod
-    def _table(config: str, num_classes: int) -> arch.Architecture:
-        raise NotImplementedError
-
 
 class VGG2014(_Paper):
     """VGG (Simonyan & Zisserman 2014), configuration A, A-LRN, B, C, D or E of Table 1.
     Input (N, 3, 224..255, 224..255); output (N, num_classes) logits."""
 
-    @staticmethod
-    def _table(config: str, num_classes: int) -> arch.Architecture:
-        return vgg2014_architecture(config, num_classes)
+    _table = staticmethod(vgg2014_architecture)
 
 
 class VGG2014Dense(_Paper):
@@ -314,9 +310,7 @@ class VGG2014Dense(_Paper):
     224 up; output the class score map (N, num_classes, H // 32 - 6, W // 32 - 6). A seed draws the FC form's
     weights: ``vgg_fc_from_dense`` of this model equals ``VGG2014`` built under the same seed."""
 
-    @staticmethod
-    def _table(config: str, num_classes: int) -> arch.Architecture:
-        return vgg2014_dense_architecture(config, num_classes)
+    _table = staticmethod(vgg2014_dense_architecture)
 
     def image_scores(self, x: Tensor) -> Tensor:
         return spatial_average(self(x))  # (N, num_classes)

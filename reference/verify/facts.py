@@ -70,7 +70,7 @@ def facts(case: Case, model: nn.Module) -> list[Fact]:
                  round(sum(derived_params.values()) / 1e6)),
         ]  # fmt: skip
     if quoted.layer_counts:
-        counted_kinds = Counter(_notation(spec) for _, spec in table if _notation(spec) is not None)
+        counted_kinds = Counter(kind for _, spec in table if (kind := _notation(spec)) is not None)
         out += [
             Fact("layers, Table 1's notation", kind, n, counted_kinds[kind]) for kind, n in quoted.layer_counts.items()
         ]

@@ -216,23 +216,15 @@ def grouped_from_two_tower(model: AlexNet2012TwoTower) -> AlexNet2012:
 
 
 def _torchvision_vgg_config(tv_model: torchvision.models.VGG) -> tuple[str, bool]:
-    """(config, batch_norm) of a torchvision VGG, read off its ``features``: what each configuration's table says
-    the Sequential holds, module type and channels, in order."""
-
-    def signature(modules: Iterator[nn.Module]) -> list[tuple[str, int]]:
-        return [(type(m).__name__, getattr(m, "out_channels", getattr(m, "num_features", 0))) for m in modules]
-
-    seen = signature(tv_model.features)
+    """(config, batch_norm) of a torchvision VGG: the configuration whose table has its convolutions' widths, in
+    order (the strict load then checks every key and shape)."""
+    seen = [m.out_channels for m in tv_model.features if isinstance(m, nn.Conv2d)]
+    batch_norm = any(isinstance(m, nn.BatchNorm2d) for m in tv_model.features)
     for config in TORCHVISION_CONFIGS:
-        for batch_norm in (False, True):
-            with torch.device("meta"):
-                expected = signature(
-                    getattr(torchvision.models, TORCHVISION_BUILDERS[config] + "_bn" * batch_norm)().features
-                )
-            if seen == expected:
-                return config, batch_norm
-    raise ValueError(f"vgg_from_torchvision: {type(tv_model).__name__}.features is none of torchvision's VGG11/13/16/19 "
-                     f"(with or without batch norm): {seen}")  # fmt: skip
+        if seen == [spec.out_channels for _, spec in vgg_architecture(config) if isinstance(spec, arch.Conv2d)]:
+            return config, batch_norm
+    raise ValueError(f"vgg_from_torchvision: {type(tv_model).__name__}'s convolutions {seen} are none of "
+                     "torchvision's VGG11/13/16/19")  # fmt: skip
 
 
 def vgg_from_torchvision(tv_model: torchvision.models.VGG) -> VGG:
