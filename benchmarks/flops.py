@@ -8,7 +8,7 @@ grouped convolution's backward as if it were dense.
 
 from __future__ import annotations
 
-from reference.verify.cases import Case
+from reference.verify.records import Case
 
 __all__ = ["forward_flops", "lrn_flops", "train_step_flops"]
 

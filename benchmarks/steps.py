@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from benchmarks.flops import train_step_flops
 from benchmarks.machine import synchronize
-from reference.verify.cases import Case
+from reference.verify.records import Case
 
 __all__ = [
     "BATCHES",
@@ -22,8 +23,11 @@ __all__ = [
     "train_step",
 ]
 
-# The batch sizes that matter on each device, unless a case says otherwise (Case.benchmark_batches).
+# The batch sizes that matter on each device: one image (latency), and the largest power of two up to these whose
+# train step stays within STEP_GFLOP (throughput): AlexNet's 32 images, 137 GFLOP, on the CPU; a model whose one
+# image already costs more is timed at batch 1 alone.
 BATCHES = {"cpu": (1, 32), "cuda": (1, 256)}
+STEP_GFLOP = {"cpu": 150.0, "cuda": 40_000.0}
 
 
 def device_batches(batches: dict[str, tuple[int, ...]] = BATCHES, *, full: bool = False) -> list[tuple[str, int]]:
@@ -39,9 +43,21 @@ def _marks(device: str) -> list:
 DEVICE_BATCHES = [pytest.param(d, b, id=f"{d}-b{b}", marks=_marks(d)) for d, b in device_batches()]
 
 
+def case_batches(case: Case) -> dict[str, tuple[int, ...]]:
+    """The case's batch sizes per device: 1, and the largest of :data:`BATCHES` within :data:`STEP_GFLOP`."""
+    per_image = train_step_flops(case, 1) / 1e9
+    out = {}
+    for device, (one, most) in BATCHES.items():
+        full = most
+        while full > 1 and full * per_image > STEP_GFLOP[device]:
+            full //= 2
+        out[device] = (one, full) if full > one else (one,)
+    return out
+
+
 def device_batch_params(case: Case, params: list, *, full: bool = False) -> list:
     """``params`` (pytest.param of the case's implementations) crossed with the case's (device, batch) pairs."""
-    sizes = BATCHES if case.benchmark_batches is None else case.benchmark_batches
+    sizes = case_batches(case)
     return [
         pytest.param(*param.values, device, batch, id=f"{device}-b{batch}-{param.id}",
                      marks=[*param.marks, *_marks(device)])

@@ -1,4 +1,5 @@
-"""Every registered model next to each of its counterparts, same weights, side by side per group.
+"""Each model class next to its counterparts, same weights, side by side per group: one case per class (the one with
+the fewest multiply-accumulates), since the configurations of a class run the same code.
 
 A model with fewer than a million parameters (LeNet-5: 0.65 MFLOP an image) is timed by framework overhead
 (Python, dispatch, autograd) rather than arithmetic: pytest-benchmark's calibrated rounds after a warm-up of
@@ -12,19 +13,31 @@ import torch
 
 from benchmarks.flops import forward_flops, train_step_flops
 from benchmarks.steps import device_batch_params, forward_step, inputs_for, train_step
-from reference.verify.pairs import ported, reference_module
+from reference.verify.pairs import library, ported, reference_module
 from reference.verify.registry import CASES
 
 SMALL = 1_000_000  # parameters
 
 
-def _implementations(library_only: bool = False, full: bool = False) -> list:
-    """(model case, "reference" or a counterpart's name, device, batch size) for every model and each of its
-    benchmark batches; ``library_only``: only the models a library also builds (a counterpart with ``library``),
-    with that counterpart; ``full``: only batches that fill the device."""
-    params = []
+def _timed_cases() -> list:
+    """The cheapest case of each model class (fewest multiply-accumulates at its default side)."""
+    cheapest: dict[type, object] = {}
     for case in (case for case in CASES.values() if case.is_model):
-        counterparts = [c.name for c in case.counterparts if c.library is not None or not library_only]
+        with torch.device("meta"):
+            kind = type(case.build())
+        macs = sum(case.architecture.macs().values())
+        if kind not in cheapest or macs < sum(cheapest[kind].architecture.macs().values()):
+            cheapest[kind] = case
+    return [case for case in CASES.values() if case in cheapest.values()]
+
+
+def _implementations(library_only: bool = False, full: bool = False) -> list:
+    """(model case, "reference" or a counterpart's name, device, batch size) for every timed case and each of its
+    benchmark batches; ``library_only``: only the models a library also builds, with that counterpart; ``full``: only
+    batches that fill the device."""
+    params = []
+    for case in _timed_cases():
+        counterparts = [pair.name for pair in case.pairs if library(pair) is not None or not library_only]
         if library_only and not counterparts:
             continue
         small = case.trainable_params < SMALL
@@ -39,7 +52,7 @@ def _implementations(library_only: bool = False, full: bool = False) -> list:
 def _build(case, implementation: str, device: str) -> torch.nn.Module:
     reference = reference_module(case)
     if implementation != "reference":
-        reference = ported(next(c for c in case.counterparts if c.name == implementation), reference)
+        reference = ported(next(pair for pair in case.pairs if pair.name == implementation), reference)
     return reference.to(device)
 
 

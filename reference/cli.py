@@ -35,37 +35,39 @@ def _device(text: str) -> str:
     return text
 
 
-def _describe(exact: bool, rtol: float, atol: float) -> str:
-    return "exact" if exact else f"rtol={rtol:g} atol={atol:g}"
+def verify(names: Sequence[str], pattern: str | None, dtypes: Sequence[str], device: str) -> int:
+    """Compare the cases asked for with their counterparts, a row as each pair is done; a progress bar on a terminal
+    (none in a pipe)."""
+    from tqdm import tqdm
 
+    from reference.verify.runner import rows, select
 
-def verify(dtypes: Sequence[str], device: str) -> int:
-    from reference.verify.pairs import compare_pair, ported, reference_module
-    from reference.verify.registry import CASES
-
-    rows, failed, notes = [], [], []
-    for case in CASES.values():
-        for counterpart in case.counterparts:
-            name = f"{case.name} vs {counterpart.name}"
-            if counterpart.why_not_exact:
-                notes.append(f"* {name}: not exact because {counterpart.why_not_exact}")
-            for dtype_name in dtypes:
-                reference = reference_module(case, dtype=DTYPES[dtype_name], device=device)
-                x = case.input_space.sample(dtype=DTYPES[dtype_name]).to(device)
-                result = compare_pair(counterpart, reference, ported(counterpart, reference), x)
-                forward = _describe(counterpart.exact_forward, result.rtol, result.atol)
-                backward = _describe(counterpart.exact_grads, result.grad_rtol, result.grad_atol)
-                status = "PASS" if result.passed else "FAIL"
-                rows.append((name, "x".join(map(str, x.shape)), dtype_name, f"{result.forward_max:.3g}",
-                             f"{result.grad_max:.3g}", f"fwd {forward}; grad {backward}", status))  # fmt: skip
-                if not result.passed:
-                    failed.append(f"{name} [{dtype_name}]\n{result.report()}")
-    header = ("pair", "input", "dtype", "max |Δ| fwd", "max |Δ| grad", "tolerance", "status")
-    print(_table(header, rows))
-    print("\n".join(notes))
+    cases = select(names, pattern)
+    if not cases:
+        print("no case with counterparts matches")
+        return 1
+    width = max(len(f"{case.name} vs {pair.name}") for case in cases for pair in case.pairs)
+    header = (
+        f"{'pair':<{width}}  {'input':<13} {'dtype':<8} {'max |Δ| fwd':>11}  {'max |Δ| grad':>12}  status  tolerance"
+    )
+    total = sum(len(case.pairs) for case in cases) * len(dtypes)
+    failed = []
+    with tqdm(total=total, unit="pair", disable=None, leave=False) as bar:
+        bar.write(header + "\n" + "-" * len(header))
+        for row in rows(cases, [DTYPES[name] for name in dtypes], device):
+            bar.write(f"{row.name:<{width}}  {'x'.join(map(str, row.shape)):<13} {str(row.dtype)[6:]:<8} "
+                      f"{row.forward_max:>11.3g}  {row.grad_max:>12.3g}  {'PASS' if row.passed else 'FAIL':<6}  "
+                      f"{row.pair.tolerance.describe(row.dtype)}")  # fmt: skip
+            if not row.passed:
+                failed.append(f"{row.name} [{str(row.dtype)[6:]}]\n{row.report}")
+            bar.update()
+    for case in cases:
+        for pair in case.pairs:
+            if pair.tolerance.why:
+                print(f"* {case.name} vs {pair.name}: not exact because {pair.tolerance.why}")
     for failure in failed:
         print(f"\nFAILED {failure}")
-    print(f"\n{len(rows) - len(failed)} passed, {len(failed)} failed")
+    print(f"\n{total - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0
 
 
@@ -82,12 +84,13 @@ def summary(name: str) -> int:
     columns = ("kernel_size", "output_size", "num_params")  # a kernel column: C's 1x1 convolutions show
     print(torchinfo.summary(model, input_size=(1, case.in_channels, side, side), device="meta", verbose=0,
                             col_names=columns))  # fmt: skip
-    print(f"\n{case.name}: {case.summary}\nsource: {case.facts.citation}\n"
+    print(f"\n{case.name}: {case.summary}\nsource: {case.paper.citation}\n"
           f"input: (N, {case.in_channels}, H, W), H and W in {case.valid_sides}\n")  # fmt: skip
     print(_table(("fact", "layer", "published", "measured"), fact_rows(case, model)))
-    for layer, (_, note) in case.facts.errata.items():
-        print(f"* erratum, {layer}: {note}")
-    for departure in case.departures:
+    for errata in case.paper.errata.values():
+        for layer, (_, note) in errata.items():
+            print(f"* erratum, {layer}: {note}")
+    for departure in case.paper.departures:
         print(f"* departs: {departure}")
     return 0
 
@@ -123,6 +126,26 @@ def goldens(write: bool, directory: Path | None) -> int:
     return 1 if failures else 0
 
 
+def costs(names: Sequence[str], write: bool) -> int:
+    """Measure each case's costs in a fresh process and print them; ``write``: store them as package data."""
+    from reference.verify import costs as measured
+    from reference.verify.registry import CASES
+
+    stored = measured.load()["cases"]
+    rows = []
+    for name in names or list(CASES):
+        stored[name] = measured.measure(name)
+        f32, f64 = stored[name]["float32"], stored[name]["float64"]
+        rows.append((name, f"{f32.build:.3f}", f"{f32.forward:.4f}", f"{f32.backward:.4f}", f"{f32.pairs:.3f}",
+                     f"{f32.peak_mb:.0f}", f"{f64.pairs:.3f}", f"{f64.peak_mb:.0f}"))  # fmt: skip
+        print(rows[-1][0], *rows[-1][1:], flush=True)
+    header = ("case", "build s", "forward s", "backward s", "pairs s", "peak MB", "pairs s f64", "peak MB f64")
+    print("\n" + _table(header, rows))
+    if write:
+        print(f"wrote {measured.write({name: stored[name] for name in CASES if name in stored})}")
+    return 0
+
+
 def _shape(text: str) -> tuple[int, ...]:
     """argparse type for ``--input``: ``2,3,224,224``."""
     try:
@@ -136,6 +159,7 @@ def _shape(text: str) -> tuple[int, ...]:
 
 def diff(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from reference.verify import diff as layers
+    from reference.verify.compare import describe
 
     try:
         a = layers.build(args.a, layers.parse_kwargs(args.a_kwargs))
@@ -158,7 +182,7 @@ def diff(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return 2
     mode = "train mode, the same seed before each forward" if args.train else "eval mode"
     print(f"A: {args.a} ({type(a.model).__name__})\nB: {args.b} ({type(b.model).__name__})\n"
-          f"input {'x'.join(map(str, shape))} {args.dtype}, {mode}; {_describe(args.exact, result.rtol, result.atol)}")  # fmt: skip
+          f"input {'x'.join(map(str, shape))} {args.dtype}, {mode}; {describe({'rtol': result.rtol, 'atol': result.atol})}")  # fmt: skip
     print("\n".join([*notes, result.alignment.describe()]) + "\n")
     print(_table(("A", "B", "shape", "max |Δ|", "max |Δ| / max |B|", ""), layers.table(result)))
     if args.grads:
@@ -167,26 +191,54 @@ def diff(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0 if result.passed else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from reference.models import list_models
+def _case_name(text: str) -> str:
+    """argparse type: a registry name (an alias too), else a usage error listing them."""
+    from reference.verify.registry import get_case
 
+    try:
+        return get_case(text).name
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _model_name(text: str) -> str:
+    from reference.models import get_model_builder
+
+    try:
+        get_model_builder(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reference", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    verify_parser = commands.add_parser("verify", help="compare every case with its counterparts and print a table")
+    verify_parser = commands.add_parser(
+        "verify", help="compare every case (or those named) with its counterparts, a row as each pair is done"
+    )
+    verify_parser.add_argument("name", nargs="*", type=_case_name, help="cases to verify (default: all)")
+    verify_parser.add_argument("-k", dest="pattern", default=None, metavar="PATTERN",
+                               help="only the cases whose name matches: a substring, or a shell pattern (vgg*_bn)")  # fmt: skip
     verify_parser.add_argument(
-        "--dtype", nargs="+", choices=DTYPES, default=list(DTYPES), help="dtypes to compare in (default: both)"
+        "--dtype", nargs="+", choices=DTYPES, default=["float32"], help="dtypes to compare in (default: float32)"
     )
     verify_parser.add_argument("--device", type=_device, default="cpu", help="cpu (default) or cuda[:N]")
     summary_parser = commands.add_parser(
         "summary", help="torchinfo summary and the paper's facts next to the measured ones"
     )
-    summary_parser.add_argument("name", choices=list_models())
+    summary_parser.add_argument("name", type=_model_name, help="a model (python -m reference list)")
     commands.add_parser("list", help="the models and the input sizes they accept, and the hand-written layers")
     goldens_parser = commands.add_parser("goldens", help="compare every model with its stored golden fingerprint")
     goldens_parser.add_argument("--write", action="store_true", help="regenerate the stored goldens instead")
     goldens_parser.add_argument(
         "--dir", type=Path, default=None, help="golden directory (default: the goldens shipped with the package)"
     )
+    costs_parser = commands.add_parser(
+        "costs", help="measure each case's costs (build, forward, backward, pairs, peak memory) in a fresh process"
+    )
+    costs_parser.add_argument("name", nargs="*", type=_case_name, help="cases to measure (default: all)")
+    costs_parser.add_argument("--write", action="store_true", help="store them as the package's costs.json")
     diff_parser = commands.add_parser(
         "diff", help="any two models, layer by layer with no layer map; exit 1 where they diverge"
     )
@@ -204,10 +256,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "diff":
         return diff(args, parser)
+    if args.command == "costs":
+        return costs(args.name, args.write)
     if args.command == "goldens":
         return goldens(args.write, args.dir)
     if args.command == "verify":
-        return verify(args.dtype, args.device)
+        return verify(args.name, args.pattern, args.dtype, args.device)
     if args.command == "summary":
         return summary(args.name)
     return list_cases()

@@ -1,4 +1,5 @@
-"""Fixtures of the suite: the current case's shared modules, TF32 off, and tests run case by case."""
+"""Fixtures of the suite: the current case's shared modules, TF32 off; tests run case by case, what the default run
+leaves out marked ``slow`` by tests/policy.py, and each case's tests kept on one xdist worker."""
 
 from __future__ import annotations
 
@@ -6,36 +7,50 @@ import pytest
 import torch
 
 from reference.verify.registry import CASES
+from tests import policy
 from tests.helpers import CaseModules
 
 _ORDER = {name: index for index, name in enumerate(CASES)}
-# Case.default_run -> the markers of the checks the default run keeps (None: all of them).
-_KEPT = {"all": None, "smoke": ("smoke", "forward", "light"), "forward": ("forward", "light"), "light": ("light",)}
 
 
-@pytest.hookimpl(tryfirst=True)  # before the mark plugin deselects by -m
+def _params(item: pytest.Item) -> dict:
+    return item.callspec.params if hasattr(item, "callspec") else {}
+
+
+def _case_of(item: pytest.Item):
+    params = _params(item)
+    return params["subject"].case if "subject" in params else params.get("case")
+
+
+@pytest.hookimpl(tryfirst=True)  # before the mark plugin deselects by -m, and before pytest-split picks a shard
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Move to ``-m slow`` what a case's ``default_run`` leaves out of the default run; run the tests case by case
-    and, within a case, float32 before float64 (a stable sort: otherwise in file order), so that each case's modules
-    are built once per dtype and held only while its tests run (tests.helpers.CaseModules): an AlexNet in float64
-    with its counterpart and both gradients is 2 GB."""
-
-    def params(item: pytest.Item) -> dict:
-        return item.callspec.params if hasattr(item, "callspec") else {}
-
-    def case_of(item: pytest.Item):
-        return params(item)["subject"].case if "subject" in params(item) else params(item).get("case")
+    """Mark ``slow`` what the policy leaves out of the default run; run the tests case by case and, within a case,
+    float32 before float64 (a stable sort: otherwise in file order), so that each case's modules are built once per
+    dtype and held only while its tests run (tests.helpers.CaseModules); put each case's tests in one xdist group
+    (``-n 2 --dist loadgroup``: no worker holds two cases' models at once)."""
+    for item in items:
+        if item.get_closest_marker("cost") is None and _case_of(item) is not None and "cuda" not in item.keywords:
+            raise pytest.UsageError(f"{item.nodeid} takes a case but declares no cost: mark it @pytest.mark.cost(...)")
+    for item in policy.decide(items):
+        item.add_marker(pytest.mark.slow)
+    for item in items:
+        case = _case_of(item)
+        if case is not None:
+            item.add_marker(pytest.mark.xdist_group(case.name))
 
     def order(item: pytest.Item) -> tuple[int, bool]:
-        case = case_of(item)
-        return (_ORDER[case.name] if case is not None else -1, params(item).get("dtype") == torch.float64)
+        case = _case_of(item)
+        return (_ORDER[case.name] if case is not None else -1, _params(item).get("dtype") == torch.float64)
 
-    for item in items:
-        case = case_of(item)
-        kept = _KEPT[case.default_run] if case is not None else None
-        if kept is not None and not any(item.get_closest_marker(marker) for marker in kept):
-            item.add_marker(pytest.mark.slow)
     items.sort(key=order)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    unmeasured = policy.unmeasured()
+    if not unmeasured:
+        return []
+    return [f"cases without measured costs (only their light checks run by default): {', '.join(unmeasured)}; "
+            "measure them with `python -m reference costs --write`"]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ import math
 import torch
 from torch import Tensor
 
-from reference.verify.cases import Constant, Init, Normal, Uniform
+from reference.verify.inits import Constant, Init, Normal, Uniform
 
 __all__ = ["ALPHA", "MAX_SAMPLES", "check_drawn_from"]
 

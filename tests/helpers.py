@@ -1,16 +1,16 @@
 """Test helpers: the registry's cases as parameters, and the modules of the case under test, built once.
 
-Building AlexNet-sized models, porting them and converting them between dtypes are the suite's largest
-fixed costs, and holding them is its largest memory cost. The suite therefore runs case by case, float32
-before float64 (tests/conftest.py orders the tests), and :class:`CaseModules` keeps only the current case's
-modules in the current dtype.
+Building AlexNet- and VGG-sized models, porting them and converting them between dtypes are the suite's largest
+fixed costs, and holding them is its largest memory cost. The suite therefore runs case by case, float32 before
+float64 (tests/conftest.py orders the tests), and :class:`CaseModules` keeps only the current case's modules in the
+current dtype.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
+import gc
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,9 +19,10 @@ import torch
 from hypothesis import settings
 from torch import Tensor, nn
 
-from reference.verify.cases import Case, Counterpart
+from reference.verify.build import trim
 from reference.verify.compare import layer_modules
 from reference.verify.pairs import BUILD_SEED, ported, reference_module
+from reference.verify.records import Case, Pair
 from reference.verify.registry import CASES
 
 __all__ = [
@@ -37,7 +38,6 @@ __all__ = [
     "by_dtype",
     "case_params",
     "fewer_examples",
-    "heavy",
     "meta_model",
     "pair_params",
     "perturbed",
@@ -47,7 +47,7 @@ __all__ = [
 
 MODELS = [case for case in CASES.values() if case.is_model]
 LAYERS = [case for case in CASES.values() if not case.is_model]
-PAIRS = [(case, counterpart) for case in CASES.values() for counterpart in case.counterparts]
+PAIRS = [(case, pair) for case in CASES.values() for pair in case.pairs]
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 
 
@@ -56,30 +56,18 @@ def fewer_examples(divisor: int, at_least: int = 2):
     return settings(max_examples=max(at_least, settings().max_examples // divisor))
 
 
-def case_params(
-    cases: list[Case], where: Callable[[Case], bool] = lambda _: True, slow_if: Callable[[Case], bool] = lambda _: False
-) -> list:
-    return [pytest.param(case, id=case.name, marks=_slow(slow_if(case))) for case in cases if where(case)]
+def case_params(cases: list[Case], where: Callable[[Case], bool] = lambda _: True) -> list:
+    return [pytest.param(case, id=case.name) for case in cases if where(case)]
 
 
-def pair_params(where: Callable[[Case, Counterpart], bool] = lambda *_: True) -> list:
+def pair_params(where: Callable[[Case, Pair], bool] = lambda *_: True) -> list:
+    return [pytest.param(case, pair, id=f"{case.name} vs {pair.name}") for case, pair in PAIRS if where(case, pair)]
+
+
+def by_dtype(params: list, dtypes: list[torch.dtype]) -> list:
+    """``params`` (of case_params or pair_params) crossed with ``dtypes``, the dtype last."""
     return [
-        pytest.param(case, counterpart, id=f"{case.name} vs {counterpart.name}")
-        for case, counterpart in PAIRS
-        if where(case, counterpart)
-    ]
-
-
-def by_dtype(params: list, dtypes: list[torch.dtype], slow_if: Callable[[Case, torch.dtype], bool]) -> list:
-    """``params`` (of case_params or pair_params) crossed with ``dtypes``, the dtype last; ``-m slow`` where
-    ``slow_if(case, dtype)``."""
-    return [
-        pytest.param(
-            *param.values,
-            dtype,
-            id=f"{param.id}-{dtype}",
-            marks=[*param.marks, *_slow(slow_if(param.values[0], dtype))],
-        )
+        pytest.param(*param.values, dtype, id=f"{param.id}-{dtype}", marks=param.marks)
         for param in params
         for dtype in dtypes
     ]
@@ -108,32 +96,23 @@ def meta_model(case: Case, *, train: bool = False) -> nn.Module:
     return _meta_model(case.name).train(train)
 
 
-def _slow(slow: bool) -> list:
-    return [pytest.mark.slow] if slow else []
-
-
-def heavy(case: Case) -> bool:
-    """AlexNet-sized: a check that builds, traces or exports it again costs seconds, so it goes to ``-m slow``."""
-    return case.is_model and case.trainable_params > 1_000_000
-
-
 @dataclass(frozen=True)
 class Subject:
     """What a conformance check runs on: a case's reference module, or one of its counterparts."""
 
     case: Case
-    counterpart: Counterpart | None = None
+    pair: Pair | None = None
 
     def module(self, modules: CaseModules, *, dtype: torch.dtype = torch.float32) -> nn.Module:
-        if self.counterpart is None:
+        if self.pair is None:
             return modules.reference(self.case, dtype=dtype)
-        return modules.counterpart(self.case, self.counterpart, dtype=dtype)
+        return modules.counterpart(self.case, self.pair, dtype=dtype)
 
     def layer_names(self, module: nn.Module) -> list[str]:
         """The modules computing the table's layers: the reference's own names, the counterpart's mapped ones."""
-        if self.counterpart is None:
+        if self.pair is None:
             return [name for layer in self.case.architecture.layers for name in layer_modules(module, layer)]
-        mapped = self.counterpart.layers.values()
+        mapped = self.pair.layers.values()
         return [name for names in mapped for name in ([names] if isinstance(names, str) else names)]
 
     def dynamic_shapes(self, *, batch: bool, sides: bool) -> tuple[dict[int, object]]:
@@ -142,28 +121,19 @@ class Subject:
         return ({0: torch.export.Dim("batch")} if batch else {},)
 
 
-def subject_params(
-    *,
-    tool: str | None = None,
-    models_only: bool = False,
-    reference_only: bool = False,
-    slow_if_heavy: bool = False,
-    slow_counterparts: bool = False,
-) -> list:
+def subject_params(*, tool: str | None = None, models_only: bool = False, reference_only: bool = False) -> list:
     """Every case's reference and each of its counterparts, as ``subject``; where the registry says ``tool``
-    cannot take one, a strict xfail (torch supporting it one day makes the test fail, and the entry is dropped)."""
+    cannot take one (:class:`~reference.verify.records.Skip`), a strict xfail (torch supporting it one day makes the
+    test fail, and the entry is dropped)."""
     params = []
     for case in CASES.values():
         if models_only and not case.is_model:
             continue
-        for other in (None, *(() if reference_only else case.counterparts)):
-            slow = (slow_if_heavy and heavy(case)) or (slow_counterparts and other is not None)
-            marks = _slow(slow)
-            why = {**case.unsupported, **(other.unsupported if other else {})}.get(tool)
-            if why:
-                marks.append(pytest.mark.xfail(reason=why, strict=True))
-            name = case.name if other is None else f"{case.name} vs {other.name}"
-            params.append(pytest.param(Subject(case, other), id=name, marks=marks))
+        for pair in (None, *(() if reference_only else case.pairs)):
+            why = case.skipped(tool, pair) if tool else None
+            marks = [pytest.mark.xfail(reason=why, strict=True)] if why else []
+            name = case.name if pair is None else f"{case.name} vs {pair.name}"
+            params.append(pytest.param(Subject(case, pair), id=name, marks=marks))
     return params
 
 
@@ -188,16 +158,6 @@ def train_step(model: nn.Module, x: Tensor, seed: int) -> TrainStep:
     return step
 
 
-def _return_freed_memory() -> None:
-    """Hand the C heap's free pages back to the system (glibc): the medium-sized tensors (1-32 MB) of the
-    models just dropped live on the heap, and without this the process keeps their pages, peak RSS included."""
-    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
-        _LIBC.malloc_trim(0)
-
-
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("c") else None
-
-
 class CaseModules:
     """The current case's modules in the current dtype, built on first use and shared by its tests; dropped
     when another case's or dtype's are asked for. A test must not change a shared module's weights (or must
@@ -213,11 +173,16 @@ class CaseModules:
         if (case.name, dtype) != self._held:
             # The same case in another dtype converts its reference rather than building it again.
             kept = self._cache.get(("reference",)) if self._held and self._held[0] == case.name else None
-            self._cache.clear()  # freed at once: modules hold no reference cycles (a gc.collect costs 0.2 s here)
+            dropped = [weakref.ref(value) for value in self._cache.values() if isinstance(value, nn.Module)]
+            self._cache.clear()
             self._buffers.clear()
+            # Freed at once, but for a module a tool left in a reference cycle (torch.jit.trace's register_submods
+            # closure keeps what it traced): a collection then, only then (it costs 0.2 s here).
+            if any(ref() is not None and ref() is not kept for ref in dropped):
+                gc.collect()
             if kept is not None:
                 self._keep(("reference",), kept.to(dtype))  # in place, one tensor at a time
-            _return_freed_memory()
+            trim()
             self._held = (case.name, dtype)
         if key not in self._cache:
             self._keep(key, make())
@@ -243,25 +208,21 @@ class CaseModules:
         model.train(train).zero_grad(set_to_none=True)
         return model
 
-    def counterpart(self, case: Case, counterpart: Counterpart, *, dtype: torch.dtype = torch.float32) -> nn.Module:
-        """``counterpart`` ported from :meth:`reference` in ``dtype`` (eval mode), over the reference's own tensors
-        where the port can share them (an AlexNet's weights are 0.5 GB in float64; the copying port is checked
+    def counterpart(self, case: Case, pair: Pair, *, dtype: torch.dtype = torch.float32) -> nn.Module:
+        """The pair's counterpart ported from :meth:`reference` in ``dtype`` (eval mode), over the reference's own
+        tensors where the pair's map allows (an AlexNet's weights are 0.5 GB in float64; the copying port is checked
         by tests/test_port.py)."""
 
         def make() -> nn.Module:
-            return ported(counterpart, self.reference(case, dtype=dtype), share=True)
+            return ported(pair, self.reference(case, dtype=dtype), share=True)
 
-        model = self._get(case, ("counterpart", counterpart.name), make, dtype)
+        model = self._get(case, ("counterpart", pair.name), make, dtype)
         model.eval().zero_grad(set_to_none=True)
         return model
 
     def train_step(self, case: Case) -> TrainStep:
         """One train step of :meth:`reference` on a fixed input (seed 11 for dropout), taken once per case."""
-
-        def make() -> TrainStep:
-            return self.train_step_again(case)
-
-        return self._get(case, ("train step",), make)
+        return self._get(case, ("train step",), lambda: self.train_step_again(case))
 
     def train_step_again(self, case: Case) -> TrainStep:
         """The same step as :meth:`train_step`'s, taken again (uncached)."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from hypothesis import strategies as st
 
-from reference.verify.cases import Case
+from reference.verify.records import Case
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
 NON_FLOATING_DTYPES = (torch.bool, torch.uint8, torch.int32, torch.int64, torch.complex64, torch.complex128)
@@ -22,9 +23,21 @@ def _bounds(dim: int | tuple[int, int | None], default: int) -> tuple[int, int]:
     return low, high if high is not None else max(low, default) + OPEN_RANGE
 
 
+def drawn_size(case: Case, max_batch: int = MAX_BATCH, min_batch: int = 1) -> float:
+    """A drawn input's mean number of values over the default input's: what a property's example costs next to a
+    pass at the default input."""
+    space = case.input_space
+    defaults = (case.in_channels, case.default_side, case.default_side) if case.is_model else space.default[1:]
+    size = (min_batch + max_batch) / 2
+    for dim, default in zip(space.dims, defaults, strict=True):
+        low, high = _bounds(dim, default)
+        size *= (low + high) / 2
+    return size / math.prod(space.default)
+
+
 @st.composite
 def options(draw, case: Case) -> dict[str, Any]:
-    return {name: draw(st.sampled_from(list(values))) for name, values in case.options.items()}
+    return {name: draw(st.sampled_from(list(values))) for name, values in case.input_space.options.items()}
 
 
 @st.composite

@@ -13,8 +13,8 @@ from torch.nn import functional as F
 from reference.verify.align import align, pair_by_order, port_by_order, record
 from reference.verify.build import seeded, uninitialised
 from reference.verify.compare import assert_close, capture_outputs, compare_models, tolerance
-from reference.verify.pairs import compare_pair, ported, tolerances
-from tests.helpers import BUILD_SEED, PAIRS, heavy, pair_params
+from reference.verify.pairs import compare_pair, library, ported, ported_back
+from tests.helpers import BUILD_SEED, pair_params
 
 
 def _steps(model: nn.Module, x: torch.Tensor) -> list:
@@ -27,49 +27,38 @@ def _names(mapped: str | tuple[str, ...] | list[str]) -> str | tuple[str, ...]:
     return mapped if isinstance(mapped, str) else tuple(mapped)
 
 
-# The AlexNet-sized pairs in -m slow: in CI's environment they raised the default run's peak RSS from 2.9 to 3.4 GB.
-LOCATED = [
-    pytest.param(
-        case, counterpart, id=f"{case.name} vs {counterpart.name}", marks=[pytest.mark.slow] if heavy(case) else []
-    )
-    for case, counterpart in PAIRS
-    if counterpart.layers
-]
-
-
-@pytest.mark.parametrize(("case", "counterpart"), LOCATED)
-def test_the_automatic_alignment_is_the_hand_written_map_and_names_a_perturbation_on_both_sides(
-    modules, case, counterpart
-):
+@pytest.mark.cost(forwards=lambda case: 4 * max(len(pair.layers) for pair in case.pairs))
+@pytest.mark.parametrize(("case", "pair"), pair_params(lambda _, pair: bool(pair.layers)))
+def test_alignment_finds_the_map(modules, case, pair):
     """With no map, every entry of the hand-written map is found. A shift of every bias of each mapped layer with
     one, one at a time, is named on both sides, with the map and without it: 1e-3 where the pair is exact, 0.1 where
     it has the table's tolerance (outputs of LeNet-5's RBF head are ~100), times the layer's largest output where
     that exceeds 1 (the table's atol scales with it: VGG's paper init reaches ~1e5 by block4)."""
     reference = modules.reference(case)
-    other = ported(counterpart, reference)  # a copy: the shared counterpart would see the perturbation too
-    weighted = [name for name in counterpart.layers if getattr(reference.get_submodule(name), "bias", None) is not None]
-    tol = {key: tolerances(counterpart, torch.float32)[key] for key in ("rtol", "atol")}
+    other = ported(pair, reference)  # a copy: the shared counterpart would see the perturbation too
+    weighted = [name for name in pair.layers if getattr(reference.get_submodule(name), "bias", None) is not None]
+    tol = {key: pair.tolerance.keywords(torch.float32)[key] for key in ("rtol", "atol")}
     x = case.input_space.sample()
     with torch.no_grad(), capture_outputs(reference, weighted) as outputs:
         reference(x)
     for layer in weighted:
         bias = reference.get_submodule(layer).bias
         original = bias.detach().clone()
-        shift = (1e-3 if counterpart.exact_forward else 0.1) * max(1.0, outputs[layer].abs().max().item())
+        shift = (1e-3 if pair.tolerance.forward == "exact" else 0.1) * max(1.0, outputs[layer].abs().max().item())
         with torch.no_grad():
             bias.add_(shift)  # every unit: one alone may sit under a ReLU's zero
         try:
-            mapped = compare_pair(counterpart, reference, other, x, grads=False)
+            mapped = compare_pair(pair, reference, other, x, grads=False)
             aligned = compare_models(reference, other, x, **tol)
         finally:
             with torch.no_grad():
                 bias.copy_(original)
-        mapped_to = counterpart.layers[layer]
+        mapped_to = pair.layers[layer]
         expected = mapped_to if isinstance(mapped_to, str) else "+".join(mapped_to)
         assert not aligned.alignment.ambiguous, aligned.alignment.describe()
         found = aligned.alignment.as_map()
-        assert {name: found.get(name) for name in counterpart.layers} == {
-            name: _names(names) for name, names in counterpart.layers.items()
+        assert {name: found.get(name) for name in pair.layers} == {
+            name: _names(names) for name, names in pair.layers.items()
         }
         for result in (mapped, aligned):
             assert not result.passed, layer
@@ -100,7 +89,8 @@ class _Unrolled(nn.Module):
         return self.fc2(self.relu(self.fc1(x)))
 
 
-def test_a_module_called_twice_a_functional_op_and_an_in_place_relu_align_and_locate():
+def test_alignment_of_repeats_and_functions():
+    """A module called twice, a functional op and an in-place ReLU align, and a change is located."""
     torch.manual_seed(0)
     twice = _Twice()
     unrolled = _Unrolled(twice.fc)
@@ -123,7 +113,8 @@ def test_a_module_called_twice_a_functional_op_and_an_in_place_relu_align_and_lo
     ],
     ids=["a ReLU applied twice against once", "one activation against two of other kinds"],
 )
-def test_an_ambiguous_alignment_says_where_and_compares_outputs_only(model_a, model_b, where):
+def test_ambiguous_alignment(model_a, model_b, where):
+    """An ambiguous alignment says where, and only the outputs are compared."""
     model_b.load_state_dict(model_a.state_dict())
     result = compare_models(model_a, model_b, torch.randn(3, 4), rtol=1e9, atol=1e9)
     assert result.alignment.ambiguous
@@ -132,18 +123,21 @@ def test_an_ambiguous_alignment_says_where_and_compares_outputs_only(model_a, mo
     assert f"A's {where}" in result.alignment.describe()
 
 
-@pytest.mark.parametrize(("case", "counterpart"), pair_params(lambda _, c: c.library and c.port_back is not None))
-def test_porting_the_library_model_by_order_equals_the_hand_written_port(case, counterpart):
-    library = seeded(counterpart.library, BUILD_SEED)
+@pytest.mark.cost(builds=2, forwards=2)
+@pytest.mark.parametrize(("case", "pair"), pair_params(lambda _, pair: library(pair) is not None))
+def test_port_by_order_is_the_port(case, pair):
+    """The library's model ported by execution order equals the hand-written port back."""
+    other = seeded(library(pair), BUILD_SEED)
     target = uninitialised(case.build)
-    pairs = port_by_order(library, target, case.input_space.sample())
+    pairs = port_by_order(other, target, case.input_space.sample())
     assert len(pairs) == len(target.state_dict())
-    expected = counterpart.port_back(library).state_dict()
+    expected = ported_back(pair, other).state_dict()
     for name, tensor in target.state_dict().items():
         assert_close(tensor, expected[name], exact=True, what=name)
 
 
-def test_porting_by_order_pairs_by_name_where_the_names_match_and_fails_with_a_table_where_shapes_differ():
+def test_port_by_order_names_or_table():
+    """Porting by order pairs by name where the names match, and fails with a table where the shapes differ."""
     torch.manual_seed(0)
     a, b = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3)), nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
     b[1].running_mean.fill_(2.0)
@@ -155,7 +149,8 @@ def test_porting_by_order_pairs_by_name_where_the_names_match_and_fails_with_a_t
         pair_by_order(a, wider, torch.randn(2, 4))
 
 
-def test_a_layer_only_one_side_has_is_skipped_where_the_kinds_tell_which():
+def test_alignment_skips_a_one_sided_layer():
+    """A layer only one side has is skipped where the kinds tell which."""
     torch.manual_seed(0)
     plain = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
     normalised = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.ReLU()).eval()  # a layer the other lacks
@@ -175,7 +170,8 @@ class _DefinedBackwards(nn.Module):
         return self.second(F.relu(self.first(x)))
 
 
-def test_porting_by_order_follows_the_forward_pass_not_the_registration_order():
+def test_port_by_order_follows_the_forward_pass():
+    """Porting by order follows the forward pass, not the order the layers were registered in."""
     torch.manual_seed(0)
     source, target, x = (
         nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8)),
@@ -205,7 +201,8 @@ class _Towers(nn.Module):
         return torch.cat([self.relu(self.tower_a(x)), self.relu(self.tower_b(x))], dim=1)
 
 
-def test_towers_joined_along_channels_meet_the_one_layer_they_split_and_a_change_in_one_is_named():
+def test_alignment_joins_towers():
+    """Towers joined along channels meet the one layer they split, and a change in one is named."""
     torch.manual_seed(0)
     whole = nn.Sequential(nn.Conv2d(4, 6, 3), nn.ReLU()).double()
     towers, x = _Towers(whole[0]).double(), torch.randn(2, 4, 7, 7, dtype=torch.float64)

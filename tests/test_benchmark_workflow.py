@@ -42,10 +42,8 @@ def _run(pytester: pytest.Pytester, storage: Path, *options: str) -> pytest.RunR
     )  # fmt: skip
 
 
-@pytest.mark.slow  # three benchmark sessions, ~2 s: the default run's time went to VGG
-def test_autosave_compare_and_fail_on_regression(
-    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.cost(seconds=3.0)  # three benchmark sessions
+def test_benchmark_gate(pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Under pytest -n, this test runs in an xdist worker; pytest-benchmark reads PYTEST_XDIST_WORKER
     # and would disable the inner session's benchmarks, which is a session of its own.
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import pty
 import re
 import subprocess
 import sys
@@ -15,11 +17,17 @@ from reference import cli
 from reference.models import tables
 from reference.verify import registry
 from reference.verify.compare import layer_modules
+from reference.verify.pairs import library
 from reference.verify.registry import CASES, get_case
-from tests.helpers import LAYERS, MODELS, PAIRS, case_params, heavy, meta_model, pair_params
+from tests.helpers import LAYERS, MODELS, PAIRS, case_params, meta_model, pair_params
+
+# The cheapest layer with a counterpart and the smallest model: what the CLI's own checks run on.
+LIGHT = min((case for case in LAYERS if case.pairs), key=lambda case: case.input_space.sample().numel())
+SMALL = min(MODELS, key=lambda case: case.trainable_params).name
 
 
-def test_list_shows_every_model_with_its_valid_sides_and_every_layer(capsys):
+def test_list(capsys):
+    """Every model with its valid sides, every layer."""
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
     for case in MODELS:
@@ -28,10 +36,11 @@ def test_list_shows_every_model_with_its_valid_sides_and_every_layer(capsys):
         assert case.name in out
 
 
-@pytest.mark.light
+@pytest.mark.cost
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_summary_shows_each_convolution_s_kernel_and_each_lrn_of_the_table(case, capsys):
-    """What tells configurations apart must be visible: C's 1x1 convolutions, A-LRN's one LRN (on the meta device)."""
+def test_summary_kernels(case, capsys):
+    """The summary shows each convolution's kernel and each LRN of the table: what tells configurations apart (C's
+    1x1 convolutions, A-LRN's one LRN), on the meta device."""
     assert cli.main(["summary", case.name]) == 0
     out = capsys.readouterr().out
     model, kernels, lrns = meta_model(case), Counter(), 0
@@ -44,70 +53,109 @@ def test_summary_shows_each_convolution_s_kernel_and_each_lrn_of_the_table(case,
     assert len(re.findall(r"─LocalResponseNorm: ", out)) == lrns, out
 
 
-@pytest.mark.parametrize("case", [case for case in MODELS if case.facts.tables or case.facts.errata][:2],
-                         ids=lambda case: case.name)  # fmt: skip
-def test_summary_puts_torchinfo_next_to_the_facts_errata_and_departures(case, capsys):
+@pytest.mark.cost
+@pytest.mark.parametrize("case", case_params(MODELS, lambda case: bool(case.paper.tables or case.paper.errata)))
+def test_summary_facts(case, capsys):
+    """torchinfo's summary next to the facts, errata and departures."""
     assert cli.main(["summary", case.name]) == 0
     out = capsys.readouterr().out
     assert f"Trainable params: {case.trainable_params:,}" in out  # torchinfo's own count
-    assert case.facts.citation in out
-    for layer, (printed, note) in case.facts.errata.items():
-        assert f"{printed:,}" in out
-        assert f"erratum, {layer}: {note}" in out
-    for departure in case.departures:
+    assert case.paper.citation in out
+    for errata in case.paper.errata.values():
+        for layer, (printed, note) in errata.items():
+            assert f"{printed:,}" in out
+            assert f"erratum, {layer}: {note}" in out
+    for departure in case.paper.departures:
         assert f"departs: {departure}" in out
 
 
+def _shifted(other: torch.nn.Module) -> torch.nn.Module:
+    """A counterpart whose output is off by 1e-3: a pair that must fail."""
+    other.register_forward_hook(lambda _module, _args, output: output + 1e-3)
+    return other
+
+
 @pytest.fixture
-def lrn_only(monkeypatch):
-    """The registry cut to one LRN case: its counterpart, and a copy with torch's alpha convention (broken)."""
-    case = CASES["local-response-norm"]
-    good = case.counterparts[0]
-
-    def wrong_convention(lrn):
-        library = good.port(lrn)
-        library.parts[0].alpha = lrn.alpha  # torch divides alpha by size: no longer the same function
-        return library
-
-    broken = dataclasses.replace(good, name="torch's alpha convention", port=wrong_convention)
-    monkeypatch.setattr(registry, "CASES", {case.name: dataclasses.replace(case, counterparts=(good, broken))})
-    return case, good, broken
+def broken(monkeypatch):
+    """:data:`LIGHT` with a second, broken counterpart: its own, its output shifted."""
+    good = LIGHT.pairs[0]
+    shifted = dataclasses.replace(good, name="shifted", other=lambda module: _shifted(good.other(module)))
+    monkeypatch.setitem(CASES, LIGHT.name, dataclasses.replace(LIGHT, pairs=(good, shifted)))
+    return good, shifted
 
 
-def test_verify_fails_and_says_which_pair(lrn_only, capsys):
-    case, good, broken = lrn_only
-    assert cli.main(["verify", "--dtype", "float64"]) == 1
+def _verify_rows(out: str) -> dict[str, str]:
+    return {line.split("  ")[0]: line for line in out.splitlines() if " vs " in line and not line.startswith("*")}
+
+
+def test_verify_fails(broken, capsys):
+    """verify says which pair failed, and exits 1."""
+    good, shifted = broken
+    assert cli.main(["verify", LIGHT.name, "--dtype", "float64"]) == 1
     out = capsys.readouterr().out
-    rows = {line.split("  ")[0]: line for line in out.splitlines()}
-    assert rows[f"{case.name} vs {good.name}"].rstrip().endswith("PASS")
-    assert rows[f"{case.name} vs {broken.name}"].rstrip().endswith("FAIL")
-    assert f"FAILED {case.name} vs {broken.name} [float64]" in out
+    rows = _verify_rows(out)
+    assert " PASS " in rows[f"{LIGHT.name} vs {good.name}"]
+    assert " FAIL " in rows[f"{LIGHT.name} vs {shifted.name}"]
+    assert f"FAILED {LIGHT.name} vs {shifted.name} [float64]" in out
     assert "1 passed, 1 failed" in out
 
 
-def test_verify_exits_zero_when_every_pair_passes(lrn_only, monkeypatch, capsys):
-    case, good, _ = lrn_only
-    monkeypatch.setattr(registry, "CASES", {case.name: dataclasses.replace(case, counterparts=(good,))})
-    assert cli.main(["verify"]) == 0
-    assert "2 passed, 0 failed" in capsys.readouterr().out
+def test_verify_passes(capsys):
+    """verify of one case by name or by its hyphenated alias, in both dtypes: every row passes, exit 0."""
+    assert cli.main(["verify", LIGHT.name.replace("_", "-"), "--dtype", "float32", "float64"]) == 0
+    out = capsys.readouterr().out
+    assert f"{2 * len(LIGHT.pairs)} passed, 0 failed" in out
+    assert set(_verify_rows(out)) == {f"{LIGHT.name} vs {pair.name}" for pair in LIGHT.pairs}
 
 
-@pytest.mark.slow
-def test_python_dash_m_reference_verify_passes_every_pair():
+def test_verify_pattern(capsys):
+    """-k keeps the cases whose name holds the pattern (or matches it as a shell pattern)."""
+    word = LIGHT.name.split("_")[-1]
+    expected = {f"{case.name} vs {pair.name}" for case in CASES.values() if word in case.name for pair in case.pairs}
+    assert cli.main(["verify", "-k", word, *(case.name for case in LAYERS)]) == 0
+    assert set(_verify_rows(capsys.readouterr().out)) == {row for row in expected if row.split(" vs ")[0] in
+                                                         {case.name for case in LAYERS}}  # fmt: skip
+    assert cli.main(["verify", "-k", "no-case-has-this"]) == 1
+
+
+@pytest.mark.cost(seconds=8.0)
+def test_verify_progress_bar():
+    """A progress bar on a terminal (stderr a pty), none in a pipe; the rows on stdout either way."""
+    argv = [sys.executable, "-m", "reference", "verify", LIGHT.name]
+    piped = subprocess.run(argv, capture_output=True, text=True, check=True)
+    assert "pair/s" not in piped.stderr + piped.stdout
+    assert f"{LIGHT.name} vs " in piped.stdout
+    controller, terminal = pty.openpty()
+    try:
+        done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=terminal, text=True, check=True)
+        shown = os.read(controller, 1 << 16).decode()
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert f"{len(LIGHT.pairs)}/{len(LIGHT.pairs)}" in shown, shown
+    assert "pair" in shown, shown
+    assert f"{LIGHT.name} vs " in done.stdout
+
+
+@pytest.mark.cost(seconds=70.0)
+def test_verify_all():
+    """``python -m reference verify`` in a fresh process: every pair passes."""
     run = subprocess.run([sys.executable, "-m", "reference", "verify"], capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert f"{2 * len(PAIRS)} passed, 0 failed" in run.stdout
+    assert f"{len(PAIRS)} passed, 0 failed" in run.stdout
 
 
-@pytest.mark.slow
-def test_python_dash_m_reference_goldens_passes_from_another_directory(tmp_path):
+@pytest.mark.cost(seconds=60.0)
+def test_goldens_elsewhere(tmp_path):
+    """``python -m reference goldens`` passes from another directory: the goldens ship with the package."""
     run = subprocess.run([sys.executable, "-m", "reference", "goldens"], capture_output=True, text=True,
                          check=False, cwd=tmp_path)  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.count("ok ") == 2 * len(MODELS)
 
 
-def test_goldens_written_to_a_directory_are_checked_from_it(tmp_path, monkeypatch, capsys):
+def test_goldens_write(tmp_path, monkeypatch, capsys):
+    """Goldens written to a directory are checked from it."""
     small = [case for case in MODELS if case.trainable_params < 100_000]
     monkeypatch.setattr(registry, "CASES", {case.name: case for case in small})
     assert cli.main(["goldens", "--write", "--dir", str(tmp_path)]) == 0
@@ -116,10 +164,13 @@ def test_goldens_written_to_a_directory_are_checked_from_it(tmp_path, monkeypatc
     assert capsys.readouterr().out.count("ok ") == 2 * len(small)
 
 
-def test_unknown_model_is_rejected():
+def test_unknown_name(capsys):
     with pytest.raises(SystemExit):
         cli.main(["summary", "no-such-model"])
-    with pytest.raises(ValueError, match="unknown model or layer 'no-such-model'; known: lenet5"):
+    with pytest.raises(SystemExit):
+        cli.main(["verify", "no-such-model"])
+    assert "unknown model or layer 'no-such-model'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=f"unknown model or layer 'no-such-model'; known: {next(iter(CASES))}"):
         get_case("no-such-model")
 
 
@@ -128,7 +179,8 @@ def test_unknown_model_is_rejected():
     [("tpu", "'tpu' is not a torch device"), ("meta", "'meta': verify runs on cpu or cuda")]
     + ([] if torch.cuda.is_available() else [("cuda", "'cuda': CUDA is not available here")]),
 )
-def test_verify_rejects_a_device_it_cannot_run_on_as_a_usage_error(device, message, capsys):
+def test_verify_device(device, message, capsys):
+    """A device verify cannot run on is a usage error, before any model is built."""
     with pytest.raises(SystemExit) as exit_:
         cli.main(["verify", "--device", device])
     assert exit_.value.code == 2  # argparse's usage error, before any model is built
@@ -149,8 +201,10 @@ def _middle_weighted_layer(case) -> str:
     return weighted[len(weighted) // 2]
 
 
-@pytest.mark.parametrize("case", case_params(MODELS, slow_if=heavy))
-def test_diff_names_the_layer_where_a_perturbation_was_planted_and_exits_one(case, capsys):
+@pytest.mark.cost(builds=2, forwards=2)
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_diff_perturbation(case, capsys):
+    """diff names the layer where a perturbation was planted, and exits 1."""
     layer = _middle_weighted_layer(case)
     argv = [
         "diff",
@@ -170,8 +224,10 @@ def test_diff_names_the_layer_where_a_perturbation_was_planted_and_exits_one(cas
     assert out.rstrip().endswith("diverge")
 
 
-@pytest.mark.parametrize("case", case_params(MODELS, slow_if=heavy))
-def test_diff_of_a_model_and_its_builder_by_import_path_agrees_bitwise_ported_by_name(case, capsys):
+@pytest.mark.cost(builds=2, steps=2)
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_diff_import_path(case, capsys):
+    """diff of a model and its builder by import path, ported by name: bitwise, gradients too."""
     argv = ["diff", case.name, "reference:get_model", "--b-kwargs", f"name={case.name}", "--port", "--exact", "--grads"]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
@@ -180,47 +236,52 @@ def test_diff_of_a_model_and_its_builder_by_import_path_agrees_bitwise_ported_by
     assert out.rstrip().endswith("agree")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("case", "counterpart"), pair_params(lambda _, c: c.library is not None))
-def test_diff_of_a_model_and_its_library_model_ported_by_order_agrees_bitwise(case, counterpart, capsys):
-    library = f"{counterpart.library.__module__}:{counterpart.library.__qualname__}"
-    assert cli.main(["diff", case.name, library, "--port", "--exact", "--grads"]) == 0
+@pytest.mark.cost(builds=2, steps=2, forwards=2)
+@pytest.mark.parametrize(("case", "pair"), pair_params(lambda _, pair: library(pair) is not None))
+def test_diff_library(case, pair, capsys):
+    """diff of a model and its library's model, ported by execution order: bitwise."""
+    builder = library(pair)
+    assert cli.main(["diff", case.name, f"{builder.__module__}:{builder.__qualname__}", "--port", "--exact",
+                     "--grads"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "ported B into A by execution order" in out
     assert all(row[2] == "0" for row in _rows(out).values()), out
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("case", "counterpart"), pair_params(lambda _, c: c.case is not None))
-def test_diff_of_two_registry_models_uses_the_registry_port_with_no_map(case, counterpart, capsys):
-    assert cli.main(["diff", case.name, counterpart.case, "--port", "--grads", "--train"]) == 0
+@pytest.mark.cost(builds=2, steps=2)
+@pytest.mark.parametrize(("case", "pair"), pair_params(lambda _, pair: pair.model in CASES))
+def test_diff_registry_port(case, pair, capsys):
+    """diff of two registry models uses the registry's port, with no layer map."""
+    assert cli.main(["diff", case.name, pair.model, "--port", "--grads", "--train"]) == 0
     out = capsys.readouterr().out
     assert "ported B into A by the registry's port" in out
     assert "layers aligned by execution order and shape" in out
-    for layer, mapped in counterpart.layers.items():
+    for layer, mapped in pair.layers.items():
         assert _rows(out)[layer][0] == (mapped if isinstance(mapped, str) else "+".join(mapped)), out
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["no-such-model", "lenet5"], "'no-such-model' is neither a registry name (lenet5, "),
-        (["lenet5", "lenet5", "--a-kwargs", "oops"], "keyword arguments are name=value, got 'oops'"),
-        (["collections:OrderedDict", "lenet5"], "collections:OrderedDict returned OrderedDict, not an nn.Module"),
+        (["no-such-model", SMALL], f"'no-such-model' is neither a registry name ({next(iter(CASES))}, "),
+        ([SMALL, SMALL, "--a-kwargs", "oops"], "keyword arguments are name=value, got 'oops'"),
+        (["collections:OrderedDict", SMALL], "collections:OrderedDict returned OrderedDict, not an nn.Module"),
         (["torch.nn:Identity", "collections:OrderedDict"], "collections:OrderedDict returned OrderedDict"),
         (["torch.nn:Identity", "torch.nn:Identity"], "--input is needed where neither A nor B is a registry name"),
-        (["lenet5", "lenet5", "--input", "1,x"], "'1,x' is not a shape like 2,3,224,224"),
+        ([SMALL, SMALL, "--input", "1,x"], "'1,x' is not a shape like 2,3,224,224"),
     ],
 )
-def test_diff_rejects_what_it_cannot_build_as_a_usage_error(argv, message, capsys):
+def test_diff_usage_errors(argv, message, capsys):
+    """What diff cannot build is a usage error."""
     with pytest.raises(SystemExit) as exit_:
         cli.main(["diff", *argv])
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
 
 
-def test_diff_that_cannot_port_by_order_shows_the_tensors_up_to_the_first_mismatch(capsys):
-    small = [case for case in MODELS if not heavy(case)]
+def test_diff_port_mismatch(capsys):
+    """A diff that cannot port by order shows the tensors up to the first mismatch."""
+    small = [case for case in MODELS if case.trainable_params < 1_000_000]
     a, b = next((a, b) for a in small for b in small if a.trainable_params != b.trainable_params)
     assert cli.main(["diff", a.name, b.name, "--port"]) == 2
     out = capsys.readouterr().out

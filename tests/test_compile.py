@@ -1,4 +1,4 @@
-"""torch.compile (inductor, CPU) against eager: slow, since compiling AlexNet takes a while on 2 cores."""
+"""torch.compile (inductor, CPU) against eager."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import torch
 from reference.verify.compare import assert_close
 from tests.helpers import MODELS, case_params
 
-pytestmark = pytest.mark.slow
 
-
+# Inductor's compilation: ~10 s a model on 2 cores, whatever its size.
+@pytest.mark.cost(seconds=10.0, forwards=2)
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_compiled_model_matches_eager(modules, case):
+def test_compile(modules, case):
+    """torch.compile (inductor, fullgraph) computes what eager mode does."""
     model = modules.reference(case)
     x = case.input_space.sample()
     torch._dynamo.reset()  # no graph or guard left from another model

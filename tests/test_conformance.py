@@ -3,10 +3,9 @@ torchvision's feature extraction, jit.trace with save and load, torch.export (st
 W), ONNX through both exporters run by onnxruntime, torch.func, and repr.
 
 Where a tool runs the same operations in the same order as eager mode, the comparison is exact; where it runs
-other kernels (onnxruntime, vmap's batched ones), the dtype's table tolerance applies. Checks whose cost grows with
-an AlexNet-sized model are in ``-m slow`` (tests.helpers.heavy), and so are the costly tools on every subject:
-dynamic sides, static export, ONNX. The default run keeps FX, feature extraction, jit.trace, export with a dynamic
-batch, torch.func and repr for every light subject."""
+other kernels (onnxruntime, vmap's batched ones), the dtype's table tolerance applies. Each check's cost marker says
+what it spends beyond the model's own passes: a tool's fixed seconds, and serialising the weights (a jit archive, an
+ONNX file) as builds, which grow with them alike."""
 
 from __future__ import annotations
 
@@ -22,6 +21,9 @@ from torch import Tensor, nn
 from reference.models.base import ReferenceModel
 from reference.verify.compare import assert_close, capture_outputs
 from tests.helpers import MODELS, Subject, case_params, subject_params
+
+# What a layer table has, for the costs that grow with it.
+LAYERS_OF = {"seconds": lambda case: 0.02 * len(case.architecture.layers) if case.is_model else 0.02}
 
 ONNX_DYNAMO = torch.__version__ >= (2, 5)  # torch.onnx.export(..., dynamo=True) is new in 2.5
 
@@ -49,16 +51,20 @@ def _batch(subject: Subject, batch: int, height: int | None = None, width: int |
     return subject.case.input_space.sample(shape, seed=sum(shape))
 
 
-@pytest.mark.parametrize("subject", subject_params(tool="fx", slow_if_heavy=True))
-def test_fx_symbolic_trace_computes_the_same_bits(modules, subject):
+@pytest.mark.cost(seconds=0.05, forwards=4)
+@pytest.mark.parametrize("subject", subject_params(tool="fx"))
+def test_fx(modules, subject):
+    """torch.fx.symbolic_trace's graph computes the same bits."""
     module = subject.module(modules)
     x = _batch(subject, 2)
     graph = torch.fx.symbolic_trace(module)
     assert_close(graph(x), module(x), exact=True)
 
 
-@pytest.mark.parametrize("subject", subject_params(tool="fx", models_only=True, slow_if_heavy=True))
-def test_feature_extraction_names_every_layer_and_extracts_what_it_computes(modules, subject):
+@pytest.mark.cost(forwards=lambda case: 2 * len(case.architecture.layers), **LAYERS_OF)
+@pytest.mark.parametrize("subject", subject_params(tool="fx", models_only=True))
+def test_feature_extraction(modules, subject):
+    """torchvision's feature extraction names every layer of the table and extracts what it computes."""
     from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
     module = subject.module(modules)
@@ -75,8 +81,10 @@ def test_feature_extraction_names_every_layer_and_extracts_what_it_computes(modu
         assert_close(extractor(x)["out"], captured[layer], exact=True, what=layer)
 
 
-@pytest.mark.parametrize("subject", subject_params(tool="jit", slow_if_heavy=True))
-def test_jit_trace_saved_and_loaded_computes_the_same_bits_at_another_batch(modules, subject):
+@pytest.mark.cost(seconds=0.1, forwards=6, builds=20)
+@pytest.mark.parametrize("subject", subject_params(tool="jit"))
+def test_jit_trace(modules, subject):
+    """jit.trace, saved and loaded, computes the same bits at another batch; the input checks record nothing."""
     module = subject.module(modules)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -85,7 +93,7 @@ def test_jit_trace_saved_and_loaded_computes_the_same_bits_at_another_batch(modu
         torch.jit.save(traced, saved)
         saved.seek(0)
         loaded = torch.jit.load(saved)
-    if subject.counterpart is None:  # the input checks read sizes without the trace's "might be incorrect" notes
+    if subject.pair is None:  # the input checks read sizes without the trace's "might be incorrect" notes
         assert not [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)], caught
     x = _batch(subject, 3)
     assert_close(loaded(x), module(x), exact=True)
@@ -96,9 +104,10 @@ def _export(subject: Subject, module: nn.Module, x: Tensor, **dims: bool) -> nn.
     return torch.export.export(module, (x,), dynamic_shapes=dynamic).module()
 
 
-# The counterparts' exports in -m slow: ~0.1 s each, and the default run is at its time budget.
-@pytest.mark.parametrize("subject", subject_params(tool="export", slow_if_heavy=True, slow_counterparts=True))
-def test_export_with_a_dynamic_batch_computes_the_same_bits_at_every_batch(modules, subject):
+@pytest.mark.cost(seconds=0.3, forwards=12)
+@pytest.mark.parametrize("subject", subject_params(tool="export"))
+def test_export_batch(modules, subject):
+    """torch.export with a dynamic batch computes the same bits at every batch."""
     module = subject.module(modules)
     exported = _export(subject, module, _batch(subject, 2), batch=True, sides=False)
     for batch in (1, 2, 3):
@@ -106,17 +115,19 @@ def test_export_with_a_dynamic_batch_computes_the_same_bits_at_every_batch(modul
         assert_close(exported(x), module(x), exact=True, what=f"batch {batch}")
 
 
-@pytest.mark.slow  # the dynamic-batch export above covers the same graph in the default run
+@pytest.mark.cost(seconds=0.3, forwards=4)
 @pytest.mark.parametrize("subject", subject_params(tool="export"))
-def test_export_with_static_shapes_computes_the_same_bits(modules, subject):
+def test_export_static(modules, subject):
+    """torch.export with static shapes computes the same bits."""
     module = subject.module(modules)
     x = _batch(subject, 2)
     assert_close(_export(subject, module, x)(x), module(x), exact=True)
 
 
-@pytest.mark.slow  # ~0.5 s a subject: symbolic shapes through every layer
+@pytest.mark.cost(seconds=1.0, forwards=24)
 @pytest.mark.parametrize("subject", subject_params(tool="export", models_only=True))
-def test_export_with_dynamic_sides_runs_the_range_edges_and_refuses_outside_it(modules, subject):
+def test_export_sides(modules, subject):
+    """torch.export with dynamic H and W runs the edges of its range and refuses a side past each of them."""
     if not _export_keeps_pooled_sides_dynamic():
         pytest.skip("this torch's export specialises a pooled side on its parity, torchvision's models' too")
     module = subject.module(modules)
@@ -133,9 +144,9 @@ def test_export_with_dynamic_sides_runs_the_range_edges_and_refuses_outside_it(m
                 exported(_batch(subject, 1, side))
 
 
-@pytest.mark.slow
+@pytest.mark.cost(seconds=0.5)
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_an_export_whose_dynamic_sides_reach_past_the_valid_range_names_the_range(modules, case):
+def test_export_range_refused(modules, case):
     """The input check's torch._check is the constraint: torch's refusal quotes the model's valid range."""
     if not _export_keeps_pooled_sides_dynamic():
         pytest.skip("this torch's export specialises a pooled side on its parity, torchvision's models' too")
@@ -147,15 +158,17 @@ def test_an_export_whose_dynamic_sides_reach_past_the_valid_range_names_the_rang
         torch.export.export(modules.reference(case), (x,), dynamic_shapes=dims)
 
 
-@pytest.mark.slow  # ~1 s an export even for one layer: torch.export, decompositions, onnxscript
+@pytest.mark.cost(seconds=1.5, forwards=6, builds=10)  # torch.export, decompositions, onnxscript: ~1 s a layer
 @pytest.mark.parametrize("subject", subject_params(tool="onnx-dynamo"))
-def test_onnx_dynamo_export_run_by_onnxruntime_matches_eager_within_the_table_tolerance(modules, subject, tmp_path):
+def test_onnx_dynamo(modules, subject, tmp_path):
+    """The dynamo exporter's ONNX model, run by onnxruntime, matches eager mode within the table's tolerance."""
     _onnx_matches_eager(modules, subject, tmp_path, dynamo=True)
 
 
-@pytest.mark.slow  # onnxruntime's import and arenas: ~1 s and 0.1 GB of the default run's budget
+@pytest.mark.cost(seconds=1.0, forwards=6, builds=10)  # onnxruntime's import and arenas: ~1 s, 0.1 GB
 @pytest.mark.parametrize("subject", subject_params(tool="onnx-legacy"))
-def test_onnx_legacy_export_run_by_onnxruntime_matches_eager_within_the_table_tolerance(modules, subject, tmp_path):
+def test_onnx_legacy(modules, subject, tmp_path):
+    """The legacy exporter's ONNX model, run by onnxruntime, matches eager mode within the table's tolerance."""
     _onnx_matches_eager(modules, subject, tmp_path, dynamo=False)
 
 
@@ -184,8 +197,10 @@ def _onnx_matches_eager(modules, subject: Subject, tmp_path, *, dynamo: bool) ->
         assert_close(torch.from_numpy(output), module(x).detach(), what=f"onnxruntime, batch {batch}")
 
 
-@pytest.mark.parametrize("subject", subject_params(tool="vmap", slow_if_heavy=True))
-def test_per_sample_gradients_by_vmap_equal_a_loop_over_the_samples(modules, subject):
+@pytest.mark.cost(steps=6, memory=2)  # three samples' gradients from vmap, beside each sample's from the loop
+@pytest.mark.parametrize("subject", subject_params(tool="vmap"))
+def test_vmap(modules, subject):
+    """Per-sample gradients by vmap(grad) equal a loop over the samples."""
     from torch.func import functional_call, grad, vmap
 
     module = subject.module(modules)
@@ -207,8 +222,9 @@ def test_per_sample_gradients_by_vmap_equal_a_loop_over_the_samples(modules, sub
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")  # torch.func's own internals
 @pytest.mark.parametrize("dtype", [torch.float64], ids=["float64"])  # ordered after the case's float32 tests
-@pytest.mark.parametrize("subject", subject_params(tool="jvp", slow_if_heavy=True))
-def test_forward_mode_jvp_agrees_with_reverse_mode_vjp(modules, subject, dtype):
+@pytest.mark.cost(steps=4)
+@pytest.mark.parametrize("subject", subject_params(tool="jvp"))
+def test_jvp(modules, subject, dtype):
     """<u, J t> from torch.func.jvp equals <J^T u, t> from torch.func.vjp: in float64, to its table tolerance."""
     from torch.func import jvp, vjp
 
@@ -223,8 +239,10 @@ def test_forward_mode_jvp_agrees_with_reverse_mode_vjp(modules, subject, dtype):
 
 
 # Each hand-written layer alone: tests/test_facts.py (every option value it is drawn with); here, inside the models.
+@pytest.mark.cost
 @pytest.mark.parametrize("subject", subject_params(reference_only=True, models_only=True))
-def test_every_hand_written_module_with_options_or_state_prints_them(modules, subject):
+def test_repr(modules, subject):
+    """Every hand-written module inside a model that has options or state prints them."""
     module = subject.module(modules)
     for name, child in module.named_modules():
         if not type(child).__module__.startswith("reference.") or isinstance(child, ReferenceModel):

@@ -15,7 +15,7 @@ import torch
 
 from reference import LocalResponseNorm
 from reference.verify.compare import assert_close, assert_equivalent, tolerance
-from reference.verify.pairs import ported, reference_module, tolerances
+from reference.verify.pairs import grads_to_reference, ported, reference_module
 from tests.helpers import MODELS, case_params, pair_params
 
 pytestmark = pytest.mark.cuda
@@ -42,7 +42,8 @@ class _OnDevice(torch.nn.Module):
 
 
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_cpu_cuda_parity_forward_and_gradients(case):
+def test_cuda_parity(case):
+    """CPU and CUDA agree, forward and gradients, in float64."""
     model = reference_module(case, dtype=torch.float64)
     on_gpu = _OnDevice(copy.deepcopy(model), "cuda")
     x = case.input_space.sample(dtype=torch.float64)
@@ -51,25 +52,25 @@ def test_cpu_cuda_parity_forward_and_gradients(case):
                       grads_to_a=lambda g: {k.removeprefix("model."): v.cpu() for k, v in g.items()})  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("case", "counterpart"), pair_params(lambda _, c: c.exact_forward and c.exact_grads and c.grads is not None)
-)
-def test_exact_pairs_agree_on_cuda_forward_and_gradients(case, counterpart):
+@pytest.mark.parametrize(("case", "pair"), pair_params(lambda _, pair: pair.tolerance.exact))
+def test_cuda_exact_pairs(case, pair):
+    """The pairs exact on the CPU agree on CUDA, forward and gradients, within the table (or their CUDA bound)."""
     reference = reference_module(case, device="cuda")
-    other = ported(counterpart, reference)
+    other = ported(pair, reference)
     x = case.input_space.sample(dtype=torch.float32).cuda()
     # Same modules, same shapes: expected bitwise, but cuDNN may pick algorithms per call (and some weight
     # gradient algorithms accumulate with atomics), so the float32 table is the bound, or the pair's own CUDA
     # bound where its library adds with atomics itself; max |Δ| is printed.
-    tol = tolerances(counterpart, torch.float32, cuda=True)
-    result = assert_equivalent(reference, other, x, **tol, layers=counterpart.layers, grads=True,
-                               grads_to_a=lambda grads: counterpart.grads(other, grads))  # fmt: skip
-    print(f"{case.name} vs {counterpart.name} on CUDA: max |Δ| forward {result.forward_max:.3g}, "
+    tol = pair.tolerance.keywords(torch.float32, device="cuda")
+    result = assert_equivalent(reference, other, x, **tol, layers=pair.layers, grads=True,
+                               grads_to_a=grads_to_reference(pair, reference, other))  # fmt: skip
+    print(f"{case.name} vs {pair.name} on CUDA: max |Δ| forward {result.forward_max:.3g}, "
           f"gradients {result.grad_max:.3g}")  # fmt: skip
 
 
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_reference_models_are_bitwise_reproducible_in_deterministic_mode(case, deterministic):
+def test_cuda_deterministic(case, deterministic):
+    """Every model is bitwise reproducible in deterministic mode, a train step's gradients included."""
     model = reference_module(case, device="cuda").train()
     x = case.input_space.sample().cuda()
     runs = []
@@ -91,15 +92,17 @@ def test_reference_models_are_bitwise_reproducible_in_deterministic_mode(case, d
     ],
     ids=["nn.AdaptiveAvgPool2d", "nn.LocalResponseNorm"],
 )
-def test_the_library_layers_this_project_replaces_raise_in_deterministic_mode(build, shape, op, deterministic):
-    """torch.use_deterministic_algorithms' documentation lists both CUDA backwards as raising: why the
-    hand-written AdaptiveAvgPool2d and LocalResponseNorm exist."""
+def test_cuda_library_layers_raise(build, shape, op, deterministic):
+    """The library layers this project replaces raise in deterministic mode: torch.use_deterministic_algorithms'
+    documentation lists both CUDA backwards as raising, why the hand-written AdaptiveAvgPool2d and LocalResponseNorm
+    exist."""
     x = torch.randn(shape, device="cuda", requires_grad=True)
     with pytest.raises(RuntimeError, match=op):
         build().cuda()(x).sum().backward()
 
 
-def test_lrn_on_cuda_is_deterministic_and_matches_cpu(deterministic):
+def test_cuda_lrn(deterministic):
+    """The hand-written LRN is deterministic on CUDA and matches the CPU."""
     lrn = LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0, groups=2)
     x = 10 * torch.randn(2, 96, 27, 27, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     # Elementwise CUDA kernels vs CPU (SLEEF pow among them): the float64 table, forward and backward.

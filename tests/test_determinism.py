@@ -9,11 +9,13 @@ import torch
 
 from reference.verify.build import seeded
 from reference.verify.compare import assert_close, assert_equivalent
-from tests.helpers import BUILD_SEED, CASES, MODELS, case_params, heavy
+from tests.helpers import BUILD_SEED, CASES, MODELS, case_params
 
 
+@pytest.mark.cost(builds=1)
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_same_seed_same_initial_weights(modules, case):
+def test_same_seed_same_weights(modules, case):
+    """The same seed gives the same initial weights, bit for bit."""
     shared = modules.reference(case).state_dict()  # built under BUILD_SEED (and prepared)
     again = seeded(case.build, BUILD_SEED)
     if case.prepare is not None:
@@ -24,14 +26,18 @@ def test_same_seed_same_initial_weights(modules, case):
         assert_close(again[key], shared[key], exact=True, what=key)
 
 
-@pytest.mark.parametrize("case", case_params(MODELS, slow_if=heavy))  # an AlexNet's third build costs 0.4 s
-def test_another_seed_gives_other_initial_weights(case):
+@pytest.mark.cost(builds=2)
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_other_seed_other_weights(case):
+    """Another seed gives other initial weights: the seed is what decides."""
     first, other = (seeded(case.build, seed).state_dict() for seed in (BUILD_SEED, BUILD_SEED + 1))  # unprepared
     assert any(not torch.equal(t, first[k]) for k, t in other.items())  # the seed is what decides
 
 
+@pytest.mark.cost(steps=2)
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_same_input_twice_is_bitwise_reproducible_in_train_mode(modules, case):
+def test_train_step_reproducible(modules, case):
+    """The same input twice in train mode gives the same output and gradients, bit for bit."""
     first, second = modules.train_step(case), modules.train_step_again(case)
     # Same ops, same order, same dropout masks: bitwise.
     assert_close(second.output, first.output, exact=True)
@@ -41,8 +47,10 @@ def test_same_input_twice_is_bitwise_reproducible_in_train_mode(modules, case):
         assert_close(second.grads[name], grad, exact=True, what=name)
 
 
+@pytest.mark.cost(forwards=2, builds=1)  # a save and load of the weights: a build's worth of memory traffic
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_built_on_the_meta_device_and_loaded_from_a_saved_state_dict_it_computes_the_same_bits(modules, case):
+def test_meta_build_and_load(modules, case):
+    """Built on the meta device and loaded from a saved state dict, it computes the same bits."""
     model = modules.reference(case)
     saved = io.BytesIO()
     torch.save(model.state_dict(), saved)
@@ -56,9 +64,10 @@ def test_built_on_the_meta_device_and_loaded_from_a_saved_state_dict_it_computes
     assert_equivalent(model, clone.eval(), case.input_space.sample())  # exact
 
 
-@pytest.mark.light
+@pytest.mark.cost
 @pytest.mark.parametrize("case", case_params(list(CASES.values())))
-def test_every_parameter_and_buffer_follows_the_default_dtype(case):
+def test_default_dtype(case):
+    """Every parameter and buffer follows torch's default dtype."""
     default = torch.get_default_dtype()
     try:
         torch.set_default_dtype(torch.float64)

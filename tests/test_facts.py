@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -16,30 +17,41 @@ from reference.models.layers import SparseConv2d
 from reference.verify.compare import capture_inputs, capture_outputs, layer_modules
 from reference.verify.counterparts import LiteralSparseConv2d
 from reference.verify.facts import facts, params_per_layer
-from tests.helpers import CASES, MODELS, case_params, meta_model
+from tests.helpers import CASES, LAYERS, MODELS, case_params, meta_model
 
 
-@pytest.mark.light
+@pytest.mark.cost
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_every_published_fact_equals_its_measured_one_and_every_erratum_differs(case):
+def test_facts(case):
+    """Every published fact equals its measured one, and every erratum differs."""
     checked = facts(case, meta_model(case))
     failures = [f"{f.kind} {f.layer}: published {f.published}, measured {f.measured}" for f in checked if not f.holds]
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.light
+def test_unknown_measure():
+    """A fact quoted under a measure the harness does not take is an error, not a fact skipped."""
+    case = MODELS[0]
+    for quoted in ({"totals": {"parameter count": 1}}, {"breakdown": {"parameter count": {}}}):
+        paper = dataclasses.replace(case.paper, **quoted)
+        with pytest.raises(ValueError, match=r"no such measure \['parameter count'\]"):
+            facts(dataclasses.replace(case, paper=paper), meta_model(case))
+
+
+@pytest.mark.cost
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_per_layer_parameters_built_equal_derived(case):
+def test_parameters_per_layer(case):
+    """Trainable parameters per layer, counted on the built module, equal the table's."""
     derived = case.architecture.trainable_params()
     counted = params_per_layer(meta_model(case))
     assert {layer: counted.get(layer, 0) for layer in derived} == derived
     assert set(counted) <= set(derived)  # no trainable parameter outside the table's layers
 
 
-@pytest.mark.light
+@pytest.mark.cost
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_macs_neurons_and_connections_counted_on_the_running_model_equal_the_table(case):
-    """Counted another way than the table's formulas: multiplications by torch's FlopCounterMode (2 FLOPs a MAC) on
+def test_counts(case):
+    """Multiply-accumulates, neurons and connections counted on the running model equal the table's. Counted another way than the table's formulas: multiplications by torch's FlopCounterMode (2 FLOPs a MAC) on
     the forward pass, a sparse layer's by its literal form (one convolution per connection, since the layer
     computes densely over zeros); neurons as the outputs' sizes; connections as MACs plus one bias per output. On
     the meta device: the counts follow from the operations and shapes alone."""
@@ -77,18 +89,20 @@ def _macs(module: torch.nn.Module, x: torch.Tensor, flops: int) -> int:
     return counter.get_total_flops() // 2
 
 
-@pytest.mark.parametrize("case", case_params(MODELS, lambda case: bool(case.facts.fixed_buffers)))
-def test_fixed_buffers_are_fixed_data_a_train_step_leaves_alone(case):
+@pytest.mark.cost(builds=1, steps=1)
+@pytest.mark.parametrize("case", case_params(MODELS, lambda case: bool(case.paper.fixed)))
+def test_fixed_buffers(case):
+    """Fixed buffers are data a train step leaves alone: the stated shape and values, no two rows alike."""
     model = case.build()
     buffers, parameters = dict(model.named_buffers()), dict(model.named_parameters())
-    for name, (shape, values) in case.facts.fixed_buffers.items():
+    for name, (shape, values) in case.paper.fixed.items():
         assert name in buffers, name
         assert name not in parameters, name
         buffer = buffers[name]
         assert tuple(buffer.shape) == shape, name
         assert set(buffer.unique().tolist()) == set(values), name
         assert len({tuple(row.tolist()) for row in buffer}) == shape[0], f"{name}: two rows are the same"
-    before = {name: buffers[name].clone() for name in case.facts.fixed_buffers}
+    before = {name: buffers[name].clone() for name in case.paper.fixed}
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     model(case.input_space.sample()).sum().backward()
     optimizer.step()
@@ -96,7 +110,8 @@ def test_fixed_buffers_are_fixed_data_a_train_step_leaves_alone(case):
         assert torch.equal(dict(model.named_buffers())[name], value), name
 
 
-def test_prototype_bitmaps_are_seven_by_twelve_digits():
+def test_prototype_bitmaps():
+    """Ten digits drawn as 7x12 bitmaps."""
     assert len(bitmaps.DIGITS) == 10
     for digit in bitmaps.DIGITS:
         assert len(digit) == bitmaps.HEIGHT
@@ -105,18 +120,20 @@ def test_prototype_bitmaps_are_seven_by_twelve_digits():
     assert bitmaps.prototypes().shape == (10, bitmaps.HEIGHT * bitmaps.WIDTH)
 
 
-@pytest.mark.parametrize("case", case_params(list(CASES.values()), lambda case: not case.is_model))
-def test_a_hand_written_layer_shows_its_hyper_parameters_in_its_repr(case):
+@pytest.mark.cost
+@pytest.mark.parametrize("case", case_params(LAYERS))
+def test_layer_repr(case):
+    """A hand-written layer shows its hyper-parameters in its repr, each option at each value."""
     layer = case.build()
     assert layer.extra_repr(), f"{type(layer).__name__} prints as {layer!r}"
-    for name, values in case.options.items():
+    for name, values in case.input_space.options.items():
         for value in values:
             assert f"{name}={value}" in repr(case.build(**{name: value})), (name, value)
 
 
 def test_public_api_names():
-    assert reference.list_models() == [case.name for case in MODELS]
-    assert reference.get_spec("alexnet") is CASES["alexnet"]
+    assert reference.list_models() == sorted(case.name for case in MODELS)
+    assert all(reference.get_spec(name) is case for name, case in CASES.items())
     assert callable(reference.port.alexnet_from_torchvision)
     from reference.testing import assert_equivalent
 
@@ -135,7 +152,8 @@ def _imported_modules(path: Path) -> set[str]:
     return names
 
 
-def test_the_model_library_imports_torch_and_itself_alone():
+def test_model_library_imports():
+    """The model library imports torch and itself alone."""
     """What `import reference` loads: the package's __init__ and the model library (checked for real, in a
     fresh interpreter, by .ci/run: `import reference` leaves torchvision out of sys.modules)."""
     root = Path(reference.__file__).parent

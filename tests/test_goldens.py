@@ -25,16 +25,25 @@ def fingerprints():
     return get
 
 
+# The fingerprints, computed once per case for the three tests below: closed-form weights (hashing every value is
+# a few builds' work) and a forward pass in each dtype.
+FINGERPRINTS = {"builds": 3, "forwards": 4}
+
+
+@pytest.mark.cost(**FINGERPRINTS, core=True)
 @pytest.mark.parametrize("dtype", golden.DTYPES, ids=str)
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_model_matches_its_golden(fingerprints, case, dtype):
+def test_golden(fingerprints, case, dtype):
+    """The model's fingerprint matches its stored golden."""
     stored, now = fingerprints(case)
     message = golden.drift(case, stored, now, dtype)
     assert message is None, message
 
 
+@pytest.mark.cost(**FINGERPRINTS)
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_a_drifted_layer_is_named(fingerprints, case):
+def test_golden_drift_named(fingerprints, case):
+    """A drifted layer is named."""
     stored, now = fingerprints(case)
     drifted = copy.deepcopy(now)
     layer = list(drifted[str(torch.float32)]["layers"])[2]
@@ -44,8 +53,10 @@ def test_a_drifted_layer_is_named(fingerprints, case):
     assert message.startswith(f"{case.name} (torch.float32): first layer that drifted from the golden: '{layer}'")
 
 
+@pytest.mark.cost(**FINGERPRINTS)
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_a_changed_shape_is_named(fingerprints, case):
+def test_golden_shape_named(fingerprints, case):
+    """A changed shape is named."""
     stored, now = fingerprints(case)
     changed = copy.deepcopy(now)
     layer = next(iter(changed[str(torch.float64)]["layers"]))
@@ -55,14 +66,16 @@ def test_a_changed_shape_is_named(fingerprints, case):
     )
 
 
-def test_goldens_are_version_independent_data():
-    """The closed form is integer arithmetic and one multiplication: spot values, computed by hand."""
+def test_goldens_closed_form():
+    """Goldens are version-independent data: the closed form is integer arithmetic and one multiplication (spot
+    values, computed by hand)."""
     values = golden.closed_form((3,), salt=0, scale=2.0)
     expected = [(((i * 2654435761) % 2**32) / 2**32 - 0.5) * 2.0 for i in range(3)]
     assert values.tolist() == expected
 
 
-def test_goldens_load_from_the_package_in_any_working_directory(tmp_path, monkeypatch):
+def test_goldens_load_anywhere(tmp_path, monkeypatch):
+    """The goldens load from the package in any working directory."""
     monkeypatch.chdir(tmp_path)
     for case in MODELS:
         assert golden.load(case)["model"] == case.name

@@ -13,17 +13,22 @@ from tests.helpers import LAYERS, MODELS, case_params
 GRADCHECKS = [
     pytest.param(case, check, id=f"{case.name}-{'x'.join(map(str, check.shape))}")
     for case in LAYERS
-    for check in case.gradcheck
+    for check in case.input_space.examples
+    if check.gradcheck
 ]
 
 
+@pytest.mark.cost(seconds=0.3)  # gradcheck's own finite differences on a few elements: 0.1-0.4 s
 @pytest.mark.parametrize(("case", "check"), GRADCHECKS)
-def test_gradcheck_and_gradgradcheck(case, check):
+def test_gradcheck(case, check):
+    """gradcheck and gradgradcheck (float64) at the layer's gradcheck examples, its parameters redrawn in
+    U(-0.5, 0.5) for a well-conditioned check and then prepared as the case says."""
     torch.manual_seed(0)
     layer = case.build(**check.options).double()
-    if case.gradcheck_reinit:
-        for param in layer.parameters():
-            torch.nn.init.uniform_(param, -0.5, 0.5)
+    for param in layer.parameters():
+        torch.nn.init.uniform_(param, -0.5, 0.5)
+    if case.prepare is not None:
+        case.prepare(layer)
     x = torch.randn(check.shape, dtype=torch.float64, requires_grad=True)
     names = [name for name, _ in layer.named_parameters()]
 
@@ -35,8 +40,10 @@ def test_gradcheck_and_gradgradcheck(case, check):
     assert gradgradcheck(function, inputs)
 
 
+@pytest.mark.cost(steps=1)
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_every_trainable_parameter_and_the_input_get_a_finite_nonzero_gradient(modules, case):
+def test_gradient_flow(modules, case):
+    """Every trainable parameter and the input get a finite, nonzero gradient."""
     step = modules.train_step(case)
     for name, grad in [*step.grads.items(), ("input", step.input_grad)]:
         assert grad is not None, name

@@ -13,13 +13,15 @@ from torch import nn
 from reference.verify.compare import (
     NEEDED_FRACTION,
     TOLERANCES,
+    Override,
+    Tolerance,
     assert_close,
     compare_models,
     grad_tolerance,
     tolerance,
 )
-from reference.verify.pairs import tolerances
-from tests.helpers import PAIRS, heavy
+from reference.verify.pairs import grads_to_reference
+from tests.helpers import PAIRS
 
 PERTURBATIONS = {  # relative size of the planted change
     "1 ulp": lambda dtype: torch.finfo(dtype).eps,
@@ -50,8 +52,8 @@ def _pair(dtype: torch.dtype = torch.float64) -> tuple[nn.Module, nn.Module, tor
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("size", list(PERTURBATIONS))
-def test_a_planted_relative_change_is_judged_exactly_by_the_table(dtype, size):
-    """At magnitudes 1..2 the verdict is the table's formula |a - b| <= atol + rtol |b|, elementwise (each planted
+def test_planted_change(dtype, size):
+    """A planted relative change is judged exactly by the table. At magnitudes 1..2 the verdict is the table's formula |a - b| <= atol + rtol |b|, elementwise (each planted
     size lands on the side of it that the formula says), and exact comparison refuses any change."""
     expected = torch.linspace(1.0, 2.0, 64, dtype=torch.float64).to(dtype)
     relative = PERTURBATIONS[size](dtype)
@@ -71,8 +73,8 @@ def test_a_planted_relative_change_is_judged_exactly_by_the_table(dtype, size):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
 @pytest.mark.parametrize("magnitude", [1.0, 1e4, 1e10])
-def test_atol_follows_the_largest_value_above_one_and_a_cancelled_value_is_judged_by_it(dtype, magnitude):
-    """A value that cancelled to ~0 among values as large as ``magnitude``: an error of a tenth of the table's atol
+def test_scaled_atol(dtype, magnitude):
+    """atol follows the largest value above one, and a cancelled value is judged by it. A value that cancelled to ~0 among values as large as ``magnitude``: an error of a tenth of the table's atol
     times the magnitude passes (a reordered sum's rounding follows the size of its terms), ten times it fails, and
     below a magnitude of 1 the table's atol is absolute."""
     expected = torch.linspace(-1.0, 1.0, 65, dtype=torch.float64).mul(magnitude).to(dtype)  # expected[32] == 0
@@ -105,7 +107,8 @@ class _Constant(nn.Module):
         return self.value + 0 * x.sum()
 
 
-def test_equal_models_agree_exactly_and_a_one_ulp_weight_is_located():
+def test_one_ulp_located():
+    """Equal models agree exactly, and a one-ulp weight is located."""
     a, b, x = _pair()
     result = compare_models(a, b, x, layers={"fc1": "fc1", "fc2": "fc2"}, grads=True, grads_to_a=dict)
     assert result.passed
@@ -120,7 +123,8 @@ def test_equal_models_agree_exactly_and_a_one_ulp_weight_is_located():
 
 
 @pytest.mark.parametrize("side", ["reference", "counterpart"])
-def test_a_gradient_missing_on_either_side_is_a_failure_not_a_skip(side):
+def test_missing_gradient(side):
+    """A gradient missing on either side is a failure, not a skip."""
     a, b, x = _pair()
     (a if side == "reference" else b).fc1.bias.requires_grad_(False)
     result = compare_models(a, b, x, grads=True, grads_to_a=dict)
@@ -128,7 +132,8 @@ def test_a_gradient_missing_on_either_side_is_a_failure_not_a_skip(side):
     assert not result.passed
 
 
-def test_a_wrong_output_shape_fails_even_where_values_would_broadcast():
+def test_wrong_shape():
+    """A wrong output shape fails even where the values would broadcast."""
     a, b, x = _pair()
     b.fc2 = nn.Linear(8, 1).double()  # (4, 1) broadcasts against (4, 3)
     result = compare_models(a, b, x, rtol=1e9, atol=1e9)  # a tolerance that passes any value
@@ -136,7 +141,8 @@ def test_a_wrong_output_shape_fails_even_where_values_would_broadcast():
     assert result.forward_max == float("inf")
 
 
-def test_a_swapped_layer_map_entry_is_reported_not_passed():
+def test_swapped_layer_map():
+    """A swapped entry of a layer map is reported, not passed."""
     a, b, x = _pair()
     b.fc1 = nn.Linear(6, 8).double()  # fc1 differs; fc2's weights are equal
     swapped = compare_models(a, b, x, layers={"fc1": "fc2", "fc2": "fc1"})
@@ -144,45 +150,64 @@ def test_a_swapped_layer_map_entry_is_reported_not_passed():
     assert swapped.first_divergence().max_abs_diff == float("inf")
 
 
+# The light pairs (LeNet-5's and the layers'): the entries' needs show there already, at a fraction of a second.
+LIGHT_PAIRS = [(case, pair) for case, pair in PAIRS if not case.is_model or case.trainable_params < 1_000_000]
+
+
 @pytest.mark.parametrize("dtype", list(NEEDED_FRACTION), ids=str)
-def test_each_tolerance_entry_is_needed_by_a_pair_that_uses_it(modules, dtype):
-    """Shrunk to NEEDED_FRACTION of itself, the table entry fails at least one pair at its default input (the light
-    pairs: LeNet-5's layers show it already): a loosened entry fails here. That the entry is enough is every
+def test_tolerance_needed(modules, dtype):
+    """Each table entry is needed by a pair that uses it: shrunk to NEEDED_FRACTION of itself, it fails at least
+    one of the light pairs at its default input, so a loosened entry fails here. That the entry is enough is every
     pair's own test."""
     fraction = NEEDED_FRACTION[dtype]
     failing = []
-    for case, counterpart in PAIRS:
-        if heavy(case) or (counterpart.exact_forward and counterpart.exact_grads):
+    for case, pair in LIGHT_PAIRS:
+        if pair.tolerance.exact:
             continue
         reference = modules.reference(case, dtype=dtype)
-        other = modules.counterpart(case, counterpart, dtype=dtype)
-        shrunk = {key: value * fraction for key, value in tolerances(counterpart, dtype).items()}
-        grads_to_a = None if counterpart.grads is None else (lambda g, c=counterpart, o=other: c.grads(o, g))
+        other = modules.counterpart(case, pair, dtype=dtype)
+        shrunk = {key: value * fraction for key, value in pair.tolerance.keywords(dtype).items()}
         x = case.input_space.sample(dtype=dtype)
-        result = compare_models(reference, other, x, layers=counterpart.layers, grads=True, grads_to_a=grads_to_a,
-                                **shrunk)  # fmt: skip
+        result = compare_models(reference, other, x, layers=pair.layers, grads=True,
+                                grads_to_a=grads_to_reference(pair, reference, other), **shrunk)  # fmt: skip
         if not result.passed:
-            failing.append(f"{case.name} vs {counterpart.name}")
+            failing.append(f"{case.name} vs {pair.name}")
     assert failing, f"every light pair passes at {fraction} of the {dtype} entry {TOLERANCES[dtype]}: it is too loose"
 
 
 OVERRIDES = [
-    pytest.param(counterpart, where, id=f"{case.name} vs {counterpart.name}-{where}")
-    for case, counterpart in PAIRS
-    for where in ("drawn_tolerance", "cuda_tolerance")
-    if getattr(counterpart, where)
+    pytest.param(pair, override, id=f"{case.name} vs {pair.name}-{override.where}-{override.dtype}")
+    for case, pair in PAIRS
+    for override in pair.tolerance.overrides
 ]
 
 
-@pytest.mark.parametrize(("counterpart", "where"), OVERRIDES)
-def test_a_pair_own_tolerance_names_compare_models_keywords_and_loosens_the_table(counterpart, where):
-    """A pair's own bound (at drawn inputs, on CUDA) only widens the table's for a stated reason: a misspelt keyword
-    would be ignored, and a bound under the table's would be no exception but a silent tightening."""
-    for dtype, override in getattr(counterpart, where).items():
-        # What it widens: the pair's own bound at the default input (exact where exact); on CUDA, the table's.
-        table = (
-            tolerances(counterpart, dtype) if where == "drawn_tolerance" else tolerance(dtype) | grad_tolerance(dtype)
-        )
-        assert override.keys() <= table.keys(), f"{dtype}: {sorted(override.keys() - table.keys())}"
-        looser = [key for key, value in override.items() if value > table[key]]
-        assert looser, f"{dtype}: {dict(override)} widens nothing of {table}"
+@pytest.mark.parametrize(("pair", "override"), OVERRIDES)
+def test_override_loosens(pair, override):
+    """A pair's own bound (at drawn inputs, on CUDA) names compare_models' keywords and only widens the table's, for
+    a stated reason: a misspelt keyword would be ignored, and a bound under the table's would be no exception but a
+    silent tightening."""
+    # What it widens: the pair's own bound at the default input (exact where exact); on CUDA, the table's.
+    dtype = override.dtype
+    table = pair.tolerance.keywords(dtype) if override.where == "drawn" else tolerance(dtype) | grad_tolerance(dtype)
+    assert override.bounds.keys() <= table.keys(), f"{dtype}: {sorted(override.bounds.keys() - table.keys())}"
+    looser = [key for key, value in override.bounds.items() if value > table[key]]
+    assert looser, f"{dtype}: {dict(override.bounds)} widens nothing of {table}"
+    assert override.why
+
+
+def test_tolerance_record():
+    """A Tolerance resolves in one place: exact is exact on the CPU, the table on CUDA; a pair that is not exact
+    says why; an override applies only where and in the dtype it names."""
+    exact, table = Tolerance(), Tolerance("table", "table", why="reordered")
+    assert exact.keywords(torch.float32) == {"rtol": 0.0, "atol": 0.0, "grad_rtol": 0.0, "grad_atol": 0.0}
+    assert exact.keywords(torch.float32, device="cuda") == tolerance(torch.float32) | grad_tolerance(torch.float32)
+    assert table.keywords(torch.float64) == tolerance(torch.float64) | grad_tolerance(torch.float64)
+    widened = Tolerance(overrides=(Override("drawn", torch.float32, {"grad_atol": 1e-3}, why="drawn sums"),))
+    assert widened.keywords(torch.float32, drawn=True)["grad_atol"] == 1e-3
+    assert widened.keywords(torch.float32)["grad_atol"] == 0.0
+    assert widened.keywords(torch.float64, drawn=True)["grad_atol"] == 0.0
+    with pytest.raises(ValueError, match="says why"):
+        Tolerance("table")
+    with pytest.raises(ValueError, match="'exact' or 'table'"):
+        Tolerance("close")

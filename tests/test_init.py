@@ -11,34 +11,40 @@ import pytest
 import torch
 
 from reference.verify.build import seeded
-from reference.verify.cases import Constant, Normal, Uniform
+from reference.verify.inits import Constant, Normal, Uniform
 from tests.distributions import check_drawn_from
-from tests.helpers import BUILD_SEED, CASES, case_params, heavy
+from tests.helpers import BUILD_SEED, CASES, meta_model
 
 MIN_SAMPLES = 300  # per parameter, pooling builds of a small model: the power tests/distributions.py states
+MAX_DRAWN = 4_000_000  # values drawn in all, where small parameters would ask for many builds of a large model
 
 
-@pytest.mark.forward  # the case's one build, which the default run holds anyway
-@pytest.mark.parametrize("case", case_params(list(CASES.values()), lambda case: case.init is not None))
-def test_every_parameter_is_drawn_from_the_stated_distribution(modules, case):
-    # An AlexNet's single build has >= 34,848 weights a layer; prepared models are drawn again unprepared.
-    first = modules.reference(case) if case.prepare is None else seeded(case.build, BUILD_SEED)
-    _check_every_parameter(case, first, case.init, case.build)
-
-
-OTHER_INITS = [
-    pytest.param(case, options, init, id=f"{case.name}-{'-'.join(f'{k}={v}' for k, v in options.items())}")
+STATED = [
+    pytest.param(case, options, init, id=case.name + "".join(f"-{k}={v}" for k, v in options.items()))
     for case in CASES.values()
-    for options, init in case.other_inits
+    if case.paper is not None
+    for options, init in case.paper.inits
 ]
 
 
-@pytest.mark.parametrize(("case", "options", "init"), OTHER_INITS)
-def test_an_option_that_selects_another_stated_initialisation_draws_from_it(case, options, init):
+@pytest.mark.cost(builds=lambda case: _builds(case), core=True)
+@pytest.mark.parametrize(("case", "options", "init"), STATED)
+def test_init(case, options, init):
+    """Every parameter of a fresh build is drawn from the distribution the paper (or library) states, for the
+    default initialisation and each option that selects another."""
+
     def build():
         return case.build(**options)
 
     _check_every_parameter(case, seeded(build, BUILD_SEED), init, build)
+
+
+def _builds(case) -> int:
+    """Builds that give every parameter MIN_SAMPLES values, at most MAX_DRAWN values in all (an AlexNet's one build
+    has >= 34,848 weights a layer; LeNet-5's biases pool many)."""
+    params = [p for _, p in meta_model(case).named_parameters()]
+    needed = max(math.ceil(MIN_SAMPLES / p.numel()) for p in params)
+    return max(1, min(needed, MAX_DRAWN // sum(p.numel() for p in params)))
 
 
 def _check_every_parameter(case, first, init, build) -> None:
@@ -47,7 +53,7 @@ def _check_every_parameter(case, first, init, build) -> None:
     assert stated.keys() == params.keys(), "a parameter with no stated init, or a stated one the model lacks"
     # Builds each parameter needs for MIN_SAMPLES values (small ones pool several seeds; an AlexNet has none).
     needed = {name: math.ceil(MIN_SAMPLES / p.numel()) for name, p in params.items()}
-    builds = 1 if heavy(case) else max(n for name, n in needed.items() if not isinstance(stated[name], Constant))
+    builds = _builds(case)
     samples = {name: [p.detach()] for name, p in params.items()}
     for seed in range(BUILD_SEED + 1, BUILD_SEED + builds):
         for name, p in seeded(build, seed).named_parameters():
@@ -63,7 +69,8 @@ N = 17_424  # the fewest elements a normal check sees (one tower's conv1 weight)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_the_checks_pass_the_stated_draw_at_any_seed(seed):
+def test_checks_pass_stated_draws(seed):
+    """The checks pass the stated draw at any seed."""
     generator = torch.Generator().manual_seed(seed)
     bound = torch.rand(MIN_SAMPLES, 1, generator=generator) + 0.5  # a bound per element, as C3's
     check_drawn_from((2 * torch.rand(MIN_SAMPLES, 1, generator=generator) - 1) * bound, Uniform(bound), "uniform")
@@ -85,6 +92,7 @@ def test_the_checks_pass_the_stated_draw_at_any_seed(seed):
         pytest.param(lambda g: torch.full((7,), 1.0 + 2**-20), Constant(1.0), id="constant off"),
     ],
 )
-def test_the_checks_reject_a_wrong_draw_at_any_seed(seed, draw, stated):
+def test_checks_reject_wrong_draws(seed, draw, stated):
+    """The checks reject a wrong draw at any seed."""
     with pytest.raises(AssertionError):
         check_drawn_from(draw(torch.Generator().manual_seed(seed)), stated, "planted")

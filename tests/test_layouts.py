@@ -30,8 +30,10 @@ def _on(modules, case, device):
     return model if device == "cpu" else copy.deepcopy(model).to(device)
 
 
+@pytest.mark.cost(forwards=6)
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_non_contiguous_input_gives_the_contiguous_result_exactly(modules, case):
+def test_non_contiguous(modules, case):
+    """A strided or transposed input gives the contiguous input's result, bit for bit."""
     model = modules.reference(case)
     strided = _input(case, width_factor=2)[..., ::2]  # every other column: a strided view
     transposed = strided.contiguous().transpose(2, 3).contiguous().transpose(2, 3)  # same values, W-major strides
@@ -45,9 +47,11 @@ def test_non_contiguous_input_gives_the_contiguous_result_exactly(modules, case)
         assert_close(model(transposed), expected, exact=True, what="transposed-strides input")
 
 
+@pytest.mark.cost(forwards=3, builds=1)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_channels_last_input_and_model_give_the_contiguous_result(modules, case, device):
+def test_channels_last(modules, case, device):
+    """A channels_last input, and a channels_last model, give the contiguous result (float32's table)."""
     x = _input(case, device=device)
     model = _on(modules, case, device)
     with torch.no_grad():
@@ -63,9 +67,11 @@ def test_channels_last_input_and_model_give_the_contiguous_result(modules, case,
     assert_close(from_model, expected, what="channels_last model and input")
 
 
+@pytest.mark.cost(forwards=4)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_bfloat16_autocast_stays_within_a_few_roundings_of_float32(modules, case, device):
+def test_bf16_autocast(modules, case, device):
+    """bfloat16 autocast stays within a few roundings of float32, and is not float32 in disguise."""
     model = _on(modules, case, device)
     x = _input(case, device=device)
     first_conv = next(name for name, module in model.named_modules() if isinstance(module, torch.nn.Conv2d))

@@ -11,7 +11,7 @@ from reference import AlexNet, AlexNet2012, AlexNet2012TwoTower, LeNet5, port
 from reference.models.alexnet2012 import SEED_LRN_ALPHA
 from reference.verify.build import uninitialised
 from reference.verify.compare import assert_close
-from reference.verify.pairs import ported
+from reference.verify.pairs import ported, ported_back
 from tests.helpers import CASES, pair_params
 
 
@@ -21,13 +21,19 @@ def _meta(build):
         return build()
 
 
-@pytest.mark.parametrize(("case", "counterpart"), pair_params(lambda _, counterpart: counterpart.port_back is not None))
-def test_port_and_port_back_is_a_lossless_copy_that_leaves_the_rng_alone(modules, case, counterpart):
+def _has_parameters(case) -> bool:
+    return case.trainable_params > 0 if case.is_model else any(True for _ in _meta(case.build).parameters())
+
+
+@pytest.mark.cost(builds=2)  # two copies of the weights, no draws
+@pytest.mark.parametrize(("case", "pair"), pair_params(lambda _, pair: pair.back is not None))
+def test_port_round_trip(modules, case, pair):
+    """A port and its port back make a lossless copy, and leave the RNG alone."""
     reference = modules.reference(case)
     rng = torch.get_rng_state()
-    other = counterpart.port(reference)
+    other = ported(pair, reference)
     assert torch.equal(rng, torch.get_rng_state())  # no random init drawn for weights about to be overwritten
-    back, state = counterpart.port_back(other).state_dict(), reference.state_dict()
+    back, state = ported_back(pair, other).state_dict(), reference.state_dict()
     assert back.keys() == state.keys()
     for key, tensor in state.items():
         assert_close(back[key], tensor, exact=True, what=key)  # copies: bitwise
@@ -38,32 +44,38 @@ def test_port_and_port_back_is_a_lossless_copy_that_leaves_the_rng_alone(modules
     assert [param.abs().sum() for param in reference.parameters()] == sums  # copies, not the reference's storage
 
 
-@pytest.mark.parametrize(("case", "counterpart"), pair_params(lambda _, counterpart: counterpart.shares))
-def test_a_sharing_port_gives_its_own_parameters_over_the_reference_storage(case, counterpart):
+@pytest.mark.cost(builds=1)
+@pytest.mark.parametrize(("case", "pair"), pair_params(lambda case, pair: pair.state.views and _has_parameters(case)))
+def test_port_shares(case, pair):
+    """A sharing port gives the counterpart parameters of its own over the reference's storage: no copy."""
     reference = uninitialised(case.build)  # storage is what is under test, not values
-    other = ported(counterpart, reference, share=True)
+    other = ported(pair, reference, share=True)
     storage = {param.untyped_storage().data_ptr() for param in reference.parameters()}
     assert all(param.untyped_storage().data_ptr() in storage for param in other.parameters())
     assert not {id(p) for p in reference.parameters()} & {id(p) for p in other.parameters()}  # gradients of its own
     assert sum(p.numel() for p in other.parameters()) == sum(p.numel() for p in reference.parameters())
 
 
-@pytest.mark.parametrize(("case", "counterpart"), pair_params(lambda _, counterpart: counterpart.case is not None))
-def test_a_counterpart_that_names_a_case_is_that_case_s_model_with_the_same_state_layout(modules, case, counterpart):
-    """``diff A B --port`` takes the registry's port where ``Counterpart.case`` names B: it must build B's model."""
-    other = modules.counterpart(case, counterpart)
-    named = _meta(CASES[counterpart.case].build)
+@pytest.mark.cost
+@pytest.mark.parametrize(("case", "pair"), pair_params(lambda _, pair: pair.model in CASES))
+def test_pair_model_is_the_case(modules, case, pair):
+    """A counterpart that names a registry case is that case's model, with the same state layout: ``diff A B
+    --port`` takes the registry's port where ``Pair.model`` names B."""
+    other = modules.counterpart(case, pair)
+    named = _meta(CASES[pair.model].build)
     assert type(other) is type(named)
     assert {k: t.shape for k, t in other.state_dict().items()} == {k: t.shape for k, t in named.state_dict().items()}
 
 
-def test_an_odd_class_count_splits_between_the_towers_tower_a_first():
+def test_towers_odd_classes():
+    """An odd class count splits between the towers, tower A first."""
     towers = port.two_tower_from_grouped(_meta(lambda: AlexNet2012(num_classes=11)))
     assert (towers.tower_a.fc8.out_features, towers.tower_b.fc8.out_features) == (6, 5)
     assert port.grouped_from_two_tower(towers).fc8.out_features == 11
 
 
-def test_num_classes_and_dropout_follow_the_source_both_ways():
+def test_port_options():
+    """num_classes and dropout follow the source, both ways."""
     library = port.alexnet_to_torchvision(_meta(lambda: AlexNet(num_classes=7, dropout=0.25)))
     assert library.classifier[0].p == library.classifier[3].p == 0.25
     assert library.classifier[6].out_features == 7
@@ -84,39 +96,45 @@ def test_num_classes_and_dropout_follow_the_source_both_ways():
     ],
     ids=["from_tv<-AlexNet", "to_tv<-torchvision", "two_tower<-AlexNet", "grouped<-AlexNet2012", "to_tv<-LeNet5"],
 )
-def test_wrong_model_type_is_a_type_error_naming_both(function, wrong):
+def test_port_wrong_type(function, wrong):
+    """A model of the wrong type is a TypeError naming both."""
     model = wrong() if wrong is LeNet5 else _meta(wrong)  # LeNet-5 is small; its C3 table needs real data
     with pytest.raises(TypeError, match=rf"{function.__name__} expects .*, got {type(model).__name__}"):
         function(model)
 
 
-def test_two_tower_needs_lrn_confined_to_the_towers():
+def test_towers_need_grouped_lrn():
+    """The two-tower form needs LRN windows confined to the towers."""
     with pytest.raises(ValueError, match="lrn_groups=2"):
         port.two_tower_from_grouped(_meta(lambda: AlexNet2012(num_classes=3, lrn_groups=1, lrn_alpha=SEED_LRN_ALPHA)))
 
 
-def test_shape_mismatch_names_the_key():
+def test_port_shape_mismatch():
+    """A shape mismatch names the key."""
     library = _meta(lambda: torchvision.models.alexnet(weights=None, num_classes=3))
     library.features[3] = _meta(lambda: torch.nn.Conv2d(64, 190, kernel_size=5, padding=2))  # 192 expected
     with pytest.raises(ValueError, match=r"'conv2\.weight' has shape \(190, 64, 5, 5\), expected \(192, 64, 5, 5\)"):
         port.alexnet_from_torchvision(library)
 
 
-def test_missing_key_is_named():
+def test_port_missing_key():
+    """A missing key is named."""
     library = _meta(lambda: torchvision.models.alexnet(weights=None, num_classes=3))
     library.classifier[6] = _meta(lambda: torch.nn.Linear(4096, 3, bias=False))
     with pytest.raises(ValueError, match=r"missing key\(s\) \['fc8\.bias'\]"):
         port.alexnet_from_torchvision(library)
 
 
-def test_unexpected_layer_is_named():
+def test_port_unexpected_layer():
+    """An unexpected layer is named."""
     library = _meta(lambda: torchvision.models.alexnet(weights=None, num_classes=3))
     library.features.add_module("13", _meta(lambda: torch.nn.Conv2d(256, 256, kernel_size=1)))
     with pytest.raises(ValueError, match=r"unexpected key 'features\.13\.weight'"):
         port.alexnet_from_torchvision(library)
 
 
-def test_two_tower_state_with_one_tower_missing_a_key_is_named():
+def test_towers_missing_key():
+    """A two-tower state with one tower missing a key names it."""
     state = _meta(lambda: AlexNet2012TwoTower(num_classes=4)).state_dict()
     del state["tower_b.fc7.bias"]
     with pytest.raises(ValueError, match=r"'fc7\.bias' is missing from one tower"):

@@ -12,18 +12,19 @@ from hypothesis import strategies as st
 from reference.models.tables import SCAN_LIMIT
 from reference.verify.compare import assert_close, capture_outputs, layer_modules
 from reference.verify.pairs import reference_module
-from tests.helpers import LAYERS, MODELS, by_dtype, case_params, fewer_examples, heavy, meta_model
-from tests.strategies import options, valid_inputs
+from tests.helpers import LAYERS, MODELS, by_dtype, case_params, fewer_examples, meta_model
+from tests.strategies import drawn_size, options, valid_inputs
 
 DTYPES = [torch.float32, torch.float64]
 
 
-@pytest.mark.light
+@pytest.mark.cost
 @pytest.mark.parametrize("case", case_params(MODELS))
 @fewer_examples(3)
 @given(data=st.data())
-def test_output_and_every_layer_have_the_table_shapes(case, data):
-    """Shapes do not depend on the dtype: float32 only."""
+def test_shapes(case, data):
+    """The output and every layer have the table's shapes at drawn inputs (on the meta device). Shapes do not depend
+    on the dtype: float32 only."""
     x = data.draw(valid_inputs(case, dtypes=(torch.float32,))).to("meta")
     model = meta_model(case)
     layers = {name: layer_modules(model, name) for name in case.architecture.layers}
@@ -37,10 +38,10 @@ def test_output_and_every_layer_have_the_table_shapes(case, data):
             assert (channels, *seen[names[0]].shape[2:]) == expected[name], name
 
 
-@pytest.mark.light
+@pytest.mark.cost
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_valid_sides_are_exactly_the_sides_the_raw_layers_accept(case):
-    """Below the low bound (and above the high one) the layers themselves fail; inside, they run."""
+def test_valid_sides(case):
+    """The valid sides are exactly the sides the raw layers accept. Below the low bound (and above the high one) the layers themselves fail; inside, they run."""
     model, low, high = meta_model(case), case.valid_sides.low, case.valid_sides.high
     other = case.valid_sides.low
     inside = [low, high if high is not None else SCAN_LIMIT + 7]
@@ -58,15 +59,13 @@ def test_valid_sides_are_exactly_the_sides_the_raw_layers_accept(case):
             assert 0 in out.shape, f"{side}x{other}: the raw layers gave {tuple(out.shape)}"
 
 
-# float64 on an AlexNet-sized model: in -m slow (~0.3 s each, the default run is at its time budget); the
-# batch's arithmetic does not depend on the dtype, and float32 runs every model by default.
-@pytest.mark.parametrize(
-    ("case", "dtype"),
-    by_dtype(case_params(MODELS + LAYERS), DTYPES, slow_if=lambda case, dtype: heavy(case) and dtype == torch.float64),
-)
+# Each example: a drawn batch of 2-3, then each sample alone, then the batch permuted.
+@pytest.mark.cost(forwards=lambda case: 3 * drawn_size(case, min_batch=2), examples=True)
+@pytest.mark.parametrize(("case", "dtype"), by_dtype(case_params(MODELS + LAYERS), DTYPES))
 @fewer_examples(10, at_least=1)
 @given(data=st.data())
-def test_batch_independence_and_permutation(modules, case, dtype, data):
+def test_batch_independence(modules, case, dtype, data):
+    """Each sample alone gives what it gives in the batch, and a permuted batch the permuted output."""
     opts = data.draw(options(case))
     x = data.draw(valid_inputs(case, dtypes=(dtype,), opts=opts, min_batch=2))
     model = reference_module(case, dtype=x.dtype, **opts) if opts else modules.reference(case, dtype=x.dtype)

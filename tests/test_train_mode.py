@@ -44,22 +44,25 @@ def _fed_by_dropout(model: nn.Module, x: torch.Tensor) -> list[list[str]]:
     return consumers
 
 
-@pytest.mark.light
+@pytest.mark.cost
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_dropout_feeds_exactly_the_layers_the_paper_names(case):
-    """Which module takes which output: the graph, not the values (on the meta device)."""
+def test_dropout_place(case):
+    """Dropout feeds exactly the layers the paper names. Which module takes which output: the graph, not the values
+    (on the meta device)."""
     model = meta_model(case, train=True)
     fed = set()
     for consumers in _fed_by_dropout(model, case.input_space.sample().to("meta")):
         assert consumers, "a dropout's output goes to no layer (a functional op, or nowhere)"
         fed |= {name.rsplit(".", 1)[-1] for name in consumers}  # tower_a.fc6 -> fc6
-    assert fed == set(case.facts.dropout_before), f"dropout feeds {sorted(fed)}"
+    assert fed == set(case.paper.dropout.before if case.paper.dropout else ()), f"dropout feeds {sorted(fed)}"
 
 
-@pytest.mark.parametrize("case", case_params(MODELS, lambda case: bool(case.facts.dropout_before)))
-def test_each_dropout_zeroes_units_with_the_stated_probability_and_scales_the_rest(modules, case):
+@pytest.mark.cost(forwards=2)
+@pytest.mark.parametrize("case", case_params(MODELS, lambda case: case.paper.dropout is not None))
+def test_dropout_rate(modules, case):
+    """Each dropout zeroes units with the stated probability and scales the rest by exactly 1 / (1 - p)."""
     model = modules.reference(case, train=True)
-    p, calls = case.facts.dropout_p, []
+    p, calls = case.paper.dropout.p, []
     dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout)]
     handles = [
         m.register_forward_hook(lambda _m, args, out: calls.append((args[0].clone(), out.clone()))) for m in dropouts
@@ -71,7 +74,7 @@ def test_each_dropout_zeroes_units_with_the_stated_probability_and_scales_the_re
     finally:
         for handle in handles:
             handle.remove()
-    assert len(calls) == len(case.facts.dropout_before)  # one application per site, each site once
+    assert len(calls) == len(case.paper.dropout.before)  # one application per site, each site once
     for x, out in calls:
         kept = out != 0
         assert torch.equal(out[kept], x[kept] / (1 - p)), "kept units not scaled by exactly 1 / (1 - p)"

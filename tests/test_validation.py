@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from reference.models.tables import Architecture, InvalidInputSize
 from reference.verify.build import seeded
-from tests.helpers import BUILD_SEED, CASES, DEVICES, MODELS, case_params, heavy
+from tests.helpers import BUILD_SEED, CASES, DEVICES, MODELS, case_params
 from tests.strategies import invalid_inputs
 
 
@@ -43,8 +43,10 @@ def _accepted(case) -> str:
     return rf"\(N, {case.in_channels}, H, W\) with H and W in {case.valid_sides}".replace(".", r"\.")
 
 
+@pytest.mark.cost
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_every_bad_input_is_rejected_with_a_message_naming_model_accepted_and_got(modules, case):
+def test_bad_input(modules, case):
+    """Every bad input is rejected with a message naming the model, what it accepts and what it got."""
     model = modules.reference(case)
     for name, (error, x, got) in _bad_inputs(case).items():
         with pytest.raises(error, match=rf"^{type(model).__name__} expects .*{_accepted(case)}.*{got}") as info:
@@ -55,16 +57,20 @@ def test_every_bad_input_is_rejected_with_a_message_naming_model_accepted_and_go
 # torch.jit.trace leaves the module it traced in a reference cycle (trace_module's register_submods closure), alive
 # until a full collection: an AlexNet's weights outlived its case and raised the default run's peak by 0.5 GB.
 @pytest.mark.filterwarnings("ignore:`torch.jit.trace(_method)?` is deprecated:FutureWarning")
-@pytest.mark.parametrize("case", case_params(MODELS, slow_if=heavy))
-def test_jit_trace_meets_the_errors_eager_mode_raises(modules, case):
-    """jit.trace records sizes as tensors; the checks read its example's concrete sizes."""
+@pytest.mark.cost(seconds=0.2)
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_bad_input_jit_trace(modules, case):
+    """jit.trace meets the errors eager mode raises: it records sizes as tensors; the checks read its example's
+    concrete sizes."""
     _a_tracer_meets_the_errors_eager_mode_raises(modules.reference(case), case, torch.jit.trace)
 
 
-# Exporting the AlexNet-sized models (non-strict) raised the default run's peak RSS from 2.9 to 3.8 GB: slow.
-@pytest.mark.parametrize("case", case_params(MODELS, slow_if=heavy))
-def test_export_meets_the_errors_eager_mode_raises(modules, case):
-    """Non-strict export runs the checks on fake tensors with concrete sizes."""
+# Non-strict export fakes the model's every tensor: an AlexNet's export raised a run's peak RSS from 2.9 to 3.8 GB.
+@pytest.mark.cost(seconds=0.3, memory=2)
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_bad_input_export(modules, case):
+    """Export meets the errors eager mode raises: non-strict export runs the checks on fake tensors with concrete
+    sizes."""
 
     def export(model, x):
         return torch.export.export(model, (x,), strict=False)
@@ -79,9 +85,11 @@ def _a_tracer_meets_the_errors_eager_mode_raises(model, case, trace) -> None:
             trace(model, x)
 
 
+@pytest.mark.cost
 @pytest.mark.parametrize("case", case_params(MODELS))
 @given(data=st.data())
-def test_drawn_invalid_inputs_are_rejected_naming_model_accepted_and_got(modules, case, data):
+def test_drawn_bad_input(modules, case, data):
+    """Drawn invalid inputs are rejected, naming the model, what it accepts and what it got."""
     model = modules.reference(case)
     x, error, fragment = data.draw(invalid_inputs(case))
     with pytest.raises(error) as info:
@@ -95,23 +103,29 @@ def test_drawn_invalid_inputs_are_rejected_naming_model_accepted_and_got(modules
     assert fragment in message
 
 
+@pytest.mark.cost
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_non_tensor_is_a_type_error(modules, case):
+def test_non_tensor(modules, case):
+    """A non-tensor is a TypeError."""
     model = modules.reference(case)
     with pytest.raises(TypeError, match=rf"{type(model).__name__} expects .*; got list"):
         model([[0.0]])
 
 
+@pytest.mark.cost
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_empty_batch_gives_an_empty_output(modules, case):
+def test_empty_batch(modules, case):
+    """An empty batch gives an empty output."""
     x = _valid(case, batch=0)
     with torch.no_grad():
         out = modules.reference(case)(x)
     assert out.shape == (0, *case.output_shape(*x.shape[2:]))
 
 
+@pytest.mark.cost(forwards=lambda case: 2 * (case.valid_sides.high or case.valid_sides.low) / case.valid_sides.low)
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_bounds_are_inclusive(modules, case):
+def test_bounds_inclusive(modules, case):
+    """The valid range's bounds are inclusive."""
     model = modules.reference(case)
     sides = [case.valid_sides.low] + ([case.valid_sides.high] if case.valid_sides.high else [])
     with torch.no_grad():
@@ -121,29 +135,41 @@ def test_bounds_are_inclusive(modules, case):
 
 def _flatten_fits_but_table_does_not(case) -> tuple[int, int] | None:
     """An input size outside the valid range whose last map before ``flatten`` has as many values as the
-    expected one (4x9 for 6x6), so that flatten and the first FC layer alone would run it; None if none."""
+    expected one (4x9 for 6x6), so that flatten and the first FC layer alone would run it; None if none. Height and
+    width pass through the layers apart: each is mapped once, then paired."""
     table = case.architecture
     names = list(table.layers)
     if "flatten" not in names:
         return None
     before = Architecture(layers={n: table.layers[n] for n in names[: names.index("flatten")]},
                           in_channels=table.in_channels, default_side=table.default_side)  # fmt: skip
-    expected = table.layers["flatten"].expected
+    last, expected = names[names.index("flatten") - 1], table.layers["flatten"].expected
     low, high = case.valid_sides.low, case.valid_sides.high
-    for height in range(max(1, low - 70), low):
-        for width in range(high + 1, high + 80) if high is not None else ():
+
+    def mapped(sides: range, axis: int) -> dict[int, int]:
+        out = {}
+        for side in sides:
             try:
-                shape = before.shapes(height, width)[names[names.index("flatten") - 1]]
+                out[side] = before.shapes(*((side, low) if axis == 0 else (low, side)))[last][1 + axis]
             except InvalidInputSize:
                 continue
+        return out
+
+    heights = mapped(range(max(1, low - 70), low), 0)
+    widths = mapped(range(high + 1, high + 80), 1) if high is not None else {}
+    for height, h in heights.items():
+        for width, w in widths.items():
+            shape = (expected[0], h, w)
             if shape != expected and math.prod(shape) == math.prod(expected):
                 return height, width
     return None
 
 
+@pytest.mark.cost(forwards=2)
 @pytest.mark.parametrize("case", case_params(MODELS, lambda case: _flatten_fits_but_table_does_not(case) is not None))
-def test_sizes_whose_flattened_length_happens_to_fit_are_rejected(modules, case):
-    """e.g. AlexNet 2012 at 163x323: pool5 is 4x9, 36 positions like 6x6."""
+def test_flatten_fits_rejected(modules, case):
+    """Sizes whose flattened length happens to fit are rejected: e.g. AlexNet 2012 at 163x323, where pool5 is 4x9,
+    36 positions like 6x6."""
     model = modules.reference(case)
     height, width = _flatten_fits_but_table_does_not(case)
     with pytest.raises(InvalidInputSize, match=r"^flatten expects"):
@@ -155,9 +181,11 @@ def test_sizes_whose_flattened_length_happens_to_fit_are_rejected(modules, case)
         model(x)  # ...the model does not
 
 
+@pytest.mark.cost
 @pytest.mark.parametrize("input_dtype", [torch.float64, torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_an_input_of_another_floating_dtype_is_a_type_error(modules, case, input_dtype):
+def test_other_dtype(modules, case, input_dtype):
+    """An input of another floating dtype is a TypeError."""
     model = modules.reference(case)
     with pytest.raises(
         TypeError, match=rf"^{type(model).__name__} expects a 4-D .* of dtype torch\.float32.*dtype {input_dtype}$"
@@ -165,9 +193,11 @@ def test_an_input_of_another_floating_dtype_is_a_type_error(modules, case, input
         model(_valid(case).to(input_dtype))
 
 
+@pytest.mark.cost
 @pytest.mark.parametrize("dtype", [torch.float64], ids=str)
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_a_float64_model_rejects_a_float32_input(modules, case, dtype):
+def test_float64_model_float32_input(modules, case, dtype):
+    """A float64 model rejects a float32 input."""
     model = modules.reference(case, dtype=dtype)
     low = case.valid_sides.low
     with pytest.raises(
@@ -176,10 +206,11 @@ def test_a_float64_model_rejects_a_float32_input(modules, case, dtype):
         model(_valid(case, h=low, w=low))
 
 
+@pytest.mark.cost(forwards=2)
 @pytest.mark.parametrize("input_dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_under_autocast_an_input_it_casts_is_accepted_and_float64_is_not(modules, case, input_dtype):
-    """Autocast casts float32/16 and bfloat16 tensors alike for the convolutions and leaves float64 alone,
+def test_autocast_input(modules, case, input_dtype):
+    """Under autocast an input it casts is accepted and float64 is not. Autocast casts float32/16 and bfloat16 tensors alike for the convolutions and leaves float64 alone,
     so a float64 input would meet bf16 weights inside the first convolution: rejected where it enters."""
     model = modules.reference(case)
     with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
@@ -191,28 +222,48 @@ def test_under_autocast_an_input_it_casts_is_accepted_and_float64_is_not(modules
             model(_valid(case).double())
 
 
+@pytest.mark.cost
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_an_input_on_another_device_is_a_value_error(modules, case):
+def test_other_device(modules, case):
+    """An input on another device is a ValueError."""
     model = modules.reference(case)
     x = _valid(case).to("meta")  # another device that every machine has
     with pytest.raises(ValueError, match=rf"^{type(model).__name__} expects a 4-D .*, on cpu where.*, on meta$"):
         model(x)
 
 
-@pytest.mark.parametrize("case", case_params(list(CASES.values()), lambda case: case.error_inputs is not None))
-def test_a_layer_rejects_bad_input_naming_itself_what_it_accepts_and_what_it_got(case):
+def _is_input(example) -> bool:
+    return example.shape is not None or example.value is not None
+
+
+def _is_option(example) -> bool:
+    return not _is_input(example)
+
+
+def _errors(case, where) -> list:
+    return [example for example in case.input_space.examples if example.error and where(example)]
+
+
+@pytest.mark.cost(builds=1)
+@pytest.mark.parametrize("case", case_params(list(CASES.values()), lambda case: _errors(case, _is_input)))
+def test_error_inputs(case):
+    """A layer's error inputs are rejected where they enter, naming the layer, what it accepts and what it got."""
     layer = case.build()
-    for x, error, message in case.error_inputs():
+    for example in _errors(case, _is_input):
+        x = example.value() if example.value else case.input_space.sample(example.shape)
+        error, message = example.error
         with pytest.raises(error, match=message):
             layer(x)
 
 
-@pytest.mark.light  # rejected before anything is built
-@pytest.mark.parametrize("case", case_params(list(CASES.values()), lambda case: bool(case.error_options)))
-def test_bad_constructor_options_are_rejected_naming_the_module(case):
-    for opts, error, message in case.error_options:
+@pytest.mark.cost  # rejected before anything is built
+@pytest.mark.parametrize("case", case_params(list(CASES.values()), lambda case: _errors(case, _is_option)))
+def test_error_options(case):
+    """Bad constructor options are rejected, naming the module."""
+    for example in _errors(case, _is_option):
+        error, message = example.error
         with pytest.raises(error, match=message):
-            case.build(**opts)
+            case.build(**example.options)
 
 
 F32, F64, BF16, F16 = torch.float32, torch.float64, torch.bfloat16, torch.float16
@@ -230,9 +281,10 @@ ACCEPTS = {
 }
 
 
+@pytest.mark.cost(builds=1, forwards=24)
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("case", case_params(MODELS, slow_if=heavy))
-def test_every_cell_of_the_dtype_table_is_what_the_model_does(case, device):
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_dtype_table(case, device):
     """Every cell run: an accepted input gives an output, a refused one a TypeError naming both dtypes."""
     built = seeded(case.build, BUILD_SEED).eval()
     for (param_dtype, autocast), accepted in ACCEPTS.items():

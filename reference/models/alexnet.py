@@ -16,12 +16,12 @@ that is a training scheme, not a layer.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from torch import Tensor, nn
 
 from reference.models import tables as arch
+from reference.models._api import register_model
 from reference.models.base import ReferenceModel
 from reference.models.weights import Weights, load_weights
 
@@ -40,7 +40,7 @@ TORCHVISION_NAMES = {
 }
 
 
-@functools.cache  # one immutable table per configuration: its valid sides are derived once
+@arch.cached
 def alexnet_architecture(num_classes: int = 1000) -> arch.Architecture:
     layers = {
         "conv1": arch.Conv2d(in_channels=3, out_channels=64, kernel_size=11, stride=4, padding=2),
@@ -102,6 +102,7 @@ class AlexNet(ReferenceModel):
         return self.fc8(x)  # (N, num_classes)
 
 
+@register_model()
 def alexnet(*, weights: Weights = None, progress: bool = True, **kwargs: Any) -> AlexNet:
     """torchvision's builder signature: ``weights`` is torchvision's ``AlexNet_Weights`` (fetched through
     torchvision's own download-and-cache path, then ported), a state dict with torchvision's key names or with

@@ -19,13 +19,13 @@ arithmetic, which is the paper's formula with alpha = 1e-4 / 5 (torch divides al
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from reference.models import tables as arch
+from reference.models._api import register_model
 from reference.models.base import ReferenceModel, default_device
 from reference.models.weights import Weights, load_weights
 
@@ -37,27 +37,24 @@ __all__ = [
     "AlexNet2012TwoTower",
     "alexnet2012",
     "alexnet2012_architecture",
+    "alexnet2012_seed",
     "alexnet2012_two_tower",
     "tower_architecture",
 ]
 
-PAPER_LRN_ALPHA = 1e-4
+PAPER_LRN_ALPHA = arch.KRIZHEVSKY_LRN.alpha
 SEED_LRN_ALPHA = 1e-4 / 5  # nn.LocalResponseNorm(size=5, alpha=1e-4) in the paper's convention
 TOWERS = 2  # the two GPUs
-BIAS_ONE = (
-    "conv2",
-    "conv4",
-    "conv5",
-    "fc6",
-    "fc7",
-)  # section 5: "initialized the neuron biases ... with the constant 1"
+# Section 5: "initialized the neuron biases in the second, fourth, and fifth convolutional layers, as well as in the
+# fully-connected hidden layers, with the constant 1".
+BIAS_ONE = ("conv2", "conv4", "conv5", "fc6", "fc7")
 
 
-@functools.cache  # one immutable table per configuration: its valid sides are derived once
+@arch.cached
 def alexnet2012_architecture(
     num_classes: int = 1000, lrn_groups: int = 2, lrn_alpha: float = PAPER_LRN_ALPHA
 ) -> arch.Architecture:
-    lrn = arch.LocalResponseNorm(size=5, alpha=lrn_alpha, beta=0.75, k=2.0, groups=lrn_groups)
+    lrn = dataclasses.replace(arch.KRIZHEVSKY_LRN, alpha=lrn_alpha, groups=lrn_groups)
     layers = {
         "conv1": arch.Conv2d(in_channels=3, out_channels=96, kernel_size=11, stride=4),
         "lrn1": lrn,
@@ -211,11 +208,21 @@ class AlexNet2012TwoTower(ReferenceModel):
         return torch.cat([a.fc8(x), b.fc8(x)], dim=1)  # (N, num_classes)
 
 
+@register_model()
 def alexnet2012(*, weights: Weights = None, progress: bool = True, **kwargs: Any) -> AlexNet2012:
-    """torchvision's builder signature. The paper's weights are not published: ``weights`` is None or a state dict."""
+    """The 2012 network, grouped form. The paper's weights are not published: ``weights`` is None or a state dict."""
     return load_weights(AlexNet2012, weights, progress, kwargs)
 
 
+@register_model()
 def alexnet2012_two_tower(*, weights: Weights = None, progress: bool = True, **kwargs: Any) -> AlexNet2012TwoTower:
-    """torchvision's builder signature; ``weights`` is None or a state dict of the two-tower form."""
+    """The 2012 network as two towers; ``weights`` is None or a state dict of the two-tower form."""
     return load_weights(AlexNet2012TwoTower, weights, progress, kwargs)
+
+
+@register_model()
+def alexnet2012_seed(*, weights: Weights = None, progress: bool = True, **kwargs: Any) -> AlexNet2012:
+    """The seed notebook's AlexNet: ``AlexNet2012(lrn_groups=1, lrn_alpha=SEED_LRN_ALPHA)``, one LRN window over all
+    maps with ``nn.LocalResponseNorm(5, alpha=1e-4)``'s arithmetic."""
+    kwargs = {"lrn_groups": 1, "lrn_alpha": SEED_LRN_ALPHA} | kwargs
+    return load_weights(AlexNet2012, weights, progress, kwargs, name="alexnet2012_seed")

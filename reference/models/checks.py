@@ -14,19 +14,30 @@ Tracers pass through them and see only the model's own operations:
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import torch
 from torch import SymInt, Tensor
 
-if TYPE_CHECKING:
-    from reference.models.tables import SideRange
-
-__all__ = ["check_floating", "check_input", "is_proxy", "sizes"]
+__all__ = ["SideRange", "check_floating", "check_input", "is_proxy", "sizes"]
 
 # What autocast casts to its lower precision: float64 tensors are left as they are, so a float64 input
 # meets bf16 weights (or float64 weights a bf16 input) inside the first convolution.
 AUTOCAST_CASTS = frozenset({torch.float32, torch.float16, torch.bfloat16})
+
+
+@dataclass(frozen=True)
+class SideRange:
+    """The input sides a model accepts: ``low..high``, ``high=None`` meaning no upper bound."""
+
+    low: int
+    high: int | None
+
+    def __contains__(self, side: object) -> bool:
+        return isinstance(side, int) and side >= self.low and (self.high is None or side <= self.high)
+
+    def __str__(self) -> str:
+        return f"{self.low}..{self.high}" if self.high is not None else f">={self.low}"
 
 
 def _autocast(device_type: str) -> bool:

@@ -16,18 +16,18 @@ one's (sum x coefficient + bias) with the coefficient scaled by 4; both start at
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from reference.models import tables as arch
+from reference.models._api import register_model
 from reference.models.base import ReferenceModel
 from reference.models.layers import SparseConv2d, Squash, Subsampling
 from reference.models.weights import Weights, load_weights
 
-__all__ = ["C3_TABLE", "LeNet5", "lenet5", "lenet5_architecture"]
+__all__ = ["C3_TABLE", "LeNet5", "lenet5", "lenet5_architecture", "lenet5_seed"]
 
 # Table I of the paper: for each C3 map, the S2 maps it is connected to.
 C3_TABLE: tuple[tuple[int, ...], ...] = (
@@ -42,7 +42,7 @@ Head = Literal["euclidean", "gaussian"]
 Activation = Literal["squash", "tanh"]
 
 
-@functools.cache  # one immutable table per configuration: its valid sides are derived once
+@arch.cached
 def lenet5_architecture(c3: C3 = "sparse", head: Head = "euclidean") -> arch.Architecture:
     if c3 not in ("sparse", "dense") or head not in ("euclidean", "gaussian"):
         raise ValueError(
@@ -113,6 +113,14 @@ def _fan_ins(layer: nn.Module) -> list[tuple[Tensor, Tensor | int]]:
     return [(layer.weight, fan_in), (layer.bias, fan_in)]
 
 
+@register_model()
 def lenet5(*, weights: Weights = None, progress: bool = True, **kwargs: Any) -> LeNet5:
     """torchvision's builder signature. The paper publishes no weights: ``weights`` is None or a state dict."""
     return load_weights(LeNet5, weights, progress, kwargs)
+
+
+@register_model()
+def lenet5_seed(*, weights: Weights = None, progress: bool = True, **kwargs: Any) -> LeNet5:
+    """The seed notebook's LeNet-5: ``LeNet5(c3="dense", head="gaussian", activation="tanh")``."""
+    kwargs = {"c3": "dense", "head": "gaussian", "activation": "tanh"} | kwargs
+    return load_weights(LeNet5, weights, progress, kwargs, name="lenet5_seed")

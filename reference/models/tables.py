@@ -12,19 +12,23 @@ Height and width pass through the layers independently, so validity is a propert
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from reference.models import bitmaps
 from reference.models import layers as ref
+from reference.models.checks import SideRange
 
 __all__ = [
+    "KRIZHEVSKY_LRN",
     "RBF",
     "AdaptiveAvgPool2d",
     "Architecture",
@@ -36,9 +40,9 @@ __all__ = [
     "LocalResponseNorm",
     "MaxPool2d",
     "Shape",
-    "SideRange",
     "SparseConv2d",
     "Subsampling",
+    "cached",
 ]
 
 Shape = tuple[int, ...]
@@ -47,6 +51,24 @@ Shape = tuple[int, ...]
 # to a larger-or-equal side, so a side that is valid at the bound stays valid above it: the range is
 # then open-ended (the suite runs the real layers at a side beyond the bound).
 SCAN_LIMIT = 1024
+
+
+Table = TypeVar("Table", bound=Callable[..., "Architecture"])
+
+
+def cached(function: Table) -> Table:
+    """One immutable table per configuration, however its options are passed (positionally, by keyword, or left at
+    their defaults): its valid sides are derived once."""
+    signature = inspect.signature(function)
+    cache = functools.cache(function)
+
+    @functools.wraps(function)
+    def table(*args: Any, **kwargs: Any) -> Architecture:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return cache(**bound.arguments)
+
+    return table
 
 
 class InvalidInputSize(ValueError):
@@ -201,6 +223,12 @@ class LocalResponseNorm:
         return shape
 
 
+# Krizhevsky et al. 2012, section 3.3: "k = 2, n = 5, alpha = 10^-4, and beta = 0.75", alpha in the paper's convention
+# (not divided by the window size). AlexNet's LRN, and VGG's A-LRN ("the LRN layer parameters are those of
+# (Krizhevsky et al., 2012)").
+KRIZHEVSKY_LRN = LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)
+
+
 @dataclass(frozen=True)
 class BatchNorm2d:
     """Batch normalisation of each channel (Ioffe & Szegedy 2015): a trainable scale and shift per channel, and
@@ -307,20 +335,6 @@ LayerSpec = (
     | RBF
 )
 WEIGHTED = (Conv2d, SparseConv2d, Subsampling, BatchNorm2d, Linear, RBF)
-
-
-@dataclass(frozen=True)
-class SideRange:
-    """The input sides a model accepts: ``low..high``, ``high=None`` meaning no upper bound."""
-
-    low: int
-    high: int | None
-
-    def __contains__(self, side: object) -> bool:
-        return isinstance(side, int) and side >= self.low and (self.high is None or side <= self.high)
-
-    def __str__(self) -> str:
-        return f"{self.low}..{self.high}" if self.high is not None else f">={self.low}"
 
 
 @dataclass(frozen=True)

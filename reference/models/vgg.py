@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from reference.models import tables as arch
-from reference.models.alexnet2012 import PAPER_LRN_ALPHA
+from reference.models._api import register_model
 from reference.models.base import ReferenceModel, default_device
 from reference.models.weights import Weights, load_weights
 
@@ -126,8 +126,6 @@ FC_WIDTH = 4096
 HEAD_SIDE = 7  # fc6 takes block5_pool's 7x7 maps (224 / 2**5): the FC form's input, the dense form's fc6 kernel
 LAST_POOL = "block5_pool"  # where the convolutional part ends
 PAPER_WEIGHT_STD = 0.1  # section 3.1: "a normal distribution with the zero mean and 10^-2 variance"
-# Krizhevsky et al.'s LRN, "the LRN layer parameters are those of (Krizhevsky et al., 2012)" (section 2.2).
-LRN = arch.LocalResponseNorm(size=5, alpha=PAPER_LRN_ALPHA, beta=0.75, k=2.0)
 
 Init = Literal["paper", "glorot"]
 
@@ -148,7 +146,7 @@ def _blocks(config: str, batch_norm: bool) -> dict[str, arch.LayerSpec]:
         convs = 0
         for entry in entries:
             if entry == "LRN":
-                layers[f"block{block}_lrn"] = LRN
+                layers[f"block{block}_lrn"] = arch.KRIZHEVSKY_LRN  # section 2.2
                 continue
             kernel, channels = map(int, re.fullmatch(r"conv(\d+)-(\d+)", entry).groups())
             convs += 1
@@ -169,7 +167,7 @@ def _head(channels: int, num_classes: int) -> dict[str, arch.LayerSpec]:
     }
 
 
-@functools.cache  # one immutable table per configuration: its valid sides are derived once
+@arch.cached
 def vgg2014_architecture(config: str = "D", num_classes: int = 1000) -> arch.Architecture:
     _check("VGG2014", config, list(TABLE_1))
     blocks = _blocks(config, batch_norm=False)
@@ -177,7 +175,7 @@ def vgg2014_architecture(config: str = "D", num_classes: int = 1000) -> arch.Arc
                              default_side=224)  # fmt: skip
 
 
-@functools.cache
+@arch.cached
 def vgg2014_dense_architecture(config: str = "D", num_classes: int = 1000) -> arch.Architecture:
     """The FC table with each FC layer as the convolution that computes it on every 7x7 window (section 3.2)."""
     layers: dict[str, arch.LayerSpec] = {}
@@ -191,7 +189,7 @@ def vgg2014_dense_architecture(config: str = "D", num_classes: int = 1000) -> ar
     return arch.Architecture(layers=layers, in_channels=3, default_side=224)
 
 
-@functools.cache
+@arch.cached
 def vgg_architecture(config: str = "D", batch_norm: bool = False, num_classes: int = 1000) -> arch.Architecture:
     """torchvision's: Table 1's A, B, D, E, an adaptive pool to 7x7 before the head (identity at 224)."""
     _check("VGG", config, TORCHVISION_CONFIGS)
@@ -351,18 +349,31 @@ def vgg2014_dense(*, weights: Weights = None, progress: bool = True, **kwargs: A
     return load_weights(VGG2014Dense, weights, progress, kwargs)
 
 
-def _vgg(name: str, config: str, batch_norm: bool, weights: Weights, progress: bool, kwargs: dict) -> VGG:
-    for fixed in ("config", "batch_norm"):  # the builder's name says both, as torchvision's do
-        if fixed in kwargs:
-            raise TypeError(f"{name}() got an unexpected keyword argument {fixed!r}")
-    build = functools.partial(VGG, config=config, batch_norm=batch_norm)
-    names = torchvision_names(vgg_architecture(config, batch_norm))
-    return load_weights(build, weights, progress, kwargs, torchvision_names=names, name=name)
+def _paper_builder(form: type[VGG2014] | type[VGG2014Dense], config: str) -> Callable[..., nn.Module]:
+    name = f"vgg2014_{config.lower().replace('-', '_')}" + "_dense" * (form is VGG2014Dense)
+
+    def build(*, weights: Weights = None, progress: bool = True, **kwargs: Any) -> nn.Module:
+        return load_weights(form, weights, progress, {"config": config} | kwargs, name=name)
+
+    build.__name__ = build.__qualname__ = name
+    dense = ", dense-evaluation form" * (form is VGG2014Dense)
+    build.__doc__ = f"The paper's configuration {config}{dense}: ``{form.__name__}(config={config!r}, **kwargs)``."
+    return register_model()(build)
+
+
+for _form in (VGG2014, VGG2014Dense):
+    for _config in TABLE_1:
+        _paper_builder(_form, _config)
 
 
 def _builder(name: str, config: str, batch_norm: bool) -> Callable[..., VGG]:
     def build(*, weights: Weights = None, progress: bool = True, **kwargs: Any) -> VGG:
-        return _vgg(name, config, batch_norm, weights, progress, kwargs)
+        for fixed in ("config", "batch_norm"):  # the builder's name says both, as torchvision's do
+            if fixed in kwargs:
+                raise TypeError(f"{name}() got an unexpected keyword argument {fixed!r}")
+        model = functools.partial(VGG, config=config, batch_norm=batch_norm)
+        names = torchvision_names(vgg_architecture(config, batch_norm))
+        return load_weights(model, weights, progress, kwargs, torchvision_names=names, name=name)
 
     build.__name__ = build.__qualname__ = name
     bn = " with batch normalisation" if batch_norm else ""
@@ -371,7 +382,7 @@ def _builder(name: str, config: str, batch_norm: bool) -> Callable[..., VGG]:
         "(fetched through torchvision's own download-and-cache path, then ported), a state dict with torchvision's "
         "key names or with this model's, or None (torchvision's initialisation, drawn in its order)."
     )
-    return build
+    return register_model()(build)
 
 
 vgg11 = _builder("vgg11", "A", False)

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from reference.verify.align import Alignment, align, record
+from reference.verify.build import trim
 
 __all__ = [
     "EXACT",
@@ -26,11 +27,14 @@ __all__ = [
     "TOLERANCES",
     "Comparison",
     "LayerMap",
+    "Override",
+    "Tolerance",
     "assert_close",
     "assert_equivalent",
     "capture_inputs",
     "capture_outputs",
     "compare_models",
+    "describe",
     "grad_tolerance",
     "layer_modules",
     "tolerance",
@@ -70,6 +74,61 @@ def grad_tolerance(dtype: torch.dtype, exact: bool = False) -> dict[str, float]:
     return {f"grad_{key}": value for key, value in tolerance(dtype, exact).items()}
 
 
+@dataclass(frozen=True)
+class Override:
+    """A pair's own bound where the table's is not enough, and why: in ``dtype``, ``where`` is ``"drawn"`` (at drawn
+    inputs and options, on the CPU) or ``"cuda"``; ``bounds`` are :func:`compare_models` keywords (rtol, atol,
+    grad_rtol, grad_atol)."""
+
+    where: str
+    dtype: torch.dtype
+    bounds: Mapping[str, float]
+    why: str
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How exactly a pair agrees: ``"exact"`` (rtol = atol = 0: the same operations in the same order on the CPU) or
+    ``"table"`` (:data:`TOLERANCES`), for the outputs and for the gradients; ``why`` a pair is not exact; and its
+    :class:`Override` entries. :meth:`keywords` is the one place a comparison's bounds are decided."""
+
+    forward: str = "exact"
+    grads: str = "exact"
+    why: str = ""
+    overrides: tuple[Override, ...] = ()
+
+    def __post_init__(self) -> None:
+        if {self.forward, self.grads} - {"exact", "table"}:
+            raise ValueError(f"forward and grads are 'exact' or 'table', got {self.forward!r}, {self.grads!r}")
+        if "table" in (self.forward, self.grads) and not self.why:
+            raise ValueError("a pair that is not exact says why")
+        if any(override.where not in ("drawn", "cuda") for override in self.overrides):
+            raise ValueError("an override applies where 'drawn' or 'cuda'")
+
+    @property
+    def exact(self) -> bool:
+        return self.forward == self.grads == "exact"
+
+    def keywords(self, dtype: torch.dtype, *, device: str | torch.device = "cpu", drawn: bool = False) -> dict:
+        """:func:`compare_models`' tolerance keywords in ``dtype``, on ``device``, at the default input or (``drawn``)
+        a drawn one. On CUDA kernels may be chosen per call: the table applies even to a pair exact on the CPU."""
+        cuda = torch.device(device).type == "cuda"
+        out = tolerance(dtype, exact=not cuda and self.forward == "exact")
+        out |= grad_tolerance(dtype, exact=not cuda and self.grads == "exact")
+        where = "cuda" if cuda else "drawn" if drawn else None
+        for override in self.overrides:
+            if override.where == where and override.dtype == dtype:
+                out |= override.bounds
+        return out
+
+    def describe(self, dtype: torch.dtype) -> str:
+        """``"exact"`` or the bounds, forward and gradients: what verify prints."""
+        bounds = self.keywords(dtype)
+        forward = describe({"rtol": bounds["rtol"], "atol": bounds["atol"]})
+        grads = describe({"rtol": bounds["grad_rtol"], "atol": bounds["grad_atol"]})
+        return forward if forward == grads else f"fwd {forward}; grad {grads}"
+
+
 def assert_close(actual: Tensor, expected: Tensor, *, exact: bool = False, what: str = "tensor") -> None:
     """``torch.testing.assert_close`` with this suite's tolerance for ``expected.dtype`` (its atol scaled, see
     :func:`scaled_atol`), or exactly."""
@@ -78,7 +137,7 @@ def assert_close(actual: Tensor, expected: Tensor, *, exact: bool = False, what:
     if actual.dtype == expected.dtype and actual.device == expected.device and _diff(actual, expected, **tol)[1]:
         return  # a cache-sized pass over the data; torch.testing's report is built only for a failure
     scaled = tol | {"atol": scaled_atol(tol["atol"], expected)}
-    torch.testing.assert_close(actual, expected, **scaled, msg=lambda m: f"{what} ({_describe(tol)}): {m}")
+    torch.testing.assert_close(actual, expected, **scaled, msg=lambda m: f"{what} ({describe(tol)}): {m}")
 
 
 def scaled_atol(atol: float, expected: Tensor) -> float:
@@ -87,7 +146,8 @@ def scaled_atol(atol: float, expected: Tensor) -> float:
     return atol * max(1.0, _scale(expected)) if atol else atol
 
 
-def _describe(tol: Mapping[str, float]) -> str:
+def describe(tol: Mapping[str, float]) -> str:
+    """``"exact"``, or a bound as the reports print it."""
     if tol["rtol"] == tol["atol"] == 0:
         return "exact"
     return f"rtol={tol['rtol']:g}, atol={tol['atol']:g} (x max |b| where > 1)"
@@ -215,7 +275,7 @@ class Comparison:
         return next((d for d in self.layers if not d.close), None)
 
     def report(self) -> str:
-        tol = _describe({"rtol": self.rtol, "atol": self.atol})
+        tol = describe({"rtol": self.rtol, "atol": self.atol})
         lines = []
         first = self.first_divergence()
         if not self.forward_close or first is not None:
@@ -231,7 +291,7 @@ class Comparison:
             elif self.layers:
                 lines.append("every mapped layer agrees: the divergence is after the last mapped layer")
             lines += [f"  {d.layer:<12} {d.counterpart:<28} {d.max_abs_diff:.3g}" for d in self.layers]
-        grad_tol = _describe({"rtol": self.grad_rtol, "atol": self.grad_atol})
+        grad_tol = describe({"rtol": self.grad_rtol, "atol": self.grad_atol})
         lines += [f"gradient differs ({grad_tol}): {failure}" for failure in self.grad_failures]
         return "\n".join(lines) or f"equivalent ({tol})"
 
@@ -275,25 +335,33 @@ def compare_models(
     gradient is compared. ``seed`` reseeds the RNG before
     each forward pass, so dropout draws the same masks in both. Gradients are compared with
     ``grad_rtol``/``grad_atol`` where given, else with the forward tolerance.
+
+    A runs forward and backward before B runs: the two graphs are never held at once. B's parameter gradients are
+    compared as its backward pass makes them and then let go (``model_b``'s ``.grad`` are left unset), so that a
+    VGG's two sets of gradients are never held beside each other in full.
     """
     x_a = inputs.detach().clone().requires_grad_(grads)
     x_b = inputs.detach().clone().requires_grad_(grads)
+    names_b = None if layers is None else [n for names in layers.values() for n in _listed(names)]
+    with _observed(model_a, None if layers is None else list(layers)) as seen_a:
+        out_a = _run(model_a, x_a, seed)
+    if grads:
+        model_a.zero_grad(set_to_none=True)
+        cotangent = _cotangent(out_a)
+        out_a.backward(cotangent)
+        trim()  # A's activations, freed, leave the heap before B's are made
+    with _observed(model_b, names_b) as seen_b:
+        out_b = _run(model_b, x_b, seed)
     if layers is None:
-        with record(model_a) as steps_a:
-            out_a = _run(model_a, x_a, seed)
-        with record(model_b) as steps_b:
-            out_b = _run(model_b, x_b, seed)
-        alignment = align(steps_a, steps_b)
+        alignment = align(seen_a, seen_b)
         seen = [] if alignment.ambiguous else [(a.name, b.name, a.output, b.output) for a, b in alignment.pairs]
     else:
-        b_names = [n for names in layers.values() for n in ([names] if isinstance(names, str) else names)]
-        with capture_outputs(model_a, list(layers)) as seen_a, capture_outputs(model_b, b_names) as seen_b:
-            out_a, out_b = _run(model_a, x_a, seed), _run(model_b, x_b, seed)
         alignment, seen = None, []
         for name, names in layers.items():
-            names = [names] if isinstance(names, str) else list(names)
-            b = torch.cat([seen_b[n] for n in names], dim=1) if len(names) > 1 else seen_b[names[0]]
-            seen.append((name, "+".join(names), seen_a[name], b))
+            parts = [seen_b[n] for n in _listed(names)]
+            seen.append(
+                (name, "+".join(_listed(names)), seen_a[name], torch.cat(parts, 1) if len(parts) > 1 else parts[0])
+            )
     result = Comparison(rtol, atol, *_diff(out_a, out_b, rtol, atol), alignment=alignment,
                         forward_scale=_scale(out_b), forward_shape=tuple(out_a.shape))  # fmt: skip
     result.grad_rtol = rtol if grad_rtol is None else grad_rtol
@@ -301,38 +369,82 @@ def compare_models(
     for name_a, name_b, a, b in seen:
         b = b.to(a.device)
         result.layers.append(LayerDiff(name_a, name_b, tuple(a.shape), *_diff(a, b, rtol, atol), _scale(b)))
+    del seen, seen_a, seen_b  # the layers' copies go before B's backward pass, the suite's peak
     if grads:
-        _compare_grads(result, model_a, model_b, out_a, out_b, x_a, x_b, grads_to_a)
+        _compare_grads(result, model_a, model_b, cotangent, out_b, x_a, x_b, grads_to_a)
     return result
 
 
-def _compare_grads(result, model_a, model_b, out_a, out_b, x_a, x_b, grads_to_a) -> None:
-    for model in (model_a, model_b):
-        model.zero_grad(set_to_none=True)
-    cotangent = _cotangent(out_a)
-    out_a.backward(cotangent)
-    out_b.backward(cotangent)
-    pairs = [("input", x_a.grad, lambda: x_b.grad)]
+def _listed(names: str | Sequence[str]) -> list[str]:
+    return [names] if isinstance(names, str) else list(names)
+
+
+@contextmanager
+def _observed(model: nn.Module, names: list[str] | None) -> Iterator[list | dict[str, Tensor]]:
+    """Every step recorded (``names`` None: for an automatic alignment), or the named modules' outputs captured."""
+    with record(model) if names is None else capture_outputs(model, names) as seen:
+        yield seen
+
+
+def _compare_grads(result, model_a, model_b, cotangent, out_b, x_a, x_b, grads_to_a) -> None:
+    """B's backward pass, each parameter gradient compared with A's as it is made (once every gradient its mapped
+    key needs has arrived: two towers' halves, say) and let go; then the input gradient."""
+    params_a = dict(model_a.named_parameters())
+    found: dict[str, tuple[float, bool] | str] = {}  # A's name -> (max |Δ|, close) or why it could not be compared
+    pending: dict[str, Tensor] = {}
+
+    def compare(mapped: Mapping[str, Tensor | Sequence[Tensor]]) -> None:
+        for name, b in mapped.items():
+            a = params_a[name].grad if name in params_a else None
+            found[name] = "gradient missing on reference side" if a is None else _diff_parts(a, b, *bounds)
+
+    def arrived(name: str, param: nn.Parameter) -> None:
+        pending[name], param.grad = param.grad, None
+        if grads_to_a is None:
+            pending.clear()
+            return
+        try:
+            mapped = grads_to_a(pending)
+        except (KeyError, ValueError):
+            return  # a key of A's needs more of B's gradients (the other tower's half)
+        pending.clear()
+        compare(mapped)
+
+    bounds = (result.grad_rtol, result.grad_atol)
+    model_b.zero_grad(set_to_none=True)
+    handles = [
+        param.register_post_accumulate_grad_hook(lambda param, name=name: arrived(name, param))
+        for name, param in model_b.named_parameters()
+        if param.requires_grad
+    ]
+    try:
+        out_b.backward(cotangent)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if pending:
+        compare(grads_to_a(pending))  # what is still waiting must map now, or the map's error says why
     if grads_to_a is not None:
-        # A mapping may build each entry on access (two towers joined): take them one at a time.
-        grads_b = grads_to_a({n: p.grad for n, p in model_b.named_parameters() if p.grad is not None})
-        params_a = dict(model_a.named_parameters())
-        pairs += [(name, param.grad, lambda name=name: grads_b.get(name, None)) for name, param in params_a.items()]
-        pairs += [(name, None, lambda name=name: grads_b[name]) for name in grads_b if name not in params_a]
+        for name, param in params_a.items():
+            if name not in found and param.grad is not None:
+                found[name] = "gradient missing on counterpart side"
+    input_grads = (x_a.grad, x_b.grad)
+    if None in input_grads:
+        found = {"input": f"gradient missing on {'reference' if x_a.grad is None else 'counterpart'} side"} | found
+    else:
+        found = {"input": _diff(*input_grads, *bounds)} | found
     result.grad_max = 0.0
-    for name, a, get_b in pairs:
-        b = get_b()
-        if a is None and b is None:
-            continue  # neither side has one: a parameter frozen in both
-        if a is None or b is None:
-            result.grad_failures.append(
-                f"{name}: gradient missing on {'reference' if a is None else 'counterpart'} side"
-            )
+    order = {name: index for index, name in enumerate(["input", *params_a])}
+    for name in sorted(found, key=lambda name: order.get(name, len(order))):
+        outcome = found[name]
+        if isinstance(outcome, str):
+            result.grad_failures.append(f"{name}: {outcome}")
             continue
-        diff, close = _diff_parts(a, b, result.grad_rtol, result.grad_atol)
+        diff, close = outcome
         result.grad_max = max(result.grad_max, diff)
         if not close:
-            result.grad_failures.append(f"{name}: shape {tuple(a.shape)}, max |Δ| = {diff:.3g}")
+            shape = tuple(params_a[name].shape) if name in params_a else tuple(x_a.shape)
+            result.grad_failures.append(f"{name}: shape {shape}, max |Δ| = {diff:.3g}")
 
 
 def _diff_parts(a: Tensor, b: Tensor | Sequence[Tensor], rtol: float, atol: float) -> tuple[float, bool]:

@@ -17,21 +17,23 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from reference.models._api import canonical_name
 from reference.verify.align import pair_by_order, port_by_order
 from reference.verify.build import seeded
-from reference.verify.cases import Case
 from reference.verify.compare import Comparison, compare_models, tolerance
+from reference.verify.pairs import grads_to_reference, ported, ported_back
+from reference.verify.records import Case
 from reference.verify.registry import CASES
 
-__all__ = ["Subject", "build", "diff", "parse_kwargs", "table"]
+__all__ = ["Built", "build", "diff", "parse_kwargs", "table"]
 
 SEED = 0
 GradMap = Callable[[dict[str, Tensor]], Mapping[str, Tensor]]
 
 
 @dataclass
-class Subject:
-    """A model to diff, and its registry case where it has one."""
+class Built:
+    """A model to diff, built, and its registry case where it has one."""
 
     spec: str
     model: nn.Module
@@ -52,12 +54,12 @@ def parse_kwargs(items: Sequence[str]) -> dict[str, Any]:
     return kwargs
 
 
-def build(spec: str, kwargs: Mapping[str, Any] | None = None, seed: int = SEED) -> Subject:
+def build(spec: str, kwargs: Mapping[str, Any] | None = None, seed: int = SEED) -> Built:
     """A registry name (``python -m reference list``) or ``package.module:callable``, built under ``seed``."""
     kwargs = dict(kwargs or {})
-    if spec in CASES:
-        case = CASES[spec]
-        return Subject(spec, seeded(lambda: case.build(**kwargs), seed), case)
+    if canonical_name(spec) in CASES:
+        case = CASES[canonical_name(spec)]
+        return Built(spec, seeded(lambda: case.build(**kwargs), seed), case)
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise ValueError(f"{spec!r} is neither a registry name ({', '.join(CASES)}) nor package.module:callable")
@@ -67,30 +69,28 @@ def build(spec: str, kwargs: Mapping[str, Any] | None = None, seed: int = SEED) 
     model = seeded(lambda: factory(**kwargs), seed)
     if not isinstance(model, nn.Module):
         raise TypeError(f"{spec} returned {type(model).__name__}, not an nn.Module")
-    return Subject(spec, model, None)
+    return Built(spec, model, None)
 
 
-def _port(a: Subject, b: Subject, x: Tensor) -> tuple[str, GradMap | None]:
-    """Copies B's weights into A: by the registry's own port where one is the other's counterpart
-    (``Counterpart.case``), else by execution order. Returns how, and the map of B's gradients onto A's names
-    where there is one."""
+def _port(a: Built, b: Built, x: Tensor) -> tuple[str, GradMap | None]:
+    """Copies B's weights into A: by the registry's own port where one is the other's counterpart (``Pair.model``),
+    else by execution order. Returns how, and the map of B's gradients onto A's names where there is one."""
     if a.case is not None and b.case is not None:
-        for counterpart in a.case.counterparts:
-            if counterpart.case == b.case.name and counterpart.port_back is not None:
-                a.model.load_state_dict(counterpart.port_back(b.model).state_dict())
-                grads = None if counterpart.grads is None else (lambda g, c=counterpart: c.grads(b.model, g))
-                return "ported B into A by the registry's port", grads
-        for counterpart in b.case.counterparts:
-            if counterpart.case == a.case.name:
-                a.model.load_state_dict(counterpart.port(b.model).state_dict())
+        for pair in a.case.pairs:
+            if pair.model == b.case.name and pair.back is not None:
+                a.model.load_state_dict(ported_back(pair, b.model).state_dict())
+                return "ported B into A by the registry's port", grads_to_reference(pair, a.model, b.model)
+        for pair in b.case.pairs:
+            if pair.model == a.case.name:
+                a.model.load_state_dict(ported(pair, b.model).state_dict())
                 return "ported B into A by the registry's port", None
     pairs = port_by_order(b.model, a.model, x)
     return f"ported B into A by execution order: {len(pairs)} tensors", _renamed(pairs)
 
 
 def diff(
-    a: Subject,
-    b: Subject,
+    a: Built,
+    b: Built,
     x: Tensor,
     *,
     port: bool = False,

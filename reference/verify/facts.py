@@ -1,19 +1,25 @@
-"""Facts: each number a paper or library states about a model, next to the same number derived from its
-layer table or counted on the built module. ``python -m reference summary`` prints them; the suite asserts
-that each published figure equals its measured one, and that each erratum really disagrees."""
+"""Facts: each number a paper or library states about a model, next to the same number derived from its layer table
+or counted on the built module. ``python -m reference summary`` prints them; the suite asserts that each published
+figure equals its measured one, and that each erratum really disagrees.
+
+A :class:`~reference.verify.records.Paper` quotes figures by measure: :data:`TOTALS` and :data:`BREAKDOWNS` say how
+each measure is taken (a name not among them is an error, not a fact skipped).
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
 from reference.models import tables as arch
-from reference.verify.cases import Case
+from reference.verify.pairs import library_meta
+from reference.verify.records import Case
 
-__all__ = ["Fact", "fact_rows", "facts", "params_per_layer"]
+__all__ = ["BREAKDOWNS", "TOTALS", "Fact", "fact_rows", "facts", "layer_counts", "params_per_layer"]
 
 TOWER_PREFIXES = ("tower_a.", "tower_b.")
 
@@ -52,59 +58,69 @@ def _notation(spec: arch.LayerSpec) -> str | None:
     return kinds.get(type(spec), type(spec).__name__)
 
 
+def layer_counts(table: arch.Architecture) -> Counter[str]:
+    """The table's layers counted by kind, in Table 1's notation."""
+    return Counter(kind for _, spec in table if (kind := _notation(spec)) is not None)
+
+
+def _counted(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _weight_layers(table: arch.Architecture) -> int:
+    return sum(isinstance(spec, (arch.Conv2d, arch.Linear)) for _, spec in table)
+
+
+# Totals: measure -> (table, built module) -> [(what, measured)]; a total quoted exactly is checked on both.
+TOTALS: dict[str, Callable[[arch.Architecture, nn.Module], list[tuple[str, Any]]]] = {
+    "trainable parameters": lambda table, model: [
+        ("built", _counted(model)), ("table", sum(table.trainable_params().values()))
+    ],
+    "parameters, millions": lambda table, model: [
+        ("built", round(_counted(model) / 1e6)), ("table", round(sum(table.trainable_params().values()) / 1e6))
+    ],
+    "weight layers": lambda table, _: [("table", _weight_layers(table))],
+    "connections": lambda table, _: [("table", sum(table.connections().values()))],
+    # Multiplications per image at the default side, weights only (no bias): torchvision's _ops counts them so.
+    "multiply-accumulates": lambda table, _: [(f"{table.default_side}x{table.default_side}", sum(table.macs().values()))],
+}  # fmt: skip
+# Breakdowns: measure -> table -> {layer or kind: measured}.
+BREAKDOWNS: dict[str, Callable[[arch.Architecture], dict[str, int]]] = {
+    "parameters": lambda table: table.trainable_params(),
+    "connections": lambda table: table.connections(),
+    "neurons": lambda table: table.neurons(),
+    "layers": layer_counts,  # by kind, in Table 1's notation; any kind not quoted must number 0
+}
+
+
 def facts(case: Case, model: nn.Module) -> list[Fact]:
     """Every published fact of a model case, with what its table and the built ``model`` say."""
-    quoted, table = case.facts, case.architecture
-    counted = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    derived_params = table.trainable_params()
+    paper, table = case.paper, case.architecture
+    unknown = sorted({*paper.totals, *paper.breakdown, *paper.errata} - {*TOTALS, *BREAKDOWNS})
+    if unknown:
+        raise ValueError(f"{case.name}: no such measure {unknown}; known: {sorted({*TOTALS, *BREAKDOWNS})}")
     out = []
-    if quoted.trainable_params is not None:
+    for measure, published in paper.totals.items():
         out += [
-            Fact("trainable parameters (built)", "total", quoted.trainable_params, counted),
-            Fact("trainable parameters (table)", "total", quoted.trainable_params, sum(derived_params.values())),
+            Fact(f"{measure} ({how})", "total", published, measured) for how, measured in TOTALS[measure](table, model)
         ]
-    if quoted.params_millions is not None:
+    for measure, quoted in paper.breakdown.items():
+        measured = BREAKDOWNS[measure](table)
+        out += [Fact(measure, layer, n, measured.get(layer, 0)) for layer, n in quoted.items()]
+        if measure == "layers":
+            out.append(Fact(measure, "any other kind", 0, sum(n for k, n in measured.items() if k not in quoted)))
+    for measure, printed in paper.errata.items():
+        measured = BREAKDOWNS[measure](table)
+        out += [Fact(f"{measure} (as printed)", layer, n, measured.get(layer), erratum=True)
+                for layer, (n, _) in printed.items()]  # fmt: skip
+    out += [Fact(f"table: {name}", "", quoted.parse(quoted.printed), quoted.derive(model))
+            for name, quoted in paper.tables.items()]  # fmt: skip
+    meta = library_meta(case)
+    if meta is not None:
         out += [
-            Fact("trainable parameters, millions (built)", "total", quoted.params_millions, round(counted / 1e6)),
-            Fact("trainable parameters, millions (table)", "total", quoted.params_millions,
-                 round(sum(derived_params.values()) / 1e6)),
-        ]  # fmt: skip
-    if quoted.layer_counts:
-        counted_kinds = Counter(kind for _, spec in table if (kind := _notation(spec)) is not None)
-        out += [
-            Fact("layers, Table 1's notation", kind, n, counted_kinds[kind]) for kind, n in quoted.layer_counts.items()
-        ]
-        unlisted = sum(n for kind, n in counted_kinds.items() if kind not in quoted.layer_counts)
-        out.append(Fact("layers, Table 1's notation", "any other kind", 0, unlisted))
-    if quoted.weight_layers is not None:
-        weighted = [name for name, spec in table if isinstance(spec, (arch.Conv2d, arch.Linear))]
-        out.append(Fact("weight layers", "total", quoted.weight_layers, len(weighted)))
-    out += [
-        Fact("trainable parameters", layer, n, derived_params.get(layer))
-        for layer, n in quoted.params_per_layer.items()
-    ]
-    connections = table.connections()
-    out += [Fact("connections", layer, n, connections.get(layer)) for layer, n in quoted.connections_per_layer.items()]
-    if quoted.total_connections is not None:
-        out.append(Fact("connections", "total", quoted.total_connections, sum(connections.values())))
-    neurons = table.neurons()
-    out += [Fact("neurons", layer, n, neurons.get(layer)) for layer, n in quoted.neurons_per_layer.items()]
-    out += [
-        Fact("neurons (as printed)", layer, printed, neurons.get(layer), erratum=True)
-        for layer, (printed, _) in quoted.errata.items()
-    ]
-    if quoted.macs is not None:
-        out.append(Fact(f"MACs at {quoted.macs_side}x{quoted.macs_side}", "total", quoted.macs,
-                        sum(table.macs(quoted.macs_side).values())))  # fmt: skip
-    out += [Fact(f"table: {name}", "", quoted_table.parse(quoted_table.printed), quoted_table.derive(model))
-            for name, quoted_table in quoted.tables.items()]  # fmt: skip
-    if quoted.library_meta is not None:
-        meta = quoted.library_meta()
-        side = case.default_side
-        out += [
-            Fact("library meta num_params", "total", meta["num_params"], counted),
+            Fact("library meta num_params", "total", meta["num_params"], _counted(model)),
             # torchvision's _ops: GMAC (multiplications only, batch 1) rounded to 3 decimals.
-            Fact("library meta _ops (GMAC)", "total", meta["_ops"], round(sum(table.macs(side).values()) / 1e9, 3)),
+            Fact("library meta _ops (GMAC)", "total", meta["_ops"], round(sum(table.macs().values()) / 1e9, 3)),
             Fact("library meta min_size", "H, W", tuple(meta["min_size"]), (case.valid_sides.low,) * 2),
         ]
     return out

@@ -25,8 +25,8 @@ import torch
 from torch import Tensor, nn
 
 from reference.verify.build import uninitialised
-from reference.verify.cases import Case
 from reference.verify.compare import capture_outputs, layer_modules, tolerance
+from reference.verify.records import Case
 
 __all__ = [
     "DTYPES",

@@ -5,17 +5,22 @@ LeNet-5's C3, the paper's printed connection table), never from the models' own 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from reference.models import tables
-from reference.verify.cases import Constant, Init, Normal, Uniform
 from reference.verify.compare import layer_modules
 
 __all__ = [
     "GAUSSIAN_HEAD",
+    "Constant",
+    "Init",
+    "InitMap",
+    "Normal",
+    "Uniform",
     "glorot_2010",
     "krizhevsky_2012",
     "lecun_1998",
@@ -24,6 +29,28 @@ __all__ = [
     "torch_default",
     "torchvision_vgg",
 ]
+
+
+@dataclass(frozen=True)
+class Uniform:
+    """U(-bound, bound); ``bound`` broadcasts against the parameter where it differs per element."""
+
+    bound: Tensor | float
+
+
+@dataclass(frozen=True)
+class Normal:
+    std: float
+    mean: float = 0.0
+
+
+@dataclass(frozen=True)
+class Constant:
+    value: float
+
+
+Init = Uniform | Normal | Constant
+InitMap = Callable[[nn.Module], Mapping[str, Init]]  # a built module -> {parameter name: its stated distribution}
 
 
 def _fan_in(spec: tables.LayerSpec) -> int | None:
