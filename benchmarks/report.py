@@ -1,6 +1,6 @@
 """Summarise a saved pytest-benchmark run: per group, each model and implementation's median and minimum,
 both relative to the group's first entry, then GFLOP/s, fraction of the session's GEMM rate and images/s
-at the median.
+at the median, and the peak RSS where a benchmark ran a process of its own (verify).
 
     python -m benchmarks.report .benchmarks/<machine>/0001_<commit>_<date>.json
 
@@ -27,6 +27,7 @@ HEADER = (
     "GFLOP/s",
     "of GEMM",
     "images/s",
+    "peak MB",
 )
 
 
@@ -44,7 +45,7 @@ def rows(run: dict) -> list[tuple[str, ...]]:
                 group, info["model"], info["implementation"], f"{median * 1e3:.2f} ms", f"{fastest * 1e3:.2f} ms",
                 f"{median / first['median']:.2f}", f"{fastest / first['min']:.2f}",
                 f"{info.get('gflops', 0):.1f}", f"{info.get('peak_fraction', 0):.2f}",
-                f"{info['batch_size'] / median:.0f}",
+                f"{info['batch_size'] / median:.0f}", f"{info['peak_mb']:.0f}" if "peak_mb" in info else "",
             ))  # fmt: skip
     return out
 
