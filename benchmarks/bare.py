@@ -15,11 +15,11 @@ import sys
 
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as python -m reference sets it
 
-import torch  # noqa: E402
+import torch
 
-from reference.verify.build import seeded, trim  # noqa: E402
-from reference.verify.pairs import BUILD_SEED, reference_module  # noqa: E402
-from reference.verify.runner import select  # noqa: E402
+from reference.verify.build import seeded, trim
+from reference.verify.pairs import BUILD_SEED, reference_module
+from reference.verify.runner import select
 
 
 def _step(model: torch.nn.Module, x: torch.Tensor) -> None:
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             x = case.input_space.sample(dtype=dtype)
             _step(reference, x)
             for pair in case.pairs:
-                other = seeded(lambda pair=pair: pair.other(reference), BUILD_SEED).to(dtype).eval()
+                other = seeded(lambda pair=pair, model=reference: pair.other(model), BUILD_SEED).to(dtype).eval()
                 _step(other, x)
                 del other
             del reference

@@ -23,7 +23,7 @@ COMMANDS = {  # bare first: the report gives each entry relative to its group's 
 }
 
 
-def _run(command: list[str]) -> float:
+def _peak_mb(command: list[str]) -> float:
     """Run ``command`` to its end; its peak RSS in MB (its own, from wait4)."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
@@ -41,7 +41,7 @@ def test_verify(benchmark, run, implementation):
     assert all(name in CASES for name in names)
     peaks = []
     benchmark.group = f"verify {run} cpu"
-    benchmark.pedantic(lambda: peaks.append(_run([*COMMANDS[implementation], *names])), rounds=1, iterations=1)
+    benchmark.pedantic(lambda: peaks.append(_peak_mb([*COMMANDS[implementation], *names])), rounds=1, iterations=1)
     cases = select(names)
     benchmark.extra_info.update(
         model=run,

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import torch
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+from reference.verify.pairs import DTYPES
+
+DTYPE_BY_NAME = {str(dtype).removeprefix("torch."): dtype for dtype in DTYPES}
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -35,12 +37,12 @@ def _device(text: str) -> str:
     return text
 
 
-def verify(names: Sequence[str], pattern: str | None, dtypes: Sequence[str], device: str) -> int:
+def verify_command(names: Sequence[str], pattern: str | None, dtypes: Sequence[str], device: str) -> int:
     """Compare the cases asked for with their counterparts, a row as each pair is done; a progress bar on a terminal
     (none in a pipe)."""
     from tqdm import tqdm
 
-    from reference.verify.runner import rows, select
+    from reference.verify.runner import select, verify_rows
 
     cases = select(names, pattern)
     if not cases:
@@ -54,7 +56,7 @@ def verify(names: Sequence[str], pattern: str | None, dtypes: Sequence[str], dev
     failed = []
     with tqdm(total=total, unit="pair", disable=None, leave=False) as bar:
         bar.write(header + "\n" + "-" * len(header))
-        for row in rows(cases, [DTYPES[name] for name in dtypes], device):
+        for row in verify_rows(cases, [DTYPE_BY_NAME[name] for name in dtypes], device):
             bar.write(f"{row.name:<{width}}  {'x'.join(map(str, row.shape)):<13} {str(row.dtype)[6:]:<8} "
                       f"{row.forward_max:>11.3g}  {row.grad_max:>12.3g}  {'PASS' if row.passed else 'FAIL':<6}  "
                       f"{row.pair.tolerance.describe(row.dtype)}")  # fmt: skip
@@ -71,7 +73,7 @@ def verify(names: Sequence[str], pattern: str | None, dtypes: Sequence[str], dev
     return 1 if failed else 0
 
 
-def summary(name: str) -> int:
+def summary_command(name: str) -> int:
     import torchinfo
 
     from reference.verify.facts import fact_rows
@@ -95,7 +97,7 @@ def summary(name: str) -> int:
     return 0
 
 
-def list_cases() -> int:
+def list_command() -> int:
     from reference.verify.registry import CASES
 
     models = [case for case in CASES.values() if case.is_model]
@@ -108,7 +110,7 @@ def list_cases() -> int:
     return 0
 
 
-def goldens(write: bool, directory: Path | None) -> int:
+def goldens_command(write: bool, directory: Path | None) -> int:
     """Check every model against its stored golden, or (``write``) regenerate the stored files."""
     from reference.verify import golden
     from reference.verify.registry import CASES
@@ -126,7 +128,7 @@ def goldens(write: bool, directory: Path | None) -> int:
     return 1 if failures else 0
 
 
-def costs(names: Sequence[str], write: bool) -> int:
+def costs_command(names: Sequence[str], write: bool) -> int:
     """Measure each case's costs in a fresh process and print them; ``write``: store them as package data."""
     from reference.verify import costs as measured
     from reference.verify.registry import CASES
@@ -157,7 +159,7 @@ def _shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def diff(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def diff_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from reference.verify import diff as layers
     from reference.verify.compare import describe
 
@@ -169,7 +171,7 @@ def diff(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     case = a.case or b.case
     if args.input is None and case is None:
         parser.error("--input is needed where neither A nor B is a registry name, e.g. --input 2,3,224,224")
-    dtype = DTYPES[args.dtype]
+    dtype = DTYPE_BY_NAME[args.dtype]
     shape = args.input or case.input_space.default
     if case is not None:
         x = case.input_space.sample(shape, dtype=dtype)
@@ -221,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verify_parser.add_argument("-k", dest="pattern", default=None, metavar="PATTERN",
                                help="only the cases whose name matches: a substring, or a shell pattern (vgg*_bn)")  # fmt: skip
     verify_parser.add_argument(
-        "--dtype", nargs="+", choices=DTYPES, default=["float32"], help="dtypes to compare in (default: float32)"
+        "--dtype", nargs="+", choices=DTYPE_BY_NAME, default=["float32"], help="dtypes to compare in (default: float32)"
     )
     verify_parser.add_argument("--device", type=_device, default="cpu", help="cpu (default) or cuda[:N]")
     summary_parser = commands.add_parser(
@@ -248,20 +250,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         diff_parser.add_argument(f"--{side}-kwargs", nargs="+", default=[], metavar="NAME=VALUE",
                                  help=f"keyword arguments for {side.upper()}'s builder, e.g. num_classes=10")  # fmt: skip
     diff_parser.add_argument("--input", type=_shape, default=None, help="input shape, e.g. 2,3,224,224")
-    diff_parser.add_argument("--dtype", choices=DTYPES, default="float32")
+    diff_parser.add_argument("--dtype", choices=DTYPE_BY_NAME, default="float32")
     diff_parser.add_argument("--grads", action="store_true", help="compare gradients too")
     diff_parser.add_argument("--port", action="store_true", help="copy B's weights into A first")
     diff_parser.add_argument("--train", action="store_true", help="train mode, the same seed before each forward")
     diff_parser.add_argument("--exact", action="store_true", help="bitwise (default: the dtype's tolerance)")
     args = parser.parse_args(argv)
     if args.command == "diff":
-        return diff(args, parser)
+        return diff_command(args, parser)
     if args.command == "costs":
-        return costs(args.name, args.write)
+        return costs_command(args.name, args.write)
     if args.command == "goldens":
-        return goldens(args.write, args.dir)
+        return goldens_command(args.write, args.dir)
     if args.command == "verify":
-        return verify(args.name, args.pattern, args.dtype, args.device)
+        return verify_command(args.name, args.pattern, args.dtype, args.device)
     if args.command == "summary":
-        return summary(args.name)
-    return list_cases()
+        return summary_command(args.name)
+    return list_command()

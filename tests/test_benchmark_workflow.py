@@ -34,7 +34,7 @@ FIELDS = {
 }
 
 
-def _run(pytester: pytest.Pytester, storage: Path, *options: str) -> pytest.RunResult:
+def _session(pytester: pytest.Pytester, storage: Path, *options: str) -> pytest.RunResult:
     return pytester.runpytest_inprocess(
         str(ROOT / "benchmarks" / "test_models.py"), f"--rootdir={ROOT}", "-c", str(ROOT / "pyproject.toml"),
         "-p", "no:cacheprovider", f"--benchmark-storage=file://{storage}", "--benchmark-max-time=0.05", "--quick",
@@ -53,7 +53,7 @@ def test_benchmark_gate(pytester: pytest.Pytester, tmp_path: Path, monkeypatch: 
             "python_version": platform.python_version(), "cpu": {"brand_raw": "stub"}}  # fmt: skip
     monkeypatch.setattr(machine, "generated_machine_info", lambda: stub)
     storage = tmp_path / "storage"
-    saved = _run(pytester, storage, "--benchmark-autosave")
+    saved = _session(pytester, storage, "--benchmark-autosave")
     assert saved.ret == 0, saved.stdout.str()
     (run_file,) = storage.rglob("0001_*.json")
     run = json.loads(run_file.read_text())
@@ -74,7 +74,7 @@ def test_benchmark_gate(pytester: pytest.Pytester, tmp_path: Path, monkeypatch: 
             bench["stats"] = {key: value * factor if isinstance(value, float) else value
                               for key, value in bench["stats"].items()}  # fmt: skip
         run_file.write_text(json.dumps(stored))
-        gated = _run(pytester, storage, "--benchmark-compare", "--benchmark-compare-fail=mean:10%")
+        gated = _session(pytester, storage, "--benchmark-compare", "--benchmark-compare-fail=mean:10%")
         output = gated.stdout.str() + gated.stderr.str()
         assert "0001" in output  # the saved run is in the comparison
         assert (gated.ret == 0) is passes, output

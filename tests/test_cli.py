@@ -27,7 +27,7 @@ from tests.helpers import LAYERS, MODELS, PAIRS, case_params, meta_model, pair_p
 
 # The cheapest layer with a counterpart and the smallest model: what the CLI's own checks run on.
 LIGHT = min((case for case in LAYERS if case.pairs), key=lambda case: case.input_space.sample().numel())
-SMALL = min(MODELS, key=lambda case: case.trainable_params).name
+SMALLEST = min(MODELS, key=lambda case: case.trainable_params).name
 
 
 def test_list(capsys):
@@ -50,9 +50,9 @@ def test_summary_kernels(case, capsys):
     model, kernels, lrns = meta_model(case), Counter(), 0
     for layer, spec in case.architecture:
         modules = len(layer_modules(model, layer))  # two in the two-tower form
-        if isinstance(spec, tables.Conv2d):
+        if isinstance(spec, tables.Conv2dSpec):
             kernels[spec.kernel_size] += modules
-        lrns += modules if isinstance(spec, tables.LocalResponseNorm) else 0
+        lrns += modules if isinstance(spec, tables.LocalResponseNormSpec) else 0
     assert Counter(int(k) for k in re.findall(r"─Conv2d: [\d-]+ +\[(\d+), \1\]", out)) == kernels, out
     assert len(re.findall(r"─LocalResponseNorm: ", out)) == lrns, out
 
@@ -268,12 +268,12 @@ def test_diff_registry_port(case, pair, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["no-such-model", SMALL], f"'no-such-model' is neither a registry name ({next(iter(CASES))}, "),
-        ([SMALL, SMALL, "--a-kwargs", "oops"], "keyword arguments are name=value, got 'oops'"),
-        (["collections:OrderedDict", SMALL], "collections:OrderedDict returned OrderedDict, not an nn.Module"),
+        (["no-such-model", SMALLEST], f"'no-such-model' is neither a registry name ({next(iter(CASES))}, "),
+        ([SMALLEST, SMALLEST, "--a-kwargs", "oops"], "keyword arguments are name=value, got 'oops'"),
+        (["collections:OrderedDict", SMALLEST], "collections:OrderedDict returned OrderedDict, not an nn.Module"),
         (["torch.nn:Identity", "collections:OrderedDict"], "collections:OrderedDict returned OrderedDict"),
         (["torch.nn:Identity", "torch.nn:Identity"], "--input is needed where neither A nor B is a registry name"),
-        ([SMALL, SMALL, "--input", "1,x"], "'1,x' is not a shape like 2,3,224,224"),
+        ([SMALLEST, SMALLEST, "--input", "1,x"], "'1,x' is not a shape like 2,3,224,224"),
     ],
 )
 def test_diff_usage_errors(argv, message, capsys):

@@ -9,12 +9,19 @@ from hypothesis import strategies as st
 
 from reference.verify.build import seeded
 from reference.verify.compare import assert_close, tolerance
-from reference.verify.pairs import compare_pair, grads_to_reference, library, ported, ported_back, reference_module
+from reference.verify.pairs import (
+    DTYPES,
+    compare_pair,
+    grads_to_reference,
+    library,
+    ported,
+    ported_back,
+    reference_module,
+)
 from tests.helpers import BUILD_SEED, PAIRS, by_dtype, fewer_examples, pair_params
 from tests.strategies import drawn_size, options, valid_inputs
 
-DTYPES = [torch.float32, torch.float64]
-PAIRS_BY_DTYPE = by_dtype(pair_params(), DTYPES)
+PAIRS_BY_DTYPE = by_dtype(pair_params(), list(DTYPES))
 
 
 def _passes(result) -> None:

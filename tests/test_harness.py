@@ -30,7 +30,7 @@ PERTURBATIONS = {  # relative size of the planted change
     "a tenth of the table's rtol": lambda dtype: TOLERANCES[dtype]["rtol"] / 10,
     "10x the table's rtol": lambda dtype: TOLERANCES[dtype]["rtol"] * 10,
 }
-DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
+TABLE_DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
 
 
 class _Tiny(nn.Module):
@@ -50,7 +50,7 @@ def _pair(dtype: torch.dtype = torch.float64) -> tuple[nn.Module, nn.Module, tor
     return a, copy.deepcopy(a), torch.randn(4, 6, dtype=dtype)
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("dtype", TABLE_DTYPES, ids=str)
 @pytest.mark.parametrize("size", list(PERTURBATIONS))
 def test_planted_change(dtype, size):
     """A planted relative change is judged exactly by the table. At magnitudes 1..2 the verdict is the table's formula |a - b| <= atol + rtol |b|, elementwise (each planted

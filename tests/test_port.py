@@ -15,14 +15,14 @@ from reference.verify.pairs import ported, ported_back
 from tests.helpers import CASES, pair_params
 
 
-def _meta(build):
+def _meta_build(build):
     """Build without data: what is under test follows from types, keys and shapes alone."""
     with torch.device("meta"):
         return build()
 
 
 def _has_parameters(case) -> bool:
-    return case.trainable_params > 0 if case.is_model else any(True for _ in _meta(case.build).parameters())
+    return case.trainable_params > 0 if case.is_model else any(True for _ in _meta_build(case.build).parameters())
 
 
 @pytest.mark.cost(builds=2)  # two copies of the weights, no draws
@@ -62,24 +62,24 @@ def test_pair_model_is_the_case(modules, case, pair):
     """A counterpart that names a registry case is that case's model, with the same state layout: ``diff A B
     --port`` takes the registry's port where ``Pair.model`` names B."""
     other = modules.counterpart(case, pair)
-    named = _meta(CASES[pair.model].build)
+    named = _meta_build(CASES[pair.model].build)
     assert type(other) is type(named)
     assert {k: t.shape for k, t in other.state_dict().items()} == {k: t.shape for k, t in named.state_dict().items()}
 
 
 def test_towers_odd_classes():
     """An odd class count splits between the towers, tower A first."""
-    towers = port.two_tower_from_grouped(_meta(lambda: AlexNet2012(num_classes=11)))
+    towers = port.two_tower_from_grouped(_meta_build(lambda: AlexNet2012(num_classes=11)))
     assert (towers.tower_a.fc8.out_features, towers.tower_b.fc8.out_features) == (6, 5)
     assert port.grouped_from_two_tower(towers).fc8.out_features == 11
 
 
 def test_port_options():
     """num_classes and dropout follow the source, both ways."""
-    library = port.alexnet_to_torchvision(_meta(lambda: AlexNet(num_classes=7, dropout=0.25)))
+    library = port.alexnet_to_torchvision(_meta_build(lambda: AlexNet(num_classes=7, dropout=0.25)))
     assert library.classifier[0].p == library.classifier[3].p == 0.25
     assert library.classifier[6].out_features == 7
-    source = _meta(lambda: torchvision.models.alexnet(weights=None, num_classes=17, dropout=0.1))
+    source = _meta_build(lambda: torchvision.models.alexnet(weights=None, num_classes=17, dropout=0.1))
     model = port.alexnet_from_torchvision(source)
     assert model.num_classes == 17
     assert model.dropout6.p == model.dropout7.p == 0.1
@@ -98,7 +98,7 @@ def test_port_options():
 )
 def test_port_wrong_type(function, wrong):
     """A model of the wrong type is a TypeError naming both."""
-    model = wrong() if wrong is LeNet5 else _meta(wrong)  # LeNet-5 is small; its C3 table needs real data
+    model = wrong() if wrong is LeNet5 else _meta_build(wrong)  # LeNet-5 is small; its C3 table needs real data
     with pytest.raises(TypeError, match=rf"{function.__name__} expects .*, got {type(model).__name__}"):
         function(model)
 
@@ -106,36 +106,38 @@ def test_port_wrong_type(function, wrong):
 def test_towers_need_grouped_lrn():
     """The two-tower form needs LRN windows confined to the towers."""
     with pytest.raises(ValueError, match="lrn_groups=2"):
-        port.two_tower_from_grouped(_meta(lambda: AlexNet2012(num_classes=3, lrn_groups=1, lrn_alpha=SEED_LRN_ALPHA)))
+        port.two_tower_from_grouped(
+            _meta_build(lambda: AlexNet2012(num_classes=3, lrn_groups=1, lrn_alpha=SEED_LRN_ALPHA))
+        )
 
 
 def test_port_shape_mismatch():
     """A shape mismatch names the key."""
-    library = _meta(lambda: torchvision.models.alexnet(weights=None, num_classes=3))
-    library.features[3] = _meta(lambda: torch.nn.Conv2d(64, 190, kernel_size=5, padding=2))  # 192 expected
+    library = _meta_build(lambda: torchvision.models.alexnet(weights=None, num_classes=3))
+    library.features[3] = _meta_build(lambda: torch.nn.Conv2d(64, 190, kernel_size=5, padding=2))  # 192 expected
     with pytest.raises(ValueError, match=r"'conv2\.weight' has shape \(190, 64, 5, 5\), expected \(192, 64, 5, 5\)"):
         port.alexnet_from_torchvision(library)
 
 
 def test_port_missing_key():
     """A missing key is named."""
-    library = _meta(lambda: torchvision.models.alexnet(weights=None, num_classes=3))
-    library.classifier[6] = _meta(lambda: torch.nn.Linear(4096, 3, bias=False))
+    library = _meta_build(lambda: torchvision.models.alexnet(weights=None, num_classes=3))
+    library.classifier[6] = _meta_build(lambda: torch.nn.Linear(4096, 3, bias=False))
     with pytest.raises(ValueError, match=r"missing key\(s\) \['fc8\.bias'\]"):
         port.alexnet_from_torchvision(library)
 
 
 def test_port_unexpected_layer():
     """An unexpected layer is named."""
-    library = _meta(lambda: torchvision.models.alexnet(weights=None, num_classes=3))
-    library.features.add_module("13", _meta(lambda: torch.nn.Conv2d(256, 256, kernel_size=1)))
+    library = _meta_build(lambda: torchvision.models.alexnet(weights=None, num_classes=3))
+    library.features.add_module("13", _meta_build(lambda: torch.nn.Conv2d(256, 256, kernel_size=1)))
     with pytest.raises(ValueError, match=r"unexpected key 'features\.13\.weight'"):
         port.alexnet_from_torchvision(library)
 
 
 def test_towers_missing_key():
     """A two-tower state with one tower missing a key names it."""
-    state = _meta(lambda: AlexNet2012TwoTower(num_classes=4)).state_dict()
+    state = _meta_build(lambda: AlexNet2012TwoTower(num_classes=4)).state_dict()
     del state["tower_b.fc7.bias"]
     with pytest.raises(ValueError, match=r"'fc7\.bias' is missing from one tower"):
         port.grouped_state_from_two_tower(state)

@@ -11,11 +11,9 @@ from hypothesis import strategies as st
 
 from reference.models.tables import SCAN_LIMIT
 from reference.verify.compare import assert_close, capture_outputs, layer_modules
-from reference.verify.pairs import reference_module
+from reference.verify.pairs import DTYPES, reference_module
 from tests.helpers import LAYERS, MODELS, by_dtype, case_params, fewer_examples, meta_model
 from tests.strategies import drawn_size, options, valid_inputs
-
-DTYPES = [torch.float32, torch.float64]
 
 
 @pytest.mark.cost
@@ -61,7 +59,7 @@ def test_valid_sides(case):
 
 # Each example: a drawn batch of 2-3, then each sample alone, then the batch permuted.
 @pytest.mark.cost(forwards=lambda case: 3 * drawn_size(case, min_batch=2), examples=True)
-@pytest.mark.parametrize(("case", "dtype"), by_dtype(case_params(MODELS + LAYERS), DTYPES))
+@pytest.mark.parametrize(("case", "dtype"), by_dtype(case_params(MODELS + LAYERS), list(DTYPES)))
 @fewer_examples(10, at_least=1)
 @given(data=st.data())
 def test_batch_independence(modules, case, dtype, data):

@@ -10,9 +10,8 @@ import pytest
 import torch
 from torch import nn
 
+from tests.distributions import ALPHA  # the false-failure rate of each check (Hoeffding's bound here, exact)
 from tests.helpers import BUILD_SEED, MODELS, case_params, meta_model
-
-ALPHA = 1e-9  # false-failure rate of the fraction check (Hoeffding's bound, exact)
 
 
 def _fed_by_dropout(model: nn.Module, x: torch.Tensor) -> list[list[str]]:

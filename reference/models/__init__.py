@@ -1,42 +1,46 @@
 """The model library: hand-written layers, layer tables and the models built from them. Depends on torch alone.
 
-Every registered builder (``list_models()``) is an attribute of this package, under its torchvision-style name.
+Every module of this package is imported here, so that its builders register (``@register_model``); each public
+:class:`~reference.models.base.ReferenceModel` subclass and every registered builder (``list_models()``) is an attribute
+of the package. A new model file needs no line here.
 """
 
-from typing import Any
+import importlib
+import pkgutil
+
+from torch import nn
 
 from reference.models._api import get_model, get_model_builder, list_models
-
-# Importing a model file registers its builders; a builder named as its file (alexnet) is bound over the submodule.
-from reference.models.alexnet import AlexNet
-from reference.models.alexnet import alexnet as alexnet
-from reference.models.alexnet2012 import AlexNet2012, AlexNet2012TwoTower
-from reference.models.alexnet2012 import alexnet2012 as alexnet2012
+from reference.models.base import ReferenceModel
 from reference.models.layers import LocalResponseNorm
-from reference.models.lenet import LeNet5
-from reference.models.vgg import VGG, VGG2014, VGG2014Dense, spatial_average, vgg2014, vgg2014_dense
+
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+
+def _public_models(cls: type[nn.Module]) -> dict[str, type[nn.Module]]:
+    found = {}
+    for sub in cls.__subclasses__():
+        found |= _public_models(sub)
+        if not sub.__name__.startswith("_"):
+            found[sub.__name__] = sub
+    return found
+
+
+MODEL_CLASSES = _public_models(ReferenceModel)
+# A builder named as its file (alexnet) is bound over the submodule, as the builders are what users import.
+globals().update(MODEL_CLASSES | {name: get_model_builder(name) for name in list_models()})
+from reference.models.vgg import spatial_average, vgg2014, vgg2014_dense  # noqa: E402 (family builders of any config)
 
 __all__ = [
-    "VGG",
-    "VGG2014",
-    "AlexNet",
-    "AlexNet2012",
-    "AlexNet2012TwoTower",
-    "LeNet5",
     "LocalResponseNorm",
-    "VGG2014Dense",
     "get_model",
     "get_model_builder",
     "list_models",
     "spatial_average",
     "vgg2014",
     "vgg2014_dense",
+    *sorted(MODEL_CLASSES),
     *list_models(),
 ]
-
-
-def __getattr__(name: str) -> Any:
-    """A registered builder by its name (``reference.models.vgg11_bn``)."""
-    if name in list_models():
-        return get_model_builder(name)
-    raise AttributeError(f"module 'reference.models' has no attribute {name!r}")

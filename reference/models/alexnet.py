@@ -43,19 +43,19 @@ TORCHVISION_NAMES = {
 @arch.cached
 def alexnet_architecture(num_classes: int = 1000) -> arch.Architecture:
     layers = {
-        "conv1": arch.Conv2d(in_channels=3, out_channels=64, kernel_size=11, stride=4, padding=2),
-        "pool1": arch.MaxPool2d(kernel_size=3, stride=2),
-        "conv2": arch.Conv2d(in_channels=64, out_channels=192, kernel_size=5, padding=2),
-        "pool2": arch.MaxPool2d(kernel_size=3, stride=2),
-        "conv3": arch.Conv2d(in_channels=192, out_channels=384, kernel_size=3, padding=1),
-        "conv4": arch.Conv2d(in_channels=384, out_channels=256, kernel_size=3, padding=1),
-        "conv5": arch.Conv2d(in_channels=256, out_channels=256, kernel_size=3, padding=1),
-        "pool5": arch.MaxPool2d(kernel_size=3, stride=2),
-        "avgpool": arch.AdaptiveAvgPool2d(output_size=6),
-        "flatten": arch.Flatten(expected=(256, 6, 6)),
-        "fc6": arch.Linear(in_features=256 * 6 * 6, out_features=4096),
-        "fc7": arch.Linear(in_features=4096, out_features=4096),
-        "fc8": arch.Linear(in_features=4096, out_features=num_classes),
+        "conv1": arch.Conv2dSpec(in_channels=3, out_channels=64, kernel_size=11, stride=4, padding=2),
+        "pool1": arch.MaxPool2dSpec(kernel_size=3, stride=2),
+        "conv2": arch.Conv2dSpec(in_channels=64, out_channels=192, kernel_size=5, padding=2),
+        "pool2": arch.MaxPool2dSpec(kernel_size=3, stride=2),
+        "conv3": arch.Conv2dSpec(in_channels=192, out_channels=384, kernel_size=3, padding=1),
+        "conv4": arch.Conv2dSpec(in_channels=384, out_channels=256, kernel_size=3, padding=1),
+        "conv5": arch.Conv2dSpec(in_channels=256, out_channels=256, kernel_size=3, padding=1),
+        "pool5": arch.MaxPool2dSpec(kernel_size=3, stride=2),
+        "avgpool": arch.AdaptiveAvgPool2dSpec(output_size=6),
+        "flatten": arch.FlattenSpec(expected=(256, 6, 6)),
+        "fc6": arch.LinearSpec(in_features=256 * 6 * 6, out_features=4096),
+        "fc7": arch.LinearSpec(in_features=4096, out_features=4096),
+        "fc8": arch.LinearSpec(in_features=4096, out_features=num_classes),
     }
     return arch.Architecture(layers=layers, in_channels=3, default_side=224)
 

@@ -56,20 +56,20 @@ def alexnet2012_architecture(
 ) -> arch.Architecture:
     lrn = dataclasses.replace(arch.KRIZHEVSKY_LRN, alpha=lrn_alpha, groups=lrn_groups)
     layers = {
-        "conv1": arch.Conv2d(in_channels=3, out_channels=96, kernel_size=11, stride=4),
+        "conv1": arch.Conv2dSpec(in_channels=3, out_channels=96, kernel_size=11, stride=4),
         "lrn1": lrn,
-        "pool1": arch.MaxPool2d(kernel_size=3, stride=2),
-        "conv2": arch.Conv2d(in_channels=96, out_channels=256, kernel_size=5, padding=2, groups=2),
+        "pool1": arch.MaxPool2dSpec(kernel_size=3, stride=2),
+        "conv2": arch.Conv2dSpec(in_channels=96, out_channels=256, kernel_size=5, padding=2, groups=2),
         "lrn2": lrn,
-        "pool2": arch.MaxPool2d(kernel_size=3, stride=2),
-        "conv3": arch.Conv2d(in_channels=256, out_channels=384, kernel_size=3, padding=1),
-        "conv4": arch.Conv2d(in_channels=384, out_channels=384, kernel_size=3, padding=1, groups=2),
-        "conv5": arch.Conv2d(in_channels=384, out_channels=256, kernel_size=3, padding=1, groups=2),
-        "pool5": arch.MaxPool2d(kernel_size=3, stride=2),
-        "flatten": arch.Flatten(expected=(256, 6, 6)),
-        "fc6": arch.Linear(in_features=256 * 6 * 6, out_features=4096),
-        "fc7": arch.Linear(in_features=4096, out_features=4096),
-        "fc8": arch.Linear(in_features=4096, out_features=num_classes),
+        "pool2": arch.MaxPool2dSpec(kernel_size=3, stride=2),
+        "conv3": arch.Conv2dSpec(in_channels=256, out_channels=384, kernel_size=3, padding=1),
+        "conv4": arch.Conv2dSpec(in_channels=384, out_channels=384, kernel_size=3, padding=1, groups=2),
+        "conv5": arch.Conv2dSpec(in_channels=384, out_channels=256, kernel_size=3, padding=1, groups=2),
+        "pool5": arch.MaxPool2dSpec(kernel_size=3, stride=2),
+        "flatten": arch.FlattenSpec(expected=(256, 6, 6)),
+        "fc6": arch.LinearSpec(in_features=256 * 6 * 6, out_features=4096),
+        "fc7": arch.LinearSpec(in_features=4096, out_features=4096),
+        "fc8": arch.LinearSpec(in_features=4096, out_features=num_classes),
     }
     return arch.Architecture(layers=layers, in_channels=3, default_side=227)
 
@@ -85,22 +85,22 @@ def tower_architecture(table: arch.Architecture, tower: int) -> dict[str, arch.L
     sees both towers' maps; LRN windows stop at the tower's edge. Flattening happens across the towers."""
     layers: dict[str, arch.LayerSpec] = {}
     for name, layer in table:
-        if isinstance(layer, arch.Conv2d):
+        if isinstance(layer, arch.Conv2dSpec):
             in_channels = layer.in_channels // TOWERS if layer.groups == TOWERS else layer.in_channels
             layers[name] = dataclasses.replace(
                 layer, in_channels=in_channels, out_channels=_share(layer.out_channels, tower), groups=1
             )
-        elif isinstance(layer, arch.Linear):
+        elif isinstance(layer, arch.LinearSpec):
             layers[name] = dataclasses.replace(layer, out_features=_share(layer.out_features, tower))
-        elif isinstance(layer, arch.LocalResponseNorm):
+        elif isinstance(layer, arch.LocalResponseNormSpec):
             layers[name] = dataclasses.replace(layer, groups=1)
-        elif not isinstance(layer, arch.Flatten):
+        elif not isinstance(layer, arch.FlattenSpec):
             layers[name] = layer
     return layers
 
 
 def _weighted(table: arch.Architecture) -> list[str]:
-    return [name for name, layer in table if isinstance(layer, (arch.Conv2d, arch.Linear))]
+    return [name for name, layer in table if isinstance(layer, (arch.Conv2dSpec, arch.LinearSpec))]
 
 
 @torch.no_grad()

@@ -49,19 +49,19 @@ def lenet5_architecture(c3: C3 = "sparse", head: Head = "euclidean") -> arch.Arc
             f"LeNet5: c3 must be 'sparse' or 'dense' and head 'euclidean' or 'gaussian', got {c3!r}, {head!r}"
         )
     c3_layer = (
-        arch.SparseConv2d(in_channels=6, table=C3_TABLE, kernel_size=5)
+        arch.SparseConv2dSpec(in_channels=6, table=C3_TABLE, kernel_size=5)
         if c3 == "sparse"
-        else arch.Conv2d(in_channels=6, out_channels=16, kernel_size=5)
+        else arch.Conv2dSpec(in_channels=6, out_channels=16, kernel_size=5)
     )
     layers = {
-        "c1": arch.Conv2d(in_channels=1, out_channels=6, kernel_size=5),
-        "s2": arch.Subsampling(channels=6),
+        "c1": arch.Conv2dSpec(in_channels=1, out_channels=6, kernel_size=5),
+        "s2": arch.SubsamplingSpec(channels=6),
         "c3": c3_layer,
-        "s4": arch.Subsampling(channels=16),
-        "c5": arch.Conv2d(in_channels=16, out_channels=120, kernel_size=5),
-        "flatten": arch.Flatten(expected=(120, 1, 1)),
-        "f6": arch.Linear(in_features=120, out_features=84),
-        "output": arch.RBF(in_features=84, out_features=10, trainable=head == "gaussian"),
+        "s4": arch.SubsamplingSpec(channels=16),
+        "c5": arch.Conv2dSpec(in_channels=16, out_channels=120, kernel_size=5),
+        "flatten": arch.FlattenSpec(expected=(120, 1, 1)),
+        "f6": arch.LinearSpec(in_features=120, out_features=84),
+        "output": arch.RBFSpec(in_features=84, out_features=10, trainable=head == "gaussian"),
     }
     return arch.Architecture(layers=layers, in_channels=1, default_side=32)
 

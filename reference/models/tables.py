@@ -29,19 +29,19 @@ from reference.models.checks import SideRange
 
 __all__ = [
     "KRIZHEVSKY_LRN",
-    "RBF",
-    "AdaptiveAvgPool2d",
+    "AdaptiveAvgPool2dSpec",
     "Architecture",
-    "BatchNorm2d",
-    "Conv2d",
-    "Flatten",
+    "BatchNorm2dSpec",
+    "Conv2dSpec",
+    "FlattenSpec",
     "InvalidInputSize",
-    "Linear",
-    "LocalResponseNorm",
-    "MaxPool2d",
+    "LinearSpec",
+    "LocalResponseNormSpec",
+    "MaxPool2dSpec",
+    "RBFSpec",
     "Shape",
-    "SparseConv2d",
-    "Subsampling",
+    "SparseConv2dSpec",
+    "SubsamplingSpec",
     "cached",
 ]
 
@@ -85,7 +85,7 @@ def _require(condition: bool, message: str) -> None:
 
 
 @dataclass(frozen=True)
-class Conv2d:
+class Conv2dSpec:
     in_channels: int
     out_channels: int
     kernel_size: int
@@ -126,7 +126,7 @@ class Conv2d:
 
 
 @dataclass(frozen=True)
-class SparseConv2d:
+class SparseConv2dSpec:
     """A convolution whose output map ``i`` sees only the input maps ``table[i]`` (LeNet-5's C3)."""
 
     in_channels: int
@@ -141,7 +141,7 @@ class SparseConv2d:
         return ref.SparseConv2d(in_channels=self.in_channels, table=self.table, kernel_size=self.kernel_size)
 
     def output_shape(self, shape: Shape) -> Shape:
-        return Conv2d(self.in_channels, self.out_channels, self.kernel_size).output_shape(shape)
+        return Conv2dSpec(self.in_channels, self.out_channels, self.kernel_size).output_shape(shape)
 
     @property
     def trainable_params(self) -> int:
@@ -155,7 +155,7 @@ class SparseConv2d:
 
 
 @dataclass(frozen=True)
-class Subsampling:
+class SubsamplingSpec:
     """LeNet-5's S layers: sum of each 2x2 block, times a trainable coefficient, plus a bias, per map."""
 
     channels: int
@@ -183,7 +183,7 @@ class Subsampling:
 
 
 @dataclass(frozen=True)
-class MaxPool2d:
+class MaxPool2dSpec:
     kernel_size: int
     stride: int
 
@@ -198,7 +198,7 @@ class MaxPool2d:
 
 
 @dataclass(frozen=True)
-class AdaptiveAvgPool2d:
+class AdaptiveAvgPool2dSpec:
     output_size: int
 
     def build(self) -> ref.AdaptiveAvgPool2d:
@@ -209,7 +209,7 @@ class AdaptiveAvgPool2d:
 
 
 @dataclass(frozen=True)
-class LocalResponseNorm:
+class LocalResponseNormSpec:
     size: int
     alpha: float
     beta: float
@@ -226,11 +226,11 @@ class LocalResponseNorm:
 # Krizhevsky et al. 2012, section 3.3: "k = 2, n = 5, alpha = 10^-4, and beta = 0.75", alpha in the paper's convention
 # (not divided by the window size). AlexNet's LRN, and VGG's A-LRN ("the LRN layer parameters are those of
 # (Krizhevsky et al., 2012)").
-KRIZHEVSKY_LRN = LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)
+KRIZHEVSKY_LRN = LocalResponseNormSpec(size=5, alpha=1e-4, beta=0.75, k=2.0)
 
 
 @dataclass(frozen=True)
-class BatchNorm2d:
+class BatchNorm2dSpec:
     """Batch normalisation of each channel (Ioffe & Szegedy 2015): a trainable scale and shift per channel, and
     running statistics as buffers."""
 
@@ -252,7 +252,7 @@ class BatchNorm2d:
 
 
 @dataclass(frozen=True)
-class Flatten:
+class FlattenSpec:
     """Flattens (C, H, W); the written-out shape is the only one the next layer is defined for."""
 
     expected: Shape
@@ -268,7 +268,7 @@ class Flatten:
 
 
 @dataclass(frozen=True)
-class Linear:
+class LinearSpec:
     in_features: int
     out_features: int
 
@@ -291,7 +291,7 @@ class Linear:
 
 
 @dataclass(frozen=True)
-class RBF:
+class RBFSpec:
     """Radial-basis output layer; ``trainable`` parameters are the centres and one width per class."""
 
     in_features: int
@@ -309,7 +309,7 @@ class RBF:
         return ref.EuclideanRBF(prototypes)
 
     def output_shape(self, shape: Shape) -> Shape:
-        return Linear(self.in_features, self.out_features).output_shape(shape)
+        return LinearSpec(self.in_features, self.out_features).output_shape(shape)
 
     @property
     def trainable_params(self) -> int:
@@ -323,18 +323,18 @@ class RBF:
 
 
 LayerSpec = (
-    Conv2d
-    | SparseConv2d
-    | Subsampling
-    | MaxPool2d
-    | AdaptiveAvgPool2d
-    | LocalResponseNorm
-    | BatchNorm2d
-    | Flatten
-    | Linear
-    | RBF
+    Conv2dSpec
+    | SparseConv2dSpec
+    | SubsamplingSpec
+    | MaxPool2dSpec
+    | AdaptiveAvgPool2dSpec
+    | LocalResponseNormSpec
+    | BatchNorm2dSpec
+    | FlattenSpec
+    | LinearSpec
+    | RBFSpec
 )
-WEIGHTED = (Conv2d, SparseConv2d, Subsampling, BatchNorm2d, Linear, RBF)
+WEIGHTED = (Conv2dSpec, SparseConv2dSpec, SubsamplingSpec, BatchNorm2dSpec, LinearSpec, RBFSpec)
 
 
 @dataclass(frozen=True)
@@ -427,11 +427,13 @@ class Architecture:
         """Multiply-accumulates per image and layer, weights only: no bias, activation or pooling."""
         shapes = self.shapes(side or self.default_side, side or self.default_side)
         return {
-            name: layer.macs(shapes[name]) for name, layer in self if isinstance(layer, (Conv2d, SparseConv2d, Linear))
+            name: layer.macs(shapes[name])
+            for name, layer in self
+            if isinstance(layer, (Conv2dSpec, SparseConv2dSpec, LinearSpec))
         }
 
     def neurons(self, side: int | None = None) -> dict[str, int]:
         """Output units of every convolution (sparse ones too) and fully connected layer (Krizhevsky et al.'s count)."""
         shapes = self.shapes(side or self.default_side, side or self.default_side)
-        convolutions = (Conv2d, SparseConv2d, Linear)
+        convolutions = (Conv2dSpec, SparseConv2dSpec, LinearSpec)
         return {name: math.prod(shapes[name]) for name, layer in self if isinstance(layer, convolutions)}

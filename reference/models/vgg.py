@@ -127,7 +127,7 @@ HEAD_SIDE = 7  # fc6 takes block5_pool's 7x7 maps (224 / 2**5): the FC form's in
 LAST_POOL = "block5_pool"  # where the convolutional part ends
 PAPER_WEIGHT_STD = 0.1  # section 3.1: "a normal distribution with the zero mean and 10^-2 variance"
 
-Init = Literal["paper", "glorot"]
+InitName = Literal["paper", "glorot"]
 
 
 def _check(model: str, config: str, configs: tuple[str, ...] | list[str], init: str = "paper") -> None:
@@ -150,20 +150,20 @@ def _blocks(config: str, batch_norm: bool) -> dict[str, arch.LayerSpec]:
                 continue
             kernel, channels = map(int, re.fullmatch(r"conv(\d+)-(\d+)", entry).groups())
             convs += 1
-            layers[f"block{block}_conv{convs}"] = arch.Conv2d(in_channels, channels, kernel, padding=kernel // 2)
+            layers[f"block{block}_conv{convs}"] = arch.Conv2dSpec(in_channels, channels, kernel, padding=kernel // 2)
             if batch_norm:
-                layers[f"block{block}_bn{convs}"] = arch.BatchNorm2d(channels)
+                layers[f"block{block}_bn{convs}"] = arch.BatchNorm2dSpec(channels)
             in_channels = channels
-        layers[f"block{block}_pool"] = arch.MaxPool2d(kernel_size=2, stride=2)
+        layers[f"block{block}_pool"] = arch.MaxPool2dSpec(kernel_size=2, stride=2)
     return layers
 
 
 def _head(channels: int, num_classes: int) -> dict[str, arch.LayerSpec]:
     return {
-        "flatten": arch.Flatten(expected=(channels, HEAD_SIDE, HEAD_SIDE)),
-        "fc6": arch.Linear(in_features=channels * HEAD_SIDE**2, out_features=FC_WIDTH),
-        "fc7": arch.Linear(in_features=FC_WIDTH, out_features=FC_WIDTH),
-        "fc8": arch.Linear(in_features=FC_WIDTH, out_features=num_classes),
+        "flatten": arch.FlattenSpec(expected=(channels, HEAD_SIDE, HEAD_SIDE)),
+        "fc6": arch.LinearSpec(in_features=channels * HEAD_SIDE**2, out_features=FC_WIDTH),
+        "fc7": arch.LinearSpec(in_features=FC_WIDTH, out_features=FC_WIDTH),
+        "fc8": arch.LinearSpec(in_features=FC_WIDTH, out_features=num_classes),
     }
 
 
@@ -181,10 +181,10 @@ def vgg2014_dense_architecture(config: str = "D", num_classes: int = 1000) -> ar
     layers: dict[str, arch.LayerSpec] = {}
     kernel = HEAD_SIDE
     for name, spec in vgg2014_architecture(config, num_classes):
-        if isinstance(spec, arch.Linear):
-            layers[name] = arch.Conv2d(spec.in_features // kernel**2, spec.out_features, kernel_size=kernel)
+        if isinstance(spec, arch.LinearSpec):
+            layers[name] = arch.Conv2dSpec(spec.in_features // kernel**2, spec.out_features, kernel_size=kernel)
             kernel = 1  # fc7 and fc8 see one position of the map below them
-        elif not isinstance(spec, arch.Flatten):
+        elif not isinstance(spec, arch.FlattenSpec):
             layers[name] = spec
     return arch.Architecture(layers=layers, in_channels=3, default_side=224)
 
@@ -194,7 +194,7 @@ def vgg_architecture(config: str = "D", batch_norm: bool = False, num_classes: i
     """torchvision's: Table 1's A, B, D, E, an adaptive pool to 7x7 before the head (identity at 224)."""
     _check("VGG", config, TORCHVISION_CONFIGS)
     blocks = _blocks(config, batch_norm)
-    pool = {"avgpool": arch.AdaptiveAvgPool2d(output_size=HEAD_SIDE)}
+    pool = {"avgpool": arch.AdaptiveAvgPool2dSpec(output_size=HEAD_SIDE)}
     return arch.Architecture(layers=blocks | pool | _head(blocks["block5_conv1"].out_channels, num_classes),
                              in_channels=3, default_side=224)  # fmt: skip
 
@@ -208,8 +208,10 @@ def _sequence(table: arch.Architecture, dropout: float) -> list[tuple[str, Calla
         out.append((name, spec.build))
         if name == table.output_layer:
             continue
-        normalised_next = index + 1 < len(names) and isinstance(table.layers[names[index + 1]], arch.BatchNorm2d)
-        if isinstance(spec, arch.BatchNorm2d) or (isinstance(spec, (arch.Conv2d, arch.Linear)) and not normalised_next):
+        normalised_next = index + 1 < len(names) and isinstance(table.layers[names[index + 1]], arch.BatchNorm2dSpec)
+        if isinstance(spec, arch.BatchNorm2dSpec) or (
+            isinstance(spec, (arch.Conv2dSpec, arch.LinearSpec)) and not normalised_next
+        ):
             out.append((re.sub(r"(conv|bn|fc)(\d*)$", r"relu\2", name), functools.partial(nn.ReLU, inplace=True)))
             if name.startswith("fc"):
                 out.append((name.replace("fc", "dropout"), functools.partial(nn.Dropout, p=dropout)))
@@ -267,7 +269,7 @@ class _Sequential(ReferenceModel):
 
 
 @torch.no_grad()
-def _init_2014(model: nn.Module, init: Init) -> None:
+def _init_2014(model: nn.Module, init: InitName) -> None:
     """Section 3.1: weights N(0, 10^-2), or Glorot & Bengio's uniform; biases zero. An FC layer's weight is drawn
     as the (out, in) matrix in either form, so both forms draw the same values from one seed."""
     for name, module in model.named_modules():
@@ -285,7 +287,9 @@ class _Paper(_Sequential):
 
     _table: Callable[[str, int], arch.Architecture]
 
-    def __init__(self, config: str = "D", num_classes: int = 1000, dropout: float = 0.5, init: Init = "paper") -> None:
+    def __init__(
+        self, config: str = "D", num_classes: int = 1000, dropout: float = 0.5, init: InitName = "paper"
+    ) -> None:
         _check(type(self).__name__, config, list(TABLE_1), init)
         super().__init__(self._table(config, num_classes))
         self.config = config

@@ -302,7 +302,7 @@ def _cotangent(like: Tensor) -> Tensor:
     return torch.randn(like.shape, generator=generator, dtype=torch.float64).to(like)
 
 
-def _run(model: nn.Module, x: Tensor, seed: int | None) -> Tensor:
+def _forward(model: nn.Module, x: Tensor, seed: int | None) -> Tensor:
     if seed is None:
         return model(x)
     with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
@@ -344,14 +344,14 @@ def compare_models(
     x_b = inputs.detach().clone().requires_grad_(grads)
     names_b = None if layers is None else [n for names in layers.values() for n in _listed(names)]
     with _observed(model_a, None if layers is None else list(layers)) as seen_a:
-        out_a = _run(model_a, x_a, seed)
+        out_a = _forward(model_a, x_a, seed)
     if grads:
         model_a.zero_grad(set_to_none=True)
         cotangent = _cotangent(out_a)
         out_a.backward(cotangent)
         trim()  # A's activations, freed, leave the heap before B's are made
     with _observed(model_b, names_b) as seen_b:
-        out_b = _run(model_b, x_b, seed)
+        out_b = _forward(model_b, x_b, seed)
     if layers is None:
         alignment = align(seen_a, seen_b)
         seen = [] if alignment.ambiguous else [(a.name, b.name, a.output, b.output) for a, b in alignment.pairs]

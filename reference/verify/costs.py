@@ -22,8 +22,6 @@ from pathlib import Path
 
 __all__ = ["Cost", "load", "measure", "stored_path", "write"]
 
-DTYPES = ("float32", "float64")
-
 
 @dataclass(frozen=True)
 class Cost:
@@ -73,7 +71,7 @@ def _case_costs(name: str) -> dict:
     import torch
 
     from reference.verify.build import trim
-    from reference.verify.pairs import compare_pair, ported, reference_module
+    from reference.verify.pairs import DTYPES, compare_pair, ported, reference_module
     from reference.verify.registry import get_case
 
     case = get_case(name)
@@ -83,8 +81,8 @@ def _case_costs(name: str) -> dict:
     reference = reference_module(case)
     build = time.perf_counter() - started
     out = {}
-    for dtype_name in DTYPES:
-        dtype = getattr(torch, dtype_name)
+    for dtype in DTYPES:
+        dtype_name = str(dtype).removeprefix("torch.")
         reference.to(dtype)
         x = case.input_space.sample(dtype=dtype)
         trim()

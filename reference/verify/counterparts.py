@@ -17,7 +17,7 @@ arithmetic from torch's own layers; the values come through its map:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -28,7 +28,7 @@ from reference.models.layers import EuclideanRBF, GaussianRBF, LocalResponseNorm
 from reference.models.lenet import LeNet5
 from reference.models.vgg import HEAD_SIDE, VGG2014, VGG2014Dense
 from reference.verify.port import vgg_dense_like, vgg_fc_like
-from reference.verify.states import StateMap
+from reference.verify.states import State, StateMap
 
 __all__ = [
     "AveragedDenseVGG",
@@ -46,8 +46,6 @@ __all__ = [
     "seed_sequential_names",
     "torch_lrn",
 ]
-
-State = Mapping[str, Tensor]
 
 
 class TanhSquash(nn.Module):
@@ -144,7 +142,7 @@ class TorchLayersLeNet5(nn.Module):
         c3 = table["c3"]
         self.c1 = table["c1"].build()
         self.s2 = depthwise_subsampling(model.s2)
-        self.c3 = arch.Conv2d(c3.in_channels, c3.out_channels, c3.kernel_size).build()
+        self.c3 = arch.Conv2dSpec(c3.in_channels, c3.out_channels, c3.kernel_size).build()
         self.s4 = depthwise_subsampling(model.s4)
         self.c5 = table["c5"].build()
         self.f6 = table["f6"].build()
@@ -194,9 +192,9 @@ def _seed_layers(table: arch.Architecture, dropout: float) -> tuple[nn.Sequentia
     torch's convention), ``flatten``, ``classifier`` (dropout before every FC layer but the last, ReLU after);
     with the table layer -> module path map."""
     features, classifier, names = nn.Sequential(), nn.Sequential(), {}
-    linears = [name for name, layer in table if isinstance(layer, arch.Linear)]
+    linears = [name for name, layer in table if isinstance(layer, arch.LinearSpec)]
     for name, layer in table:
-        if isinstance(layer, arch.Linear):
+        if isinstance(layer, arch.LinearSpec):
             last = name == linears[-1]
             if not last:
                 classifier.append(nn.Dropout(p=dropout))
@@ -204,16 +202,16 @@ def _seed_layers(table: arch.Architecture, dropout: float) -> tuple[nn.Sequentia
             classifier.append(layer.build())
             if not last:
                 classifier.append(nn.ReLU(inplace=True))
-        elif isinstance(layer, arch.LocalResponseNorm):
+        elif isinstance(layer, arch.LocalResponseNormSpec):
             names[name] = f"features.{len(features)}"
             # torch divides alpha by the window size (Caffe's convention); the table holds the paper's alpha.
             features.append(
                 nn.LocalResponseNorm(layer.size, alpha=layer.size * layer.alpha, beta=layer.beta, k=layer.k)
             )
-        elif not isinstance(layer, arch.Flatten):
+        elif not isinstance(layer, arch.FlattenSpec):
             names[name] = f"features.{len(features)}"
             features.append(layer.build())
-            if isinstance(layer, arch.Conv2d):
+            if isinstance(layer, arch.Conv2dSpec):
                 features.append(nn.ReLU(inplace=True))
     sequential = nn.Sequential()
     sequential.add_module("features", features)

@@ -85,7 +85,7 @@ def _port(a: Built, b: Built, x: Tensor) -> tuple[str, GradMap | None]:
                 a.model.load_state_dict(ported(pair, b.model).state_dict())
                 return "ported B into A by the registry's port", None
     pairs = port_by_order(b.model, a.model, x)
-    return f"ported B into A by execution order: {len(pairs)} tensors", _renamed(pairs)
+    return f"ported B into A by execution order: {len(pairs)} tensors", _by_names(pairs)
 
 
 def diff(
@@ -109,7 +109,7 @@ def diff(
         notes.append(how)
     if grads and grads_to_a is None:
         try:
-            grads_to_a = _renamed(pair_by_order(a.model, b.model, x))
+            grads_to_a = _by_names(pair_by_order(a.model, b.model, x))
         except ValueError as error:
             notes.append(f"parameter gradients not compared (input gradient only): {str(error).splitlines()[0]}")
     result = compare_models(
@@ -124,7 +124,7 @@ def diff(
     return result, notes
 
 
-def _renamed(pairs: Mapping[str, str]) -> GradMap:
+def _by_names(pairs: Mapping[str, str]) -> GradMap:
     """B's gradients under A's names, for a by-order pairing (A's name -> B's)."""
     return lambda grads: {name_a: grads[name_b] for name_a, name_b in pairs.items() if name_b in grads}
 

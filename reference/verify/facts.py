@@ -52,9 +52,14 @@ def params_per_layer(model: nn.Module) -> dict[str, int]:
 def _notation(spec: arch.LayerSpec) -> str | None:
     """A layer's kind as Simonyan & Zisserman's Table 1 writes it (conv3 for a 3x3 convolution); None for a
     reshaping step."""
-    if isinstance(spec, arch.Conv2d):
+    if isinstance(spec, arch.Conv2dSpec):
         return f"conv{spec.kernel_size}"
-    kinds = {arch.LocalResponseNorm: "LRN", arch.MaxPool2d: "maxpool", arch.Linear: "FC", arch.Flatten: None}
+    kinds = {
+        arch.LocalResponseNormSpec: "LRN",
+        arch.MaxPool2dSpec: "maxpool",
+        arch.LinearSpec: "FC",
+        arch.FlattenSpec: None,
+    }
     return kinds.get(type(spec), type(spec).__name__)
 
 
@@ -68,7 +73,7 @@ def _counted(model: nn.Module) -> int:
 
 
 def _weight_layers(table: arch.Architecture) -> int:
-    return sum(isinstance(spec, (arch.Conv2d, arch.Linear)) for _, spec in table)
+    return sum(isinstance(spec, (arch.Conv2dSpec, arch.LinearSpec)) for _, spec in table)
 
 
 # Totals: measure -> (table, built module) -> [(what, measured)]; a total quoted exactly is checked on both.

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from reference.verify.build import uninitialised
 from reference.verify.compare import capture_outputs, layer_modules, tolerance
+from reference.verify.pairs import DTYPES
 from reference.verify.records import Case
 
 __all__ = [
@@ -40,11 +41,10 @@ __all__ = [
     "write",
 ]
 
-DTYPES = (torch.float32, torch.float64)  # in this order: the model is converted once
 HEAD = 8  # values kept per layer and logits kept per model
 
 
-_CHUNK = 1 << 16  # values hashed per pass when filling a parameter: the temporaries stay in cache
+_FILL_CHUNK = 1 << 16  # values hashed per pass when filling a parameter: the temporaries stay in cache
 
 
 def _hashed(start: int, stop: int, salt: int, scale: float, offset: float) -> Tensor:
@@ -60,8 +60,8 @@ def closed_form(shape: tuple[int, ...], salt: int, scale: float, offset: float =
 def _fill_closed_form(param: Tensor, salt: int, scale: float, offset: float = 0.0) -> None:
     """``param.copy_(closed_form(param.shape, ...))``, a chunk at a time (AlexNet's fc6 alone has 38M values)."""
     flat = param.view(-1)
-    for start in range(0, flat.numel(), _CHUNK):
-        stop = min(start + _CHUNK, flat.numel())
+    for start in range(0, flat.numel(), _FILL_CHUNK):
+        stop = min(start + _FILL_CHUNK, flat.numel())
         flat[start:stop].copy_(_hashed(start, stop, salt, scale, offset))
 
 

@@ -54,11 +54,11 @@ InitMap = Callable[[nn.Module], Mapping[str, Init]]  # a built module -> {parame
 
 
 def _fan_in(spec: tables.LayerSpec) -> int | None:
-    if isinstance(spec, tables.Conv2d):
+    if isinstance(spec, tables.Conv2dSpec):
         return spec.in_channels // spec.groups * spec.kernel_size**2
-    if isinstance(spec, tables.Linear):
+    if isinstance(spec, tables.LinearSpec):
         return spec.in_features
-    if isinstance(spec, tables.Subsampling):
+    if isinstance(spec, tables.SubsamplingSpec):
         return spec.kernel_size**2  # one coefficient over the block: the unit sees k x k inputs
     return None
 
@@ -83,9 +83,9 @@ def lecun_1998(model: nn.Module, architecture: tables.Architecture, c3_maps: Seq
     out: dict[str, Init] = {}
     for layer, spec in architecture:
         for module in layer_modules(model, layer):
-            if isinstance(spec, tables.SparseConv2d):
+            if isinstance(spec, tables.SparseConv2dSpec):
                 out |= sparse_lecun_1998(c3_maps, spec.kernel_size, prefix=f"{module}.")
-            elif isinstance(spec, tables.RBF) and spec.trainable:
+            elif isinstance(spec, tables.RBFSpec) and spec.trainable:
                 out |= {f"{module}.{name}": init for name, init in GAUSSIAN_HEAD.items()}
             elif (fan_in := _fan_in(spec)) is not None:
                 out[f"{module}.weight"] = out[f"{module}.bias"] = Uniform(2.4 / fan_in)
@@ -132,11 +132,11 @@ def torchvision_vgg(model: nn.Module, architecture: tables.Architecture) -> dict
     linear layers N(0, 0.01); batch norms scale 1, shift 0; every bias 0."""
     out: dict[str, Init] = {}
     for layer, spec in architecture:
-        if isinstance(spec, tables.Conv2d):
+        if isinstance(spec, tables.Conv2dSpec):
             out[f"{layer}.weight"] = Normal(math.sqrt(2.0 / (spec.out_channels * spec.kernel_size**2)))
-        elif isinstance(spec, tables.Linear):
+        elif isinstance(spec, tables.LinearSpec):
             out[f"{layer}.weight"] = Normal(0.01)
-        elif isinstance(spec, tables.BatchNorm2d):
+        elif isinstance(spec, tables.BatchNorm2dSpec):
             out[f"{layer}.weight"] = Constant(1.0)
         else:
             continue
@@ -152,7 +152,7 @@ def glorot_2010(model: nn.Module, architecture: tables.Architecture) -> dict:
     for layer, spec in architecture:
         if (fan_in := _fan_in(spec)) is None:
             continue
-        if isinstance(spec, tables.Linear):
+        if isinstance(spec, tables.LinearSpec):
             fan_out = spec.out_features
         else:
             fan_out = spec.out_channels * (1 if layer.startswith("fc") else spec.kernel_size**2)

@@ -19,6 +19,7 @@ from reference.verify.states import port
 
 __all__ = [
     "BUILD_SEED",
+    "DTYPES",
     "compare_pair",
     "grads_to_reference",
     "library",
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 BUILD_SEED = 0
+DTYPES = (torch.float32, torch.float64)  # what pairs are compared in; float32 first, so that a model converts once
 LIBRARY = "torchvision:"
 
 

@@ -29,7 +29,7 @@ from reference.models.vgg import (
     vgg_architecture,
 )
 from reference.verify.align import port_by_order
-from reference.verify.states import Parts, Rename, StateMap, Views, port, rename_state
+from reference.verify.states import Parts, Rename, State, StateMap, Views, port, rename_state
 
 if TYPE_CHECKING:
     import torchvision
@@ -46,8 +46,8 @@ __all__ = [
     "grouped_state_from_two_tower",
     "port_by_order",
     "rename_state",
-    "torchvision_alexnet",
-    "torchvision_vgg",
+    "torchvision_alexnet_like",
+    "torchvision_vgg_like",
     "two_tower_from_grouped",
     "two_tower_like",
     "two_tower_state_from_grouped",
@@ -63,7 +63,6 @@ __all__ = [
     "vgg_to_torchvision",
 ]
 
-State = Mapping[str, Tensor]
 TOWER_NAMES = ("tower_a", "tower_b")
 ALEXNET_NAMES = Rename(TORCHVISION_NAMES)
 
@@ -78,7 +77,7 @@ def _require_type(model: object, expected: type, function: str) -> None:
 # torchvision's AlexNet ---------------------------------------------------------------------------------------------
 
 
-def torchvision_alexnet(model: AlexNet) -> torchvision.models.AlexNet:
+def torchvision_alexnet_like(model: AlexNet) -> torchvision.models.AlexNet:
     """torchvision's AlexNet of ``model``'s configuration (its weights to be ported in)."""
     import torchvision
 
@@ -92,7 +91,7 @@ def alexnet_like(tv_model: torchvision.models.AlexNet) -> AlexNet:
 def alexnet_to_torchvision(model: AlexNet, *, share: bool = False) -> torchvision.models.AlexNet:
     """torchvision's AlexNet with ``model``'s weights: copied, or with ``share`` the same tensors."""
     _require_type(model, AlexNet, "alexnet_to_torchvision")
-    return port(model, lambda: torchvision_alexnet(model), ALEXNET_NAMES, share=share)
+    return port(model, lambda: torchvision_alexnet_like(model), ALEXNET_NAMES, share=share)
 
 
 def alexnet_from_torchvision(tv_model: torchvision.models.AlexNet) -> AlexNet:
@@ -108,9 +107,9 @@ def alexnet_from_torchvision(tv_model: torchvision.models.AlexNet) -> AlexNet:
 def _tower_split(model: AlexNet2012TwoTower | AlexNet2012) -> dict[str, int]:
     """Output units of tower A per weighted layer (tower B has the rest), from the tower's table."""
     return {
-        name: layer.out_channels if isinstance(layer, arch.Conv2d) else layer.out_features
+        name: layer.out_channels if isinstance(layer, arch.Conv2dSpec) else layer.out_features
         for name, layer in tower_architecture(model.architecture, 0).items()
-        if isinstance(layer, (arch.Conv2d, arch.Linear))
+        if isinstance(layer, (arch.Conv2dSpec, arch.LinearSpec))
     }
 
 
@@ -211,7 +210,7 @@ def _torchvision_vgg_config(tv_model: torchvision.models.VGG) -> tuple[str, bool
     seen = [m.out_channels for m in tv_model.features if isinstance(m, nn.Conv2d)]
     batch_norm = any(isinstance(m, nn.BatchNorm2d) for m in tv_model.features)
     for config in TORCHVISION_CONFIGS:
-        if seen == [spec.out_channels for _, spec in vgg_architecture(config) if isinstance(spec, arch.Conv2d)]:
+        if seen == [spec.out_channels for _, spec in vgg_architecture(config) if isinstance(spec, arch.Conv2dSpec)]:
             return config, batch_norm
     raise ValueError(f"vgg_from_torchvision: {type(tv_model).__name__}'s convolutions {seen} are none of "
                      "torchvision's VGG11/13/16/19")  # fmt: skip
@@ -222,7 +221,7 @@ def vgg_names(config: str, batch_norm: bool) -> Rename:
     return Rename(torchvision_names(vgg_architecture(config, batch_norm)))
 
 
-def torchvision_vgg(model: VGG) -> torchvision.models.VGG:
+def torchvision_vgg_like(model: VGG) -> torchvision.models.VGG:
     import torchvision
 
     builder = getattr(torchvision.models, TORCHVISION_BUILDERS[model.config] + "_bn" * model.batch_norm)
@@ -239,7 +238,7 @@ def vgg_to_torchvision(model: VGG, *, share: bool = False) -> torchvision.models
     """torchvision's VGG of ``model``'s configuration with its weights and batch-norm statistics: copied, or with
     ``share`` the same tensors."""
     _require_type(model, VGG, "vgg_to_torchvision")
-    return port(model, lambda: torchvision_vgg(model), vgg_names(model.config, model.batch_norm), share=share)
+    return port(model, lambda: torchvision_vgg_like(model), vgg_names(model.config, model.batch_norm), share=share)
 
 
 def vgg_from_torchvision(tv_model: torchvision.models.VGG) -> VGG:

@@ -19,7 +19,7 @@ from reference.verify.pairs import compare_pair, ported, reference_module
 from reference.verify.records import Case, Pair
 from reference.verify.registry import CASES, get_case
 
-__all__ = ["Row", "rows", "select"]
+__all__ = ["Row", "select", "verify_rows"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,9 @@ def select(names: Sequence[str] = (), pattern: str | None = None) -> list[Case]:
     return [case for case in unique.values() if case.pairs]
 
 
-def rows(cases: Sequence[Case], dtypes: Sequence[torch.dtype], device: str | torch.device = "cpu") -> Iterator[Row]:
+def verify_rows(
+    cases: Sequence[Case], dtypes: Sequence[torch.dtype], device: str | torch.device = "cpu"
+) -> Iterator[Row]:
     """One row per case, pair and dtype, in that order; each reference built once and converted between dtypes."""
     for case in cases:
         reference = reference_module(case, device=device)

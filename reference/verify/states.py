@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from reference.verify.build import uninitialised
 
-__all__ = ["Parts", "Rename", "StateMap", "Views", "joined", "load", "port", "rename_state"]
+__all__ = ["Parts", "Rename", "State", "StateMap", "Views", "joined", "load_state", "port", "rename_state"]
 
 State = Mapping[str, Tensor]
 Parts = tuple[Tensor, ...]
@@ -101,7 +101,9 @@ def joined(value: Tensor | Parts) -> Tensor:
     return torch.cat(value, dim=0) if isinstance(value, tuple) else value
 
 
-def load(target: nn.Module, state: Mapping[str, Tensor | Parts], source: str, *, share: bool = False) -> nn.Module:
+def load_state(
+    target: nn.Module, state: Mapping[str, Tensor | Parts], source: str, *, share: bool = False
+) -> nn.Module:
     """Load ``state`` into ``target``: the same keys and shapes, or a ValueError naming the key. Copied, or with
     ``share`` assigned: the target's parameters then hold the given tensors (buffers, which each side updates in train
     mode, are copies)."""
@@ -147,4 +149,4 @@ def port(
     reference, other = (target, source) if back else (source, target)
     mapping = state_map.to_reference if back else state_map.to_other
     state = mapping(source.state_dict(), reference, other)
-    return load(target, state, type(source).__name__, share=share).train(source.training)
+    return load_state(target, state, type(source).__name__, share=share).train(source.training)

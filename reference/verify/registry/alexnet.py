@@ -31,10 +31,10 @@ KRIZHEVSKY_2012 = (
 KRIZHEVSKY_2014 = "Krizhevsky. One weird trick for parallelizing convolutional neural networks. arXiv:1404.5997, 2014"
 # Section 5: "We initialized the neuron biases in the second, fourth, and fifth convolutional layers, as well as in
 # the fully-connected hidden layers, with the constant 1. [...] the remaining layers with the constant 0."
-BIAS_ONE = ("conv2", "conv4", "conv5", "fc6", "fc7")
+SECTION_5_BIAS_ONE = ("conv2", "conv4", "conv5", "fc6", "fc7")
 # Section 4.2: "We use dropout in the first two fully-connected layers", each hidden neuron zeroed with probability
 # 0.5; torchvision's classifier has Dropout before Linear layers 1 and 4 (fc6, fc7) alike.
-DROPOUT = Dropout(before=("fc6", "fc7"), p=0.5)
+KRIZHEVSKY_DROPOUT = Dropout(before=("fc6", "fc7"), p=0.5)
 # Section 3.5's neurons per layer, as printed: "253,440-186,624-64,896-64,896-43,264-4096-4096-1000".
 NEURONS = {
     "conv1": 290_400,
@@ -51,8 +51,12 @@ LRN_BACKWARD = "backward: autograd through slices here, avg_pool3d's backward in
 EPS64, EPS32 = torch.finfo(torch.float64).eps, torch.finfo(torch.float32).eps
 
 
-def _paper_init(table) -> tuple:
-    return (({}, lambda model: inits.krizhevsky_2012(model, table(), BIAS_ONE)),)
+def _paper_2012(citation: str, table, departures: tuple[str, ...], **more) -> Paper:
+    """What the 2012 paper states of a form of its network: 60,965,224 parameters, dropout before fc6 and fc7, its
+    init (section 5)."""
+    init = (({}, lambda model: inits.krizhevsky_2012(model, table(), SECTION_5_BIAS_ONE)),)
+    return Paper(citation, {"trainable parameters": 60_965_224}, dropout=KRIZHEVSKY_DROPOUT, inits=init, departures=departures,
+                 **more)  # fmt: skip
 
 
 TORCHVISION_PATHS = TORCHVISION_NAMES | {"pool1": "features.2", "pool2": "features.5", "pool5": "features.12",
@@ -106,17 +110,15 @@ CASES = (
                 same_dropout=True,  # one mask over the joined (N, 9216) and (N, 4096), drawn in the same order
             ),
         ),
-        paper=Paper(
-            citation=KRIZHEVSKY_2012,
-            totals={"trainable parameters": 60_965_224},
-            breakdown={"neurons": NEURONS},
-            errata={"neurons": NEURONS_ERRATA},
-            dropout=DROPOUT,
-            inits=_paper_init(alexnet2012_architecture),
+        paper=_paper_2012(
+            KRIZHEVSKY_2012,
+            alexnet2012_architecture,
             departures=(
                 "input 227x227: the paper says 224, which its stride-4 11x11 conv1 cannot turn into 55x55 maps",
                 "the training recipe (augmentation, PCA lighting, momentum schedule) is not part of the model",
             ),
+            breakdown={"neurons": NEURONS},
+            errata={"neurons": NEURONS_ERRATA},
         ),
     ),
     Case(
@@ -124,11 +126,9 @@ CASES = (
         summary="AlexNet as published, written literally as two towers crossing at conv3, fc6, fc7, fc8",
         build=alexnet2012_two_tower,
         table=alexnet2012_architecture,
-        paper=Paper(
-            citation=KRIZHEVSKY_2012,
-            totals={"trainable parameters": 60_965_224},
-            dropout=DROPOUT,
-            inits=_paper_init(alexnet2012_architecture),
+        paper=_paper_2012(
+            KRIZHEVSKY_2012,
+            alexnet2012_architecture,
             departures=("fc8's outputs are split between the towers, the first half (rounded up) in tower A",),
         ),
     ),
@@ -147,11 +147,9 @@ CASES = (
                 same_dropout=True,
             ),
         ),
-        paper=Paper(
-            citation="the seed notebook (after " + KRIZHEVSKY_2012 + ")",
-            totals={"trainable parameters": 60_965_224},
-            dropout=DROPOUT,
-            inits=_paper_init(SEED_TABLE),
+        paper=_paper_2012(
+            "the seed notebook (after " + KRIZHEVSKY_2012 + ")",
+            SEED_TABLE,
             departures=("nn.LocalResponseNorm(alpha=1e-4) divides alpha by the size: the paper's formula with 2e-5",),
         ),
     ),
@@ -163,7 +161,7 @@ CASES = (
         pairs=(
             Pair(
                 name="torchvision AlexNet",
-                other=port.torchvision_alexnet,
+                other=port.torchvision_alexnet_like,
                 state=port.ALEXNET_NAMES,
                 back=port.alexnet_like,
                 model="torchvision:alexnet",
@@ -192,7 +190,7 @@ CASES = (
         paper=Paper(
             citation=KRIZHEVSKY_2014 + "; torchvision.models.AlexNet_Weights.IMAGENET1K_V1.meta",
             totals={"trainable parameters": 61_100_840, "multiply-accumulates": 714_188_480},
-            dropout=DROPOUT,
+            dropout=KRIZHEVSKY_DROPOUT,
             inits=(({}, lambda model: inits.torch_default(model, alexnet_architecture())),),
             departures=(
                 "layers named after the papers (conv1..fc8), not features.N / classifier.N",

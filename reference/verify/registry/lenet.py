@@ -25,7 +25,7 @@ from reference.verify.counterparts import (
 from reference.verify.records import Case, InputSpace, ModuleInput, Pair, Paper, QuotedTable, Skip
 
 LECUN_1998 = "LeCun, Bottou, Bengio, Haffner. Gradient-based learning applied to document recognition. Proc. IEEE, 1998"
-SEED = "the seed notebook (a simplification of " + LECUN_1998 + ")"
+SEED_NOTEBOOK = "the seed notebook (a simplification of " + LECUN_1998 + ")"
 
 # Table I as printed: a row per S2 map, a column per C3 map, X where they connect.
 C3_TABLE_PRINTED = (
@@ -112,7 +112,7 @@ CASES = (
         table=partial(lenet5_architecture, c3="dense", head="gaussian"),
         pairs=(TORCH_LAYERS,),
         paper=Paper(
-            citation=SEED,
+            citation=SEED_NOTEBOOK,
             totals={"trainable parameters": 61_750},
             breakdown={"parameters": PARAMETERS | {"c3": 2_416, "s4": 32, "output": 850}},
             inits=(({}, lambda model: inits.lecun_1998(model, lenet5_architecture(c3="dense", head="gaussian"))),),
@@ -207,7 +207,7 @@ CASES = (
             examples=(ModuleInput((2, 4), {"in_features": 4, "out_features": 3}, gradcheck=True),),
         ),
         pairs=(Pair(name=CDIST, other=CdistRBF, tolerance=Tolerance("table", "table", why=CDIST_WHY)),),
-        paper=Paper(citation=SEED, inits=(({}, lambda _layer: inits.GAUSSIAN_HEAD),)),
+        paper=Paper(citation=SEED_NOTEBOOK, inits=(({}, lambda _layer: inits.GAUSSIAN_HEAD),)),
         skips=_cdist_skips(CDIST),
         prepare=_widen_gaussian_head,
     ),

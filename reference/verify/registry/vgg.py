@@ -43,7 +43,7 @@ TABLE_1_LAYERS = {
 WEIGHT_STD = 0.1
 # Section 3.1: "dropout regularisation for the first two fully-connected layers"; the authors' released Caffe
 # definition and torchvision both drop fc6's and fc7's outputs (after the ReLU), i.e. fc7's and fc8's inputs.
-DROPOUT = Dropout(before=("fc7", "fc8"), p=0.5)
+SIMONYAN_DROPOUT = Dropout(before=("fc7", "fc8"), p=0.5)
 PAPER_DEPARTURES = (
     "B to E start from the stated N(0, 10^-2) draw too: the paper initialised them from A's trained layers",
     "dropout after fc6's and fc7's ReLUs, as in the authors' Caffe model (the paper: 'the first two FC layers')",
@@ -119,7 +119,7 @@ def _paper_case(config: str, dense: bool) -> Case:
             citation=SIMONYAN_2014 + (", section 3.2" if dense else ""),
             totals={"parameters, millions": TABLE_2_MILLIONS[config], "weight layers": TABLE_1_WEIGHT_LAYERS[config]},
             breakdown={"layers": _as_dense(TABLE_1_LAYERS[config]) if dense else TABLE_1_LAYERS[config]},
-            dropout=DROPOUT,
+            dropout=SIMONYAN_DROPOUT,
             inits=(
                 ({}, lambda model: inits.simonyan_2014(model, table(), WEIGHT_STD)),
                 ({"init": "glorot"}, lambda model: inits.glorot_2010(model, table())),
@@ -160,7 +160,7 @@ def _torchvision_case(config: str, batch_norm: bool) -> Case:
         pairs=(
             Pair(
                 name=f"torchvision {name}",
-                other=port.torchvision_vgg,
+                other=port.torchvision_vgg_like,
                 state=port.vgg_names(config, batch_norm),
                 back=port.vgg_like,
                 model=f"torchvision:{name}",
@@ -172,7 +172,7 @@ def _torchvision_case(config: str, batch_norm: bool) -> Case:
             citation=f"{SIMONYAN_2014}; torchvision.models.{name.upper()}_Weights.IMAGENET1K_V1.meta",
             totals={"weight layers": TABLE_1_WEIGHT_LAYERS[config]}
             | ({} if batch_norm else {"parameters, millions": TABLE_2_MILLIONS[config]}),
-            dropout=DROPOUT,
+            dropout=SIMONYAN_DROPOUT,
             inits=(({}, lambda model: inits.torchvision_vgg(model, table())),),
             departures=TORCHVISION_DEPARTURES,
         ),
