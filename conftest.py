@@ -65,6 +65,11 @@ def _restore_rng_state():
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Under -n, each case's tests go to one worker (tests/conftest.py puts them in one xdist group): a worker then
+    # holds one case's models at a time. Set here rather than in addopts, where --dist would disable the benchmarks
+    # of a run without -n too (pytest-benchmark turns itself off wherever xdist's --dist is set).
+    if getattr(config.option, "dist", "no") == "load":
+        config.option.dist = "loadgroup"
     # Under pytest-xdist, workers share the cores: give each its share of torch's intra-op threads
     # instead of letting every worker start one thread per core.
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))

@@ -44,6 +44,7 @@ def _session(pytester: pytest.Pytester, storage: Path, *options: str) -> pytest.
 
 @pytest.mark.cost(seconds=3.0)  # three benchmark sessions
 def test_benchmark_gate(pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's benchmark workflow: autosave, then compare, then a gate that fails on a regression."""
     # Under pytest -n, this test runs in an xdist worker; pytest-benchmark reads PYTEST_XDIST_WORKER
     # and would disable the inner session's benchmarks, which is a session of its own.
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)

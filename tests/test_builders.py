@@ -37,6 +37,7 @@ def test_list_models():
 
 
 def test_unknown_model():
+    """An unknown name is a ValueError listing the known ones."""
     with pytest.raises(ValueError, match=r"unknown model 'no-such-model'; known: alexnet, "):
         reference.get_model("no-such-model")
 

@@ -170,6 +170,7 @@ def test_goldens_write(tmp_path, monkeypatch, capsys):
 
 
 def test_unknown_name(capsys):
+    """An unknown name is a usage error in the CLI, a ValueError listing the known ones in the registry."""
     with pytest.raises(SystemExit):
         cli.main(["summary", "no-such-model"])
     with pytest.raises(SystemExit):

@@ -132,6 +132,7 @@ def test_layer_repr(case):
 
 
 def test_public_api_names():
+    """The package's names: the models by name, each case's record, the ports, the testing API."""
     assert reference.list_models() == sorted(case.name for case in MODELS)
     assert all(reference.get_spec(name) is case for name, case in CASES.items())
     assert callable(reference.port.alexnet_from_torchvision)
