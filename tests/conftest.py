@@ -63,9 +63,20 @@ def _no_tf32():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
+_MODULES = CaseModules()
+
+
 @pytest.fixture(scope="session")
 def modules() -> CaseModules:
-    return CaseModules()
+    return _MODULES
+
+
+@pytest.hookimpl(trylast=True)  # after the test's fixtures are torn down
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """A case's modules go when its last test is done (the tests run case by case), not when the next case asks
+    for its own: a worker never holds two cases' models, nor one case's beside another's test."""
+    if nextitem is None or _case_of(nextitem) is not _case_of(item):
+        _MODULES.release()
 
 
 @pytest.fixture(autouse=True)

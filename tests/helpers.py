@@ -173,20 +173,26 @@ class CaseModules:
         if (case.name, dtype) != self._held:
             # The same case in another dtype converts its reference rather than building it again.
             kept = self._cache.get(("reference",)) if self._held and self._held[0] == case.name else None
-            dropped = [weakref.ref(value) for value in self._cache.values() if isinstance(value, nn.Module)]
-            self._cache.clear()
-            self._buffers.clear()
-            # Freed at once, but for a module a tool left in a reference cycle (torch.jit.trace's register_submods
-            # closure keeps what it traced): a collection then, only then (it costs 0.2 s here).
-            if any(ref() is not None and ref() is not kept for ref in dropped):
-                gc.collect()
+            self.release(keep=kept)
             if kept is not None:
                 self._keep(("reference",), kept.to(dtype))  # in place, one tensor at a time
-            trim()
             self._held = (case.name, dtype)
         if key not in self._cache:
             self._keep(key, make())
         return self._cache[key]
+
+    def release(self, keep: nn.Module | None = None) -> None:
+        """Drop every held module (but ``keep``) and hand their memory back: called when a case's last test is
+        done, so that a worker enters the next case holding nothing of the last."""
+        dropped = [weakref.ref(value) for value in self._cache.values() if isinstance(value, nn.Module)]
+        self._cache.clear()
+        self._buffers.clear()
+        self._held = None
+        # Freed at once, but for a module a tool left in a reference cycle (torch.jit.trace's register_submods
+        # closure keeps what it traced): a collection then, only then (it costs 0.2 s here).
+        if any(ref() is not None and ref() is not keep for ref in dropped):
+            gc.collect()
+        trim()
 
     def _keep(self, key: tuple, value: object) -> None:
         self._cache[key] = value
