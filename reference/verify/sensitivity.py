@@ -1,0 +1,148 @@
+"""Does each operation act where the suite compares? A comparison of two models proves nothing about an operation
+that does nothing at the weights and input compared: a ReLU whose inputs are all positive, an LRN whose window sums
+are too small beside ``k``, an adaptive pool from 1x1 to 6x6, a bias of zeros. Removing it leaves the output as it
+was, so a model that lost it passes too.
+
+Each leaf module is replaced, one at a time, by a stated ablation (:data:`ABLATIONS`: an identity where the shapes
+allow, else the nearest operation that agrees with it only where it is inert), and the output is compared with the
+intact model's: :func:`effects` says how far each ablation moves it and whether that is beyond the comparison's
+tolerance (TorchLens's validation perturbs each operation's inputs; here the operation itself goes). Modules with
+nothing to ablate: dropout (an identity in eval mode by design; its sites are checked in train mode), flatten,
+identities, and the weights of convolutions and linear layers (their bias is ablated).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from reference.models.layers import AdaptiveAvgPool2d, LocalResponseNorm, Squash
+from reference.verify.compare import scaled_atol, tolerance
+
+__all__ = ["ABLATIONS", "Ablation", "Effect", "ablation", "effects"]
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """What a module is replaced by: ``what`` in words, ``output(module, input, output)`` the replacement's output."""
+
+    what: str
+    output: Callable[[nn.Module, Tensor, Tensor], Tensor]
+
+
+IDENTITY = Ablation("identity", lambda module, x, y: x)
+NO_WINDOW = Ablation(
+    "its window's sum of squares taken as 0 (x / k^beta)", lambda module, x, y: x / module.k**module.beta
+)
+MEAN_FOR_MAX = Ablation(
+    "each window's mean for its max",
+    lambda m, x, y: F.avg_pool2d(x, m.kernel_size, m.stride, m.padding, m.ceil_mode, count_include_pad=False),
+)
+MAX_FOR_MEAN = Ablation("each window's max for its mean", lambda module, x, y: F.adaptive_max_pool2d(x, y.shape[-2:]))
+NO_BIAS = Ablation("its bias dropped", lambda module, x, y: y - module.bias.reshape(-1, *[1] * (y.dim() - 2)))
+
+ABLATIONS: dict[type[nn.Module], Ablation | None] = {
+    nn.ReLU: IDENTITY,
+    nn.Tanh: IDENTITY,
+    Squash: IDENTITY,
+    nn.BatchNorm1d: IDENTITY,
+    nn.BatchNorm2d: IDENTITY,
+    LocalResponseNorm: NO_WINDOW,
+    nn.LocalResponseNorm: NO_WINDOW,
+    nn.MaxPool2d: MEAN_FOR_MAX,
+    nn.AvgPool2d: MAX_FOR_MEAN,
+    nn.AdaptiveAvgPool2d: MAX_FOR_MEAN,
+    AdaptiveAvgPool2d: MAX_FOR_MEAN,
+    nn.Dropout: None,  # an identity in eval mode by design
+    nn.Flatten: None,
+    nn.Identity: None,
+}
+
+
+def ablation(module: nn.Module) -> Ablation | None:
+    """The module's ablation: its kind's, else its bias dropped where it has one, else None for a module with
+    parameters (its weights are what is compared). A parameter-free kind the table lacks is an error: a new kind of
+    operation says how it is ablated."""
+    for kind in type(module).__mro__:
+        if kind in ABLATIONS:
+            return ABLATIONS[kind]
+    if isinstance(getattr(module, "bias", None), Tensor):
+        return NO_BIAS
+    if any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False)):
+        return None
+    raise ValueError(f"no ablation for {type(module).__name__}: add one to reference.verify.sensitivity.ABLATIONS")
+
+
+@dataclass(frozen=True)
+class Effect:
+    """How far ablating ``module`` moves the output (``change``: max |Δ|), and whether that is beyond what the
+    comparison lets pass at some element (``acts``: |Δ| > atol + rtol |y| there)."""
+
+    module: str
+    what: str
+    change: float
+    acts: bool
+
+
+@contextmanager
+def _ablated(module: nn.Module, replace: Ablation, call: int) -> Iterator[None]:
+    """``module``'s ``call``-th call (from 0) ablated, its others intact."""
+    calls: list[Tensor | None] = []
+
+    def keep(m: nn.Module, args: tuple) -> None:  # before the call: an in-place ReLU overwrites its input
+        calls.append(args[0].clone() if len(calls) == call else None)
+
+    def ablate(m: nn.Module, args: tuple, y: Tensor) -> Tensor | None:
+        x = calls[-1]
+        return None if x is None else replace.output(m, x, y)
+
+    handles = module.register_forward_pre_hook(keep), module.register_forward_hook(ablate)
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _calls(model: nn.Module, x: Tensor) -> tuple[Tensor, dict[str, int]]:
+    """The intact output, and how often each leaf module is called (a ReLU module may serve every layer)."""
+    counts: dict[str, int] = {}
+    handles = [
+        module.register_forward_pre_hook(lambda m, args, name=name: counts.__setitem__(name, counts.get(name, 0) + 1))
+        for name, module in model.named_modules()
+        if next(module.children(), None) is None
+    ]
+    try:
+        return model(x), counts
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@torch.no_grad()
+def effects(model: nn.Module, x: Tensor, *, rtol: float | None = None, atol: float | None = None) -> list[Effect]:
+    """Each call of each ablatable leaf module of ``model`` (eval mode; the module itself where it is a leaf),
+    ablated alone, at input ``x``: the change of the output, and whether it passes ``rtol``/``atol`` (default: the
+    dtype's table tolerance, its atol scaled as every comparison scales it: an operation must act beyond float
+    rounding). A module called more than once is named with the call, from 1: ``relu:4``."""
+    table = tolerance(x.dtype)
+    rtol = table["rtol"] if rtol is None else rtol
+    atol = table["atol"] if atol is None else atol
+    model.eval()
+    intact, calls = _calls(model, x)
+    allowed = scaled_atol(atol, intact) + rtol * intact.abs()
+    found = []
+    for name, count in calls.items():
+        module = model.get_submodule(name)
+        replace = ablation(module)
+        for call in range(count if replace is not None else 0):
+            with _ablated(module, replace, call):
+                delta = (model(x) - intact).abs()
+            label = f"{name}:{call + 1}" if count > 1 else name
+            found.append(Effect(label, replace.what, delta.max().item(), bool((delta > allowed).any())))
+    return found

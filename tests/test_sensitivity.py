@@ -1,0 +1,77 @@
+"""The ablation harness (reference.verify.sensitivity) on small models of known behaviour: an operation that does
+nothing at the weights compared is found, one that acts is not, call by call."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from reference.models.layers import LocalResponseNorm
+from reference.verify.sensitivity import effects
+
+
+def _net(bias: float, *, inplace: bool = False, shared: bool = False) -> nn.Sequential:
+    """conv -> ReLU -> conv -> ReLU -> LRN -> max pool: the second conv's bias moves its pre-activations."""
+    torch.manual_seed(0)
+    first, second = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3)
+    with torch.no_grad():
+        second.bias.fill_(bias)
+    relu = nn.ReLU(inplace=inplace)
+    return nn.Sequential(first, relu, second, relu if shared else nn.ReLU(inplace=inplace),
+                         LocalResponseNorm(3, alpha=1e-4, k=2.0), nn.MaxPool2d(2))  # fmt: skip
+
+
+def _inert(model: nn.Module, x: torch.Tensor) -> set[str]:
+    return {effect.module for effect in effects(model, x) if not effect.acts}
+
+
+@pytest.mark.parametrize("inplace", [False, True], ids=["relu", "inplace-relu"])
+def test_inert_relu_found(inplace):
+    """A ReLU whose inputs are all positive (biases of 10) is inert; with biases of 0 it acts. An in-place ReLU's
+    ablation sees the input it overwrote."""
+    x = torch.randn(2, 3, 12, 12)
+    assert "3" in _inert(_net(10.0, inplace=inplace), x)
+    assert "3" not in _inert(_net(0.0, inplace=inplace), x)
+
+
+def test_calls_ablated_one_by_one():
+    """One ReLU module called twice is ablated call by call: only the call after the shifted convolution is inert."""
+    inert = _inert(_net(10.0, shared=True), torch.randn(2, 3, 12, 12))
+    assert "1:2" in inert
+    assert "1:1" not in inert
+
+
+def test_lrn_window_sum():
+    """An LRN acts only where its window sums are comparable to k: at inputs of size 1e-2 it is x / k^beta to
+    within float32, at inputs of size 1e2 it is not."""
+    lrn = LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)
+    x = torch.randn(2, 16, 4, 4)
+    assert _inert(lrn, 1e-2 * x) == {""}
+    assert _inert(lrn, 1e2 * x) == set()
+
+
+def test_bias_and_pool():
+    """A bias of zeros is inert, one of ones acts; a max pool over constant windows is inert (the mean is the max)."""
+    linear = nn.Linear(4, 3)
+    with torch.no_grad():
+        linear.bias.zero_()
+    assert _inert(linear, torch.randn(2, 4)) == {""}
+    with torch.no_grad():
+        linear.bias.fill_(1.0)
+    assert _inert(linear, torch.randn(2, 4)) == set()
+    flat = torch.ones(1, 2, 4, 4).repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    assert _inert(nn.MaxPool2d(2), flat) == {""}
+    assert _inert(nn.MaxPool2d(2), torch.randn(1, 2, 8, 8)) == set()
+
+
+def test_unknown_operation():
+    """A parameter-free module the table has no ablation for is an error naming it: a new kind says how it is
+    ablated rather than passing unexamined."""
+
+    class Gelu(nn.Module):
+        def forward(self, x):
+            return nn.functional.gelu(x)
+
+    with pytest.raises(ValueError, match="no ablation for Gelu"):
+        effects(nn.Sequential(nn.Linear(4, 4), Gelu()), torch.randn(2, 4))
