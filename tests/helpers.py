@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from reference.verify.build import trim
 from reference.verify.compare import layer_modules
 from reference.verify.pairs import BUILD_SEED, ported, reference_module
-from reference.verify.records import Case, Pair
+from reference.verify.records import Case, Inert, Pair
 from reference.verify.registry import CASES
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "CaseModules",
     "Subject",
     "TrainStep",
+    "acting_input",
     "by_dtype",
     "case_params",
     "fewer_examples",
@@ -49,6 +50,15 @@ MODELS = [case for case in CASES.values() if case.is_model]
 LAYERS = [case for case in CASES.values() if not case.is_model]
 PAIRS = [(case, pair) for case in CASES.values() for pair in case.pairs]
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+def acting_input(case: Case, inert: Inert | None = None) -> Tensor:
+    """The default input the comparisons use, or (``inert``) the one an :class:`Inert` entry names: another side,
+    a scale."""
+    shape = list(case.input_space.default)
+    if inert is not None and inert.side is not None:
+        shape[-2:] = [inert.side, inert.side]
+    return case.input_space.sample(shape) * (1.0 if inert is None else inert.scale)
 
 
 def fewer_examples(divisor: int, at_least: int = 2):

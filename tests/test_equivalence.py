@@ -18,7 +18,7 @@ from reference.verify.pairs import (
     ported_back,
     reference_module,
 )
-from tests.helpers import BUILD_SEED, PAIRS, by_dtype, fewer_examples, pair_params
+from tests.helpers import BUILD_SEED, PAIRS, acting_input, by_dtype, fewer_examples, pair_params
 from tests.strategies import drawn_size, options, valid_inputs
 
 PAIRS_BY_DTYPE = by_dtype(pair_params(), list(DTYPES))
@@ -37,6 +37,25 @@ def test_pair(modules, case, pair, dtype):
     reference = modules.reference(case, dtype=dtype)
     other = modules.counterpart(case, pair, dtype=dtype)
     _passes(compare_pair(pair, reference, other, case.input_space.sample(dtype=dtype)))
+
+
+@pytest.mark.cost(builds=2, pairs=1, core=True)
+@pytest.mark.parametrize(
+    ("case", "pair", "inert"),
+    [
+        pytest.param(case, pair, inert, id=f"{case.name} vs {pair.name}-{inert.modules[0] or case.name}")
+        for case, pair in PAIRS
+        for inert in case.inert
+    ],
+)
+def test_pair_acting(case, pair, inert):
+    """The pair again where operations the case names inert act (the entry's weights and input): a model or
+    port that lost one of them, unseen at the default weights, parts here."""
+    reference = reference_module(case)
+    x = acting_input(case, inert)
+    if inert.weights is not None:
+        inert.weights(reference, x)
+    _passes(compare_pair(pair, reference, ported(pair, reference), x, drawn=True))
 
 
 @pytest.mark.cost(forwards=2, core=True)

@@ -1,14 +1,20 @@
-"""The ablation harness (reference.verify.sensitivity) on small models of known behaviour: an operation that does
-nothing at the weights compared is found, one that acts is not, call by call."""
+"""No vacuous comparison: every operation of every case acts where the comparisons run, or the case names it and
+the weights or input where it does (reference.verify.sensitivity); and the ablation harness itself, on small models
+of known behaviour: an operation that does nothing at the weights compared is found, one that acts is not."""
 
 from __future__ import annotations
+
+import functools
 
 import pytest
 import torch
 from torch import nn
 
 from reference.models.layers import LocalResponseNorm
-from reference.verify.sensitivity import effects
+from reference.verify.pairs import reference_module
+from reference.verify.records import Inert
+from reference.verify.sensitivity import ablated_calls, effects
+from tests.helpers import CASES, acting_input, case_params, meta_model
 
 
 def _net(bias: float, *, inplace: bool = False, shared: bool = False) -> nn.Sequential:
@@ -75,3 +81,51 @@ def test_unknown_operation():
 
     with pytest.raises(ValueError, match="no ablation for Gelu"):
         effects(nn.Sequential(nn.Linear(4, 4), Gelu()), torch.randn(2, 4))
+
+
+@functools.cache  # by name: one meta forward a case
+def _calls(name: str) -> tuple[str, ...]:
+    case = CASES[name]
+    with torch.device("meta"):
+        model = reference_module(case, device="meta") if not case.is_model else meta_model(case)
+        return tuple(ablated_calls(model, acting_input(case).to("meta")))
+
+
+def _forwards(case, inert: Inert | None = None) -> float:
+    side = inert.side if inert is not None and inert.side else case.input_space.default[-1]
+    return (len(_calls(case.name)) + 1) * (side / case.input_space.default[-1]) ** 2
+
+
+@pytest.mark.cost(forwards=_forwards, core=True)
+@pytest.mark.parametrize("case", case_params(list(CASES.values())))
+def test_operations_act(modules, case):
+    """Each operation, ablated alone, moves the output beyond float32's table at the weights and input the
+    comparisons use, or the case names it inert there (``Case.inert``), with why; every name it gives is one."""
+    calls = _calls(case.name)
+    for inert in case.inert:
+        assert inert.names(calls), f"{inert.modules} name no ablated call of {case.name}: {calls}"
+    declared = {name for inert in case.inert for name in inert.names(calls)}
+    idle = [e for e in effects(modules.reference(case), acting_input(case)) if not e.acts and e.module not in declared]
+    assert not idle, "\n".join(f"{e.module} ({e.what}): the output moves {e.change:.3g}" for e in idle)
+
+
+def _inert_params() -> list:
+    return [
+        pytest.param(case, inert, id=f"{case.name}-{inert.modules[0] or case.name}")
+        for case in CASES.values()
+        for inert in case.inert
+    ]
+
+
+@pytest.mark.cost(builds=1, forwards=lambda case: 2 * _forwards(case), core=True)
+@pytest.mark.parametrize(("case", "inert"), _inert_params())
+def test_inert_acts_elsewhere(case, inert):
+    """An operation the case names inert acts at the weights and input its entry names (re-drawn biases or
+    statistics, another side, a larger input)."""
+    model = reference_module(case)
+    x = acting_input(case, inert)
+    if inert.weights is not None:
+        inert.weights(model, x)
+    names = set(inert.names(_calls(case.name)))
+    idle = [e for e in effects(model, x) if e.module in names and not e.acts]
+    assert not idle, "\n".join(f"{e.module} ({e.what}): the output moves {e.change:.3g}" for e in idle)

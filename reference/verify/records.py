@@ -11,6 +11,7 @@ keeps of it, is measured data (:mod:`reference.verify.costs`), not part of the r
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -25,7 +26,7 @@ from reference.verify.compare import LayerMap, Tolerance
 from reference.verify.inits import InitMap
 from reference.verify.states import StateMap, Views
 
-__all__ = ["Case", "Dropout", "InputSpace", "ModuleInput", "Pair", "Paper", "QuotedTable", "Skip"]
+__all__ = ["Case", "Dropout", "Inert", "InputSpace", "ModuleInput", "Pair", "Paper", "QuotedTable", "Skip"]
 
 # A dimension after the batch: a fixed size, or an inclusive range (None: no upper bound).
 Dim = int | tuple[int, int | None]
@@ -143,12 +144,31 @@ class Skip:
 
 
 @dataclass(frozen=True)
+class Inert:
+    """Operations that do nothing at the weights and input the comparisons use (:mod:`reference.verify.sensitivity`:
+    ablating them leaves the output within float32's table), ``why``, and where they act: after ``weights(module,
+    x)`` (in place, e.g. :func:`~reference.verify.sensitivity.redraw_biases`) on an input of side ``side`` (default:
+    the default input's) times ``scale``. ``modules`` are shell patterns over the ablated calls' names (``relu:4``,
+    ``block*_conv*`` for the convolutions' biases)."""
+
+    modules: tuple[str, ...]
+    why: str
+    weights: Callable[[nn.Module, Tensor], None] | None = None
+    side: int | None = None
+    scale: float = 1.0
+
+    def names(self, calls: Sequence[str]) -> list[str]:
+        return [call for call in calls if any(fnmatch.fnmatchcase(call, pattern) for pattern in self.modules)]
+
+
+@dataclass(frozen=True)
 class Case:
     """One model or hand-written layer: everything the battery, the CLI and the benchmarks need to know.
 
     ``build`` takes a layer's constructor options (a model's builder takes none here); ``table`` is a model's layer
     table, from which its input space, shapes and counts derive; ``prepare`` adjusts fresh weights where a comparison
-    would otherwise pass vacuously (outputs ~1e-19)."""
+    would otherwise pass vacuously (outputs ~1e-19); ``inert`` names the operations that do nothing where the
+    comparisons run, and where they act."""
 
     name: str
     summary: str
@@ -159,6 +179,7 @@ class Case:
     paper: Paper | None = None
     skips: tuple[Skip, ...] = ()
     prepare: Callable[[nn.Module], None] | None = None
+    inert: tuple[Inert, ...] = ()
 
     @property
     def is_model(self) -> bool:

@@ -20,11 +20,21 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from reference.models.layers import AdaptiveAvgPool2d, LocalResponseNorm, Squash
 from reference.verify.compare import scaled_atol, tolerance
 
-__all__ = ["ABLATIONS", "Ablation", "Effect", "ablation", "effects"]
+__all__ = [
+    "ABLATIONS",
+    "Ablation",
+    "Effect",
+    "ablated_calls",
+    "ablation",
+    "effects",
+    "redraw_biases",
+    "redraw_statistics",
+]
 
 
 @dataclass(frozen=True)
@@ -125,6 +135,19 @@ def _calls(model: nn.Module, x: Tensor) -> tuple[Tensor, dict[str, int]]:
 
 
 @torch.no_grad()
+def ablated_calls(model: nn.Module, x: Tensor) -> list[str]:
+    """The names :func:`effects` gives the calls it ablates, in order, without ablating any (the meta device will
+    do)."""
+    _, calls = _calls(model.eval(), x)
+    return [
+        f"{name}:{call + 1}" if count > 1 else name
+        for name, count in calls.items()
+        if ablation(model.get_submodule(name)) is not None
+        for call in range(count)
+    ]
+
+
+@torch.no_grad()
 def effects(model: nn.Module, x: Tensor, *, rtol: float | None = None, atol: float | None = None) -> list[Effect]:
     """Each call of each ablatable leaf module of ``model`` (eval mode; the module itself where it is a leaf),
     ablated alone, at input ``x``: the change of the output, and whether it passes ``rtol``/``atol`` (default: the
@@ -146,3 +169,65 @@ def effects(model: nn.Module, x: Tensor, *, rtol: float | None = None, atol: flo
             label = f"{name}:{call + 1}" if count > 1 else name
             found.append(Effect(label, replace.what, delta.max().item(), bool((delta > allowed).any())))
     return found
+
+
+def _redraw(model: nn.Module, x: Tensor, selected: Callable[[nn.Module], bool], redraw: Callable) -> None:
+    """One forward pass at ``x`` in which each selected module, as it is called, gets new values from
+    ``redraw(module, input, output)`` and gives the output they make: a later module's values follow from the earlier
+    ones' new values (a layer after a dead one would otherwise see nothing)."""
+
+    def hook(module: nn.Module, args: tuple, y: Tensor) -> Tensor:
+        redraw(module, args[0], y)
+        return module.forward(args[0])
+
+    handles = [module.register_forward_hook(hook) for module in model.modules() if selected(module)]
+    try:
+        with torch.no_grad():
+            model.eval()(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _has_bias(module: nn.Module) -> bool:
+    return isinstance(getattr(module, "bias", None), Tensor) and not isinstance(module, _BatchNorm)
+
+
+def _channels(t: Tensor) -> Tensor:
+    """(C, everything else): dim 1 first."""
+    return t.detach().transpose(0, 1).flatten(1)
+
+
+def redraw_biases(model: nn.Module, x: Tensor, *, seed: int = 0) -> None:
+    """Every bias (batch norm's aside) re-drawn N(0, s^2), s the spread of its layer's output without it at ``x``
+    (the earlier biases already re-drawn): biases of 0 or 1 become values of the pre-activations' own size, so that
+    a ReLU sees both signs and the bias itself counts."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def redraw(module: nn.Module, _: Tensor, y: Tensor) -> None:
+        spread = _channels(y - module.bias.reshape(-1, *[1] * (y.dim() - 2))).std(correction=0)
+        draw = torch.randn(module.bias.shape, generator=generator, dtype=module.bias.dtype)
+        module.bias.copy_(draw * spread.clamp_min(torch.finfo(y.dtype).tiny))
+
+    _redraw(model, x, _has_bias, redraw)
+
+
+def redraw_statistics(model: nn.Module, x: Tensor, *, seed: int = 0) -> None:
+    """Every batch norm's running statistics moved off what its input has at ``x`` (each channel's mean shifted by up
+    to half its standard deviation, its variance scaled by 0.25..4), its weight drawn from U(0.5, 1.5) and its bias
+    from U(-0.5, 0.5): fresh statistics (0 and 1) make an eval-mode batch norm an identity up to eps."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def redraw(bn: _BatchNorm, x: Tensor, _: Tensor) -> None:
+        channels = _channels(x)
+        std, mean = channels.std(dim=1, correction=0), channels.mean(dim=1)
+
+        def uniform(low: float, high: float) -> Tensor:
+            return low + (high - low) * torch.rand(std.shape, generator=generator, dtype=std.dtype)
+
+        bn.running_mean.copy_(mean + 0.5 * std * uniform(-1, 1))
+        bn.running_var.copy_((std * uniform(0.5, 2)) ** 2 + bn.eps)
+        bn.weight.copy_(uniform(0.5, 1.5))
+        bn.bias.copy_(uniform(-0.5, 0.5))
+
+    _redraw(model, x, lambda module: isinstance(module, _BatchNorm), redraw)

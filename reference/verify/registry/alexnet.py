@@ -22,7 +22,8 @@ from reference.models.layers import AdaptiveAvgPool2d, LocalResponseNorm
 from reference.verify import inits, port
 from reference.verify.compare import Override, Tolerance
 from reference.verify.counterparts import seed_sequential, seed_sequential_names, torch_lrn
-from reference.verify.records import Case, Dropout, InputSpace, ModuleInput, Pair, Paper, Skip
+from reference.verify.records import Case, Dropout, Inert, InputSpace, ModuleInput, Pair, Paper, Skip
+from reference.verify.sensitivity import redraw_biases
 from reference.verify.states import Rename
 
 KRIZHEVSKY_2012 = (
@@ -84,6 +85,26 @@ LRN_BAD_OPTIONS = tuple(
 )
 LRN_OPTIONS = {"size": range(1, 8), "alpha": (1e-4, 1e-3, 2e-5, 0.1), "beta": (0.5, 0.75, 1.0), "k": (1.0, 2.0)}
 
+
+def _inert_2012(prefix: str = "") -> tuple[Inert, ...]:
+    """What the 2012 network's init leaves idle (each tower's modules under ``prefix``)."""
+    return (
+        Inert(
+            tuple(prefix + name for name in ("conv1", "conv3", "fc8", "relu:1", "relu:2", "relu:4", "relu:5")),
+            "the paper's biases: 0 in conv1, conv3 and fc8 (nothing to drop); 1 in conv2, conv4 and conv5, whose "
+            "pre-activations (weights of standard deviation 0.01) are then all positive, so that their ReLUs (and conv1's, its "
+            "output then swamped) pass everything",
+            weights=redraw_biases,
+        ),
+        Inert(
+            (prefix + "lrn1", prefix + "lrn2"),
+            "activations of ~1e-2 at the paper's init: alpha times the window's sum of squares is far below k = 2, "
+            "so the LRN is x / 2^0.75 to within float32 whatever alpha is; inputs 1000 times larger bring it in",
+            scale=1000.0,
+        ),
+    )
+
+
 CASES = (
     Case(
         name="alexnet2012",
@@ -120,6 +141,7 @@ CASES = (
             breakdown={"neurons": NEURONS},
             errata={"neurons": NEURONS_ERRATA},
         ),
+        inert=_inert_2012(),
     ),
     Case(
         name="alexnet2012_two_tower",
@@ -131,6 +153,7 @@ CASES = (
             alexnet2012_architecture,
             departures=("fc8's outputs are split between the towers, the first half (rounded up) in tower A",),
         ),
+        inert=_inert_2012("tower_?."),
     ),
     Case(
         name="alexnet2012_seed",
@@ -152,6 +175,7 @@ CASES = (
             SEED_TABLE,
             departures=("nn.LocalResponseNorm(alpha=1e-4) divides alpha by the size: the paper's formula with 2e-5",),
         ),
+        inert=_inert_2012(),
     ),
     Case(
         name="alexnet",
@@ -197,6 +221,14 @@ CASES = (
                 "the adaptive average pool's backward is deterministic on CUDA (torchvision's raises in deterministic "
                 "mode)",
                 "input validated where it enters",
+            ),
+        ),
+        inert=(
+            Inert(
+                ("avgpool",),
+                "at the default side 63 pool5 is 1x1 and the adaptive pool copies it to 6x6 (so would a max); at 159 "
+                "it is 4x4 and the 6x6 windows overlap",
+                side=159,
             ),
         ),
     ),

@@ -22,7 +22,8 @@ from reference.verify.counterparts import (
     TorchLayersLeNet5,
     depthwise_subsampling,
 )
-from reference.verify.records import Case, InputSpace, ModuleInput, Pair, Paper, QuotedTable, Skip
+from reference.verify.records import Case, Inert, InputSpace, ModuleInput, Pair, Paper, QuotedTable, Skip
+from reference.verify.sensitivity import redraw_biases
 
 LECUN_1998 = "LeCun, Bottou, Bengio, Haffner. Gradient-based learning applied to document recognition. Proc. IEEE, 1998"
 SEED_NOTEBOOK = "the seed notebook (a simplification of " + LECUN_1998 + ")"
@@ -68,6 +69,14 @@ def _widen_gaussian_head(model: torch.nn.Module) -> None:
         head.widths.fill_(10.0)
 
 
+def _steeper(model: torch.nn.Module, _: torch.Tensor) -> None:
+    """Every convolution's and linear layer's weights times 10: pre-activations of O(1), where tanh bends."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("weight") and parameter.dim() > 1:
+                parameter.mul_(10.0)
+
+
 TORCH_LAYERS = Pair(
     name="LeNet-5 in torch layers",
     other=TorchLayersLeNet5,
@@ -104,6 +113,14 @@ CASES = (
             fixed={"output.prototypes": ((10, 84), frozenset({-1.0, 1.0}))},
         ),
         skips=_cdist_skips(TORCH_LAYERS.name),
+        inert=(
+            Inert(
+                ("squash:1", "squash:2"),
+                "C1's and S2's outputs are small at the paper's init (a 32x32 input of unit variance, weights "
+                "U(-2.4/F, 2.4/F)), where the squashing function is nearly linear; inputs 10 times larger reach its bend",
+                scale=10.0,
+            ),
+        ),
     ),
     Case(
         name="lenet5_seed",
@@ -120,6 +137,14 @@ CASES = (
         ),
         skips=_cdist_skips(TORCH_LAYERS.name),
         prepare=_widen_gaussian_head,
+        inert=(
+            Inert(
+                ("c1", "s2", "c3", "c5", "squash:*"),
+                "PyTorch's default init keeps every pre-activation small: tanh is nearly linear there and the "
+                "biases are lost beside the widened Gaussian head; weights 10 times larger bring both in",
+                weights=_steeper,
+            ),
+        ),
     ),
     Case(
         name="subsampling",
@@ -138,6 +163,7 @@ CASES = (
                 ),
             ),
         ),
+        inert=(Inert(("",), "its bias is 0 as built", weights=redraw_biases),),
     ),
     Case(
         name="sparse_conv2d",

@@ -20,7 +20,8 @@ from reference.models.vgg import (
 from reference.verify import inits, port
 from reference.verify.compare import Tolerance
 from reference.verify.counterparts import AveragedDenseVGG, WindowedVGGHead
-from reference.verify.records import Case, Dropout, InputSpace, ModuleInput, Pair, Paper
+from reference.verify.records import Case, Dropout, Inert, InputSpace, ModuleInput, Pair, Paper
+from reference.verify.sensitivity import redraw_biases, redraw_statistics
 from reference.verify.states import Views
 
 SIMONYAN_2014 = (
@@ -79,6 +80,13 @@ def _paper_errors(model: str) -> tuple[ModuleInput, ...]:
     )
 
 
+ZERO_BIASES = Inert(
+    ("block*_conv*", "fc*"),
+    "every bias is 0 at the paper's (and torchvision's) init: a bias the model or a port lost would not show",
+    weights=redraw_biases,
+)
+
+
 def _paper_case(config: str, dense: bool) -> Case:
     """Configuration ``config`` of the paper's VGG: the FC form against its dense form averaged at 224..255, or
     (``dense``) the dense form against the FC head applied to every 7x7 window."""
@@ -127,6 +135,7 @@ def _paper_case(config: str, dense: bool) -> Case:
             departures=PAPER_DEPARTURES
             + (("the score map's spatial average is a separate step: image_scores()",) if dense else ()),
         ),
+        inert=(ZERO_BIASES,),
     )
 
 
@@ -175,6 +184,27 @@ def _torchvision_case(config: str, batch_norm: bool) -> Case:
             dropout=SIMONYAN_DROPOUT,
             inits=(({}, lambda model: inits.torchvision_vgg(model, table())),),
             departures=TORCHVISION_DEPARTURES,
+        ),
+        inert=(
+            ZERO_BIASES,
+            Inert(
+                ("avgpool",),
+                "at the default side 32 block5_pool is 1x1 and the adaptive pool copies it to 7x7 (so would a max); "
+                "at 64 it is 2x2 and some 7x7 windows take two values",
+                side=64,
+            ),
+        )
+        + (
+            (
+                Inert(
+                    ("block*_bn*",),
+                    "fresh statistics (mean 0, variance 1) and affine parameters (1, 0): in eval mode each batch "
+                    "norm is an identity up to eps, so statistics a port or checkpoint lost would not show",
+                    weights=redraw_statistics,
+                ),
+            )
+            if batch_norm
+            else ()
         ),
     )
 
