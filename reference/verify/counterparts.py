@@ -187,9 +187,13 @@ class TorchLayers(StateMap):
         return out
 
 
+# The seed notebook's LRN, literally: torch divides alpha by the size (the paper's alpha is 2e-5 here).
+SEED_NOTEBOOK_LRN = {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 2.0}
+
+
 def _seed_layers(table: arch.Architecture, dropout: float) -> tuple[nn.Sequential, dict[str, str]]:
-    """The seed notebook's layout from a 2012 table: ``features`` (each convolution followed by a ReLU, LRN in
-    torch's convention), ``flatten``, ``classifier`` (dropout before every FC layer but the last, ReLU after);
+    """The seed notebook's layout from a 2012 table: ``features`` (each convolution followed by a ReLU, the
+    notebook's own LRN), ``flatten``, ``classifier`` (dropout before every FC layer but the last, ReLU after);
     with the table layer -> module path map."""
     features, classifier, names = nn.Sequential(), nn.Sequential(), {}
     linears = [name for name, layer in table if isinstance(layer, arch.LinearSpec)]
@@ -204,10 +208,8 @@ def _seed_layers(table: arch.Architecture, dropout: float) -> tuple[nn.Sequentia
                 classifier.append(nn.ReLU(inplace=True))
         elif isinstance(layer, arch.LocalResponseNormSpec):
             names[name] = f"features.{len(features)}"
-            # torch divides alpha by the window size (Caffe's convention); the table holds the paper's alpha.
-            features.append(
-                nn.LocalResponseNorm(layer.size, alpha=layer.size * layer.alpha, beta=layer.beta, k=layer.k)
-            )
+            # As the notebook writes it, not read off the table: a constant the table got wrong shows.
+            features.append(nn.LocalResponseNorm(**SEED_NOTEBOOK_LRN))
         elif not isinstance(layer, arch.FlattenSpec):
             names[name] = f"features.{len(features)}"
             features.append(layer.build())
