@@ -35,7 +35,7 @@ __all__ = [
     "CaseModules",
     "Subject",
     "TrainStep",
-    "acting_input",
+    "acting",
     "by_dtype",
     "case_params",
     "fewer_examples",
@@ -52,13 +52,17 @@ PAIRS = [(case, pair) for case in CASES.values() for pair in case.pairs]
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 
 
-def acting_input(case: Case, inert: Inert | None = None) -> Tensor:
-    """The default input the comparisons use, or (``inert``) the one an :class:`Inert` entry names: another side,
-    a scale."""
+def acting(case: Case, inert: Inert) -> tuple[nn.Module, Tensor]:
+    """The case's module and input where the operations ``inert`` names act: built under :data:`BUILD_SEED`, its
+    weights re-drawn as the entry says, at the entry's side and scale."""
     shape = list(case.input_space.default)
-    if inert is not None and inert.side is not None:
+    if inert.side is not None:
         shape[-2:] = [inert.side, inert.side]
-    return case.input_space.sample(shape) * (1.0 if inert is None else inert.scale)
+    x = case.input_space.sample(shape) * inert.scale
+    module = reference_module(case)
+    if inert.weights is not None:
+        inert.weights(module, x)
+    return module, x
 
 
 def fewer_examples(divisor: int, at_least: int = 2):

@@ -18,7 +18,7 @@ from reference.verify.pairs import (
     ported_back,
     reference_module,
 )
-from tests.helpers import BUILD_SEED, PAIRS, acting_input, by_dtype, fewer_examples, pair_params
+from tests.helpers import BUILD_SEED, PAIRS, acting, by_dtype, fewer_examples, pair_params
 from tests.strategies import drawn_size, options, valid_inputs
 
 PAIRS_BY_DTYPE = by_dtype(pair_params(), list(DTYPES))
@@ -51,10 +51,7 @@ def test_pair(modules, case, pair, dtype):
 def test_pair_acting(case, pair, inert):
     """The pair again where operations the case names inert act (the entry's weights and input): a model or
     port that lost one of them, unseen at the default weights, parts here."""
-    reference = reference_module(case)
-    x = acting_input(case, inert)
-    if inert.weights is not None:
-        inert.weights(reference, x)
+    reference, x = acting(case, inert)
     _passes(compare_pair(pair, reference, ported(pair, reference), x, drawn=True))
 
 

@@ -11,10 +11,8 @@ import torch
 from torch import nn
 
 from reference.models.layers import LocalResponseNorm
-from reference.verify.pairs import reference_module
-from reference.verify.records import Inert
 from reference.verify.sensitivity import ablated_calls, effects
-from tests.helpers import CASES, acting_input, case_params, meta_model
+from tests.helpers import CASES, acting, case_params, meta_model
 
 
 def _net(bias: float, *, inplace: bool = False, shared: bool = False) -> nn.Sequential:
@@ -84,16 +82,26 @@ def test_unknown_operation():
 
 
 @functools.cache  # by name: one meta forward a case
-def _calls(name: str) -> tuple[str, ...]:
+def _case_calls(name: str) -> tuple[str, ...]:
     case = CASES[name]
     with torch.device("meta"):
-        model = reference_module(case, device="meta") if not case.is_model else meta_model(case)
-        return tuple(ablated_calls(model, acting_input(case).to("meta")))
+        model = meta_model(case) if case.is_model else case.build()
+        return tuple(ablated_calls(model, case.input_space.sample().to("meta")))
 
 
-def _forwards(case, inert: Inert | None = None) -> float:
-    side = inert.side if inert is not None and inert.side else case.input_space.default[-1]
-    return (len(_calls(case.name)) + 1) * (side / case.input_space.default[-1]) ** 2
+def _forwards(case) -> int:
+    """One forward a call ablated, and the intact one."""
+    return len(_case_calls(case.name)) + 1
+
+
+def _widest(case) -> float:
+    """How much dearer a forward at the largest side an Inert entry names is than at the default side."""
+    default = case.input_space.default[-1]
+    return max([((inert.side or default) / default) ** 2 for inert in case.inert], default=1.0)
+
+
+def _report(idle: list) -> str:
+    return "\n".join(f"{e.module} ({e.what}): the output moves {e.change:.3g}" for e in idle)
 
 
 @pytest.mark.cost(forwards=_forwards, core=True)
@@ -101,31 +109,27 @@ def _forwards(case, inert: Inert | None = None) -> float:
 def test_operations_act(modules, case):
     """Each operation, ablated alone, moves the output beyond float32's table at the weights and input the
     comparisons use, or the case names it inert there (``Case.inert``), with why; every name it gives is one."""
-    calls = _calls(case.name)
+    calls = _case_calls(case.name)
     for inert in case.inert:
         assert inert.names(calls), f"{inert.modules} name no ablated call of {case.name}: {calls}"
     declared = {name for inert in case.inert for name in inert.names(calls)}
-    idle = [e for e in effects(modules.reference(case), acting_input(case)) if not e.acts and e.module not in declared]
-    assert not idle, "\n".join(f"{e.module} ({e.what}): the output moves {e.change:.3g}" for e in idle)
+    found = effects(modules.reference(case), case.input_space.sample())
+    idle = [e for e in found if not e.acts and e.module not in declared]
+    assert not idle, _report(idle)
 
 
-def _inert_params() -> list:
-    return [
+@pytest.mark.cost(builds=1, forwards=lambda case: (_forwards(case) + 1) * _widest(case), core=True)
+@pytest.mark.parametrize(
+    ("case", "inert"),
+    [
         pytest.param(case, inert, id=f"{case.name}-{inert.modules[0] or case.name}")
         for case in CASES.values()
         for inert in case.inert
-    ]
-
-
-@pytest.mark.cost(builds=1, forwards=lambda case: 2 * _forwards(case), core=True)
-@pytest.mark.parametrize(("case", "inert"), _inert_params())
+    ],
+)
 def test_inert_acts_elsewhere(case, inert):
     """An operation the case names inert acts at the weights and input its entry names (re-drawn biases or
     statistics, another side, a larger input)."""
-    model = reference_module(case)
-    x = acting_input(case, inert)
-    if inert.weights is not None:
-        inert.weights(model, x)
-    names = set(inert.names(_calls(case.name)))
-    idle = [e for e in effects(model, x) if e.module in names and not e.acts]
-    assert not idle, "\n".join(f"{e.module} ({e.what}): the output moves {e.change:.3g}" for e in idle)
+    names = set(inert.names(_case_calls(case.name)))
+    idle = [e for e in effects(*acting(case, inert)) if e.module in names and not e.acts]
+    assert not idle, _report(idle)

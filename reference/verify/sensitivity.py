@@ -45,6 +45,15 @@ class Ablation:
     output: Callable[[nn.Module, Tensor, Tensor], Tensor]
 
 
+def _bias_term(module: nn.Module, y: Tensor) -> Tensor:
+    """The module's bias as added to its output ``y``: along dim 1."""
+    return module.bias.reshape(-1, *[1] * (y.dim() - 2))
+
+
+def _has_bias(module: nn.Module) -> bool:
+    return isinstance(getattr(module, "bias", None), Tensor) and not isinstance(module, _BatchNorm)
+
+
 IDENTITY = Ablation("identity", lambda module, x, y: x)
 NO_WINDOW = Ablation(
     "its window's sum of squares taken as 0 (x / k^beta)", lambda module, x, y: x / module.k**module.beta
@@ -54,14 +63,13 @@ MEAN_FOR_MAX = Ablation(
     lambda m, x, y: F.avg_pool2d(x, m.kernel_size, m.stride, m.padding, m.ceil_mode, count_include_pad=False),
 )
 MAX_FOR_MEAN = Ablation("each window's max for its mean", lambda module, x, y: F.adaptive_max_pool2d(x, y.shape[-2:]))
-NO_BIAS = Ablation("its bias dropped", lambda module, x, y: y - module.bias.reshape(-1, *[1] * (y.dim() - 2)))
+NO_BIAS = Ablation("its bias dropped", lambda module, x, y: y - _bias_term(module, y))
 
 ABLATIONS: dict[type[nn.Module], Ablation | None] = {
     nn.ReLU: IDENTITY,
     nn.Tanh: IDENTITY,
     Squash: IDENTITY,
-    nn.BatchNorm1d: IDENTITY,
-    nn.BatchNorm2d: IDENTITY,
+    _BatchNorm: IDENTITY,
     LocalResponseNorm: NO_WINDOW,
     nn.LocalResponseNorm: NO_WINDOW,
     nn.MaxPool2d: MEAN_FOR_MAX,
@@ -81,7 +89,7 @@ def ablation(module: nn.Module) -> Ablation | None:
     for kind in type(module).__mro__:
         if kind in ABLATIONS:
             return ABLATIONS[kind]
-    if isinstance(getattr(module, "bias", None), Tensor):
+    if _has_bias(module):
         return NO_BIAS
     if any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False)):
         return None
@@ -134,17 +142,22 @@ def _calls(model: nn.Module, x: Tensor) -> tuple[Tensor, dict[str, int]]:
             handle.remove()
 
 
+def _ablatable(model: nn.Module, calls: dict[str, int]) -> Iterator[tuple[str, nn.Module, Ablation, int]]:
+    """(name, module, ablation, call from 0) for each call of each module that has an ablation; a module called
+    more than once is named with the call, from 1: ``relu:4``."""
+    for name, count in calls.items():
+        module = model.get_submodule(name)
+        replace = ablation(module)
+        for call in range(count if replace is not None else 0):
+            yield (f"{name}:{call + 1}" if count > 1 else name), module, replace, call
+
+
 @torch.no_grad()
 def ablated_calls(model: nn.Module, x: Tensor) -> list[str]:
     """The names :func:`effects` gives the calls it ablates, in order, without ablating any (the meta device will
     do)."""
     _, calls = _calls(model.eval(), x)
-    return [
-        f"{name}:{call + 1}" if count > 1 else name
-        for name, count in calls.items()
-        if ablation(model.get_submodule(name)) is not None
-        for call in range(count)
-    ]
+    return [label for label, *_ in _ablatable(model, calls)]
 
 
 @torch.no_grad()
@@ -152,22 +165,17 @@ def effects(model: nn.Module, x: Tensor, *, rtol: float | None = None, atol: flo
     """Each call of each ablatable leaf module of ``model`` (eval mode; the module itself where it is a leaf),
     ablated alone, at input ``x``: the change of the output, and whether it passes ``rtol``/``atol`` (default: the
     dtype's table tolerance, its atol scaled as every comparison scales it: an operation must act beyond float
-    rounding). A module called more than once is named with the call, from 1: ``relu:4``."""
+    rounding)."""
     table = tolerance(x.dtype)
     rtol = table["rtol"] if rtol is None else rtol
     atol = table["atol"] if atol is None else atol
-    model.eval()
-    intact, calls = _calls(model, x)
+    intact, calls = _calls(model.eval(), x)
     allowed = scaled_atol(atol, intact) + rtol * intact.abs()
     found = []
-    for name, count in calls.items():
-        module = model.get_submodule(name)
-        replace = ablation(module)
-        for call in range(count if replace is not None else 0):
-            with _ablated(module, replace, call):
-                delta = (model(x) - intact).abs()
-            label = f"{name}:{call + 1}" if count > 1 else name
-            found.append(Effect(label, replace.what, delta.max().item(), bool((delta > allowed).any())))
+    for label, module, replace, call in _ablatable(model, calls):
+        with _ablated(module, replace, call):
+            delta = (model(x) - intact).abs()
+        found.append(Effect(label, replace.what, delta.max().item(), bool((delta > allowed).any())))
     return found
 
 
@@ -189,15 +197,6 @@ def _redraw(model: nn.Module, x: Tensor, selected: Callable[[nn.Module], bool], 
             handle.remove()
 
 
-def _has_bias(module: nn.Module) -> bool:
-    return isinstance(getattr(module, "bias", None), Tensor) and not isinstance(module, _BatchNorm)
-
-
-def _channels(t: Tensor) -> Tensor:
-    """(C, everything else): dim 1 first."""
-    return t.detach().transpose(0, 1).flatten(1)
-
-
 def redraw_biases(model: nn.Module, x: Tensor, *, seed: int = 0) -> None:
     """Every bias (batch norm's aside) re-drawn N(0, s^2), s the spread of its layer's output without it at ``x``
     (the earlier biases already re-drawn): biases of 0 or 1 become values of the pre-activations' own size, so that
@@ -205,7 +204,7 @@ def redraw_biases(model: nn.Module, x: Tensor, *, seed: int = 0) -> None:
     generator = torch.Generator().manual_seed(seed)
 
     def redraw(module: nn.Module, _: Tensor, y: Tensor) -> None:
-        spread = _channels(y - module.bias.reshape(-1, *[1] * (y.dim() - 2))).std(correction=0)
+        spread = (y - _bias_term(module, y)).std(correction=0)
         draw = torch.randn(module.bias.shape, generator=generator, dtype=module.bias.dtype)
         module.bias.copy_(draw * spread.clamp_min(torch.finfo(y.dtype).tiny))
 
@@ -219,7 +218,7 @@ def redraw_statistics(model: nn.Module, x: Tensor, *, seed: int = 0) -> None:
     generator = torch.Generator().manual_seed(seed)
 
     def redraw(bn: _BatchNorm, x: Tensor, _: Tensor) -> None:
-        channels = _channels(x)
+        channels = x.transpose(0, 1).flatten(1)  # (C, everything else)
         std, mean = channels.std(dim=1, correction=0), channels.mean(dim=1)
 
         def uniform(low: float, high: float) -> Tensor:
