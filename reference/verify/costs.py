@@ -1,5 +1,6 @@
 """What each case costs, measured: building its reference, one forward and one backward at its default input, every
-pair compared there (gradients included), in float32 and float64, and the peak memory of each. ``python -m reference
+pair compared there (gradients included), in float32 and float64, and the peak memory of each; for a case whose cheap
+checks run narrowed (``Case.narrow``), the same of the narrowed build in float32, under ``"narrow"``. ``python -m reference
 costs --write`` measures them, each case in a fresh process (peak RSS is per process), and stores them as package data
 (``costs.json``), as ``goldens --write`` stores the goldens.
 
@@ -67,11 +68,13 @@ def _reset_peak() -> None:
 
 
 def _case_costs(name: str) -> dict:
-    """Run in a fresh process: the case's costs in both dtypes (the reference built once, then converted)."""
+    """Run in a fresh process: the case's costs in both dtypes (the reference built once, then converted), and
+    narrowed."""
     import torch
 
+    from reference.models.tables import narrowed
     from reference.verify.build import trim
-    from reference.verify.pairs import DTYPES, compare_pair, ported, reference_module
+    from reference.verify.pairs import DTYPES, reference_module
     from reference.verify.registry import get_case
 
     case = get_case(name)
@@ -82,34 +85,51 @@ def _case_costs(name: str) -> dict:
     build = time.perf_counter() - started
     out = {}
     for dtype in DTYPES:
-        dtype_name = str(dtype).removeprefix("torch.")
         reference.to(dtype)
-        x = case.input_space.sample(dtype=dtype)
+        out[str(dtype).removeprefix("torch.")] = _costs(case, reference, dtype, build, baseline)
+    if case.narrow is not None:
+        del reference
         trim()
-        _reset_peak()
-        with torch.no_grad():
-            for pair in case.pairs:
-                ported(pair, reference, share=True)(x)
+        with narrowed(case.narrow):
+            reference_module(case)  # a narrowed build is small: timed as a test session builds it, warm
             started = time.perf_counter()
-            reference(x)
-            forward = time.perf_counter() - started
-        forward_peak = _rss_mb("VmHWM") - baseline
-        _reset_peak()
-        x = x.clone().requires_grad_()
-        output = reference(x)
-        started = time.perf_counter()
-        output.sum().backward()
-        backward = time.perf_counter() - started
-        reference.zero_grad(set_to_none=True)
-        started = time.perf_counter()
-        for pair in case.pairs:
-            compare_pair(pair, reference, ported(pair, reference, share=True), x.detach())
-            reference.zero_grad(set_to_none=True)
-        pairs = time.perf_counter() - started
-        peak = _rss_mb("VmHWM") - baseline
-        seconds = (round(build, 3), round(forward, 4), round(backward, 4), round(pairs, 3))
-        out[dtype_name] = asdict(Cost(*seconds, round(peak), round(forward_peak)))
+            reference = reference_module(case)
+            build = time.perf_counter() - started
+            out["narrow"] = _costs(case, reference, torch.float32, build, baseline)
     return out
+
+
+def _costs(case, reference, dtype, build: float, baseline: float) -> dict:
+    import torch
+
+    from reference.verify.build import trim
+    from reference.verify.pairs import compare_pair, ported
+
+    x = case.input_space.sample(dtype=dtype)
+    trim()
+    _reset_peak()
+    with torch.no_grad():
+        for pair in case.pairs:
+            ported(pair, reference, share=True)(x)
+        started = time.perf_counter()
+        reference(x)
+        forward = time.perf_counter() - started
+    forward_peak = _rss_mb("VmHWM") - baseline
+    _reset_peak()
+    x = x.clone().requires_grad_()
+    output = reference(x)
+    started = time.perf_counter()
+    output.sum().backward()
+    backward = time.perf_counter() - started
+    reference.zero_grad(set_to_none=True)
+    started = time.perf_counter()
+    for pair in case.pairs:
+        compare_pair(pair, reference, ported(pair, reference, share=True), x.detach())
+        reference.zero_grad(set_to_none=True)
+    pairs = time.perf_counter() - started
+    peak = _rss_mb("VmHWM") - baseline
+    seconds = (round(build, 3), round(forward, 4), round(backward, 4), round(pairs, 3))
+    return asdict(Cost(*seconds, round(peak), round(forward_peak)))
 
 
 def _warm_up() -> None:

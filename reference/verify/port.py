@@ -222,10 +222,24 @@ def vgg_names(config: str, batch_norm: bool) -> Rename:
 
 
 def torchvision_vgg_like(model: VGG) -> torchvision.models.VGG:
+    """torchvision's VGG of ``model``'s configuration; of its table's widths where they are not torchvision's (a
+    table narrowed by :func:`reference.models.tables.narrowed`): torchvision's ``make_layers`` and classifier then
+    built at those widths."""
     import torchvision
+    from torchvision.models.vgg import make_layers
 
     builder = getattr(torchvision.models, TORCHVISION_BUILDERS[model.config] + "_bn" * model.batch_norm)
-    return builder(weights=None, num_classes=model.num_classes, dropout=model.dropout6.p)
+    tv_model = builder(weights=None, num_classes=model.num_classes, dropout=model.dropout6.p)
+    table = model.architecture
+    layers = [spec.out_channels if isinstance(spec, arch.Conv2dSpec) else "M"
+              for _, spec in table if isinstance(spec, (arch.Conv2dSpec, arch.MaxPool2dSpec))]  # fmt: skip
+    if layers != [m.out_channels if isinstance(m, nn.Conv2d) else "M"
+                  for m in tv_model.features if isinstance(m, (nn.Conv2d, nn.MaxPool2d))]:  # fmt: skip
+        tv_model.features = make_layers(layers, batch_norm=model.batch_norm)
+        heads = [spec for _, spec in table if isinstance(spec, arch.LinearSpec)]
+        for index, spec in zip((0, 3, 6), heads, strict=True):  # the classifier's Linear layers
+            tv_model.classifier[index] = nn.Linear(spec.in_features, spec.out_features)
+    return tv_model
 
 
 def vgg_like(tv_model: torchvision.models.VGG) -> VGG:

@@ -168,7 +168,9 @@ class Case:
     ``build`` takes a layer's constructor options (a model's builder takes none here); ``table`` is a model's layer
     table, from which its input space, shapes and counts derive; ``prepare`` adjusts fresh weights where a comparison
     would otherwise pass vacuously (outputs ~1e-19); ``inert`` names the operations that do nothing where the
-    comparisons run, and where they act."""
+    comparisons run, and where they act. ``narrow`` divides the hidden widths of the model its cheap checks build,
+    and of its counterparts, built from its table (:func:`reference.models.tables.narrowed`), where every operation
+    still acts as at full width (None: they run at full width)."""
 
     name: str
     summary: str
@@ -180,6 +182,7 @@ class Case:
     skips: tuple[Skip, ...] = ()
     prepare: Callable[[nn.Module], None] | None = None
     inert: tuple[Inert, ...] = ()
+    narrow: int | None = None
 
     @property
     def is_model(self) -> bool:

@@ -13,7 +13,7 @@ identities, and the weights of convolutions and linear layers (their bias is abl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -127,19 +127,79 @@ def _ablated(module: nn.Module, replace: Ablation, call: int) -> Iterator[None]:
             handle.remove()
 
 
-def _calls(model: nn.Module, x: Tensor) -> tuple[Tensor, dict[str, int]]:
-    """The intact output, and how often each leaf module is called (a ReLU module may serve every layer)."""
-    counts: dict[str, int] = {}
-    handles = [
-        module.register_forward_pre_hook(lambda m, args, name=name: counts.__setitem__(name, counts.get(name, 0) + 1))
-        for name, module in model.named_modules()
-        if next(module.children(), None) is None
-    ]
+@dataclass
+class _Pass:
+    """One intact forward pass: its output, how often each leaf module was called (a ReLU module may serve every
+    layer), and each leaf call's output in the order of the calls (None where one was not a tensor)."""
+
+    output: Tensor
+    counts: dict[str, int]
+    order: list[str]
+    outputs: list[Tensor] | None
+
+    def position(self, name: str, call: int) -> int:
+        return [index for index, called in enumerate(self.order) if called == name][call]
+
+
+def _calls(model: nn.Module, x: Tensor) -> _Pass:
+    """The intact pass at ``x``, its leaf calls recorded."""
+    order: list[str] = []
+    outputs: list[Tensor | None] = []
+
+    def record(name: str) -> Callable:
+        def hook(_module: nn.Module, _args: tuple, y: object) -> None:
+            order.append(name)
+            outputs.append(y.clone() if isinstance(y, Tensor) else None)  # before a later in-place op overwrites it
+
+        return hook
+
+    handles = [module.register_forward_hook(record(name)) for name, module in model.named_modules()
+               if next(module.children(), None) is None]  # fmt: skip
     try:
-        return model(x), counts
+        output = model(x)
     finally:
         for handle in handles:
             handle.remove()
+    counts = {name: order.count(name) for name in dict.fromkeys(order)}
+    return _Pass(output, counts, order, None if any(y is None for y in outputs) else outputs)
+
+
+class _Replay:
+    """A leaf module's forward in a replayed pass: its calls at positions before ``upto`` (``at``: the positions of
+    its calls) return their recorded outputs, the others compute."""
+
+    def __init__(self, real: Callable, at: list[int], outputs: list[Tensor], upto: int) -> None:
+        self.real, self.at, self.outputs, self.upto, self.calls = real, at, outputs, upto, 0
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        call, self.calls = self.calls, self.calls + 1
+        if call < len(self.at) and self.at[call] < self.upto:
+            return self.outputs[self.at[call]].clone()
+        return self.real(*args, **kwargs)
+
+
+@contextmanager
+def _replayed(model: nn.Module, recorded: _Pass, upto: int) -> Iterator[None]:
+    """A forward pass that gives each leaf call before position ``upto`` its recorded output (a copy: a later
+    in-place op must not overwrite the record) without computing it: an ablation's pass computes only what follows
+    the ablated call. The operations between the modules (a concatenation, a flatten) run as they are."""
+    if recorded.outputs is None:
+        upto = 0
+    positions: dict[str, list[int]] = {}
+    for index, name in enumerate(recorded.order):
+        positions.setdefault(name, []).append(index)
+    patched = []
+    for name, at in positions.items():
+        if at[0] >= upto:
+            continue
+        module = model.get_submodule(name)
+        module.forward = _Replay(module.forward, at, recorded.outputs, upto)  # deleted: the class's forward again
+        patched.append(module)
+    try:
+        yield
+    finally:
+        for module in patched:
+            del module.forward
 
 
 def _ablatable(model: nn.Module, calls: dict[str, int]) -> Iterator[tuple[str, nn.Module, Ablation, int]]:
@@ -156,24 +216,34 @@ def _ablatable(model: nn.Module, calls: dict[str, int]) -> Iterator[tuple[str, n
 def ablated_calls(model: nn.Module, x: Tensor) -> list[str]:
     """The names :func:`effects` gives the calls it ablates, in order, without ablating any (the meta device will
     do)."""
-    _, calls = _calls(model.eval(), x)
-    return [label for label, *_ in _ablatable(model, calls)]
+    return [label for label, *_ in _ablatable(model, _calls(model.eval(), x).counts)]
 
 
 @torch.no_grad()
-def effects(model: nn.Module, x: Tensor, *, rtol: float | None = None, atol: float | None = None) -> list[Effect]:
+def effects(
+    model: nn.Module,
+    x: Tensor,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    only: Collection[str] | None = None,
+) -> list[Effect]:
     """Each call of each ablatable leaf module of ``model`` (eval mode; the module itself where it is a leaf),
     ablated alone, at input ``x``: the change of the output, and whether it passes ``rtol``/``atol`` (default: the
     dtype's table tolerance, its atol scaled as every comparison scales it: an operation must act beyond float
-    rounding)."""
+    rounding). ``only``: just the calls so named."""
     table = tolerance(x.dtype)
     rtol = table["rtol"] if rtol is None else rtol
     atol = table["atol"] if atol is None else atol
-    intact, calls = _calls(model.eval(), x)
+    recorded = _calls(model.eval(), x)
+    intact = recorded.output
     allowed = scaled_atol(atol, intact) + rtol * intact.abs()
     found = []
-    for label, module, replace, call in _ablatable(model, calls):
-        with _ablated(module, replace, call):
+    for label, module, replace, call in _ablatable(model, recorded.counts):
+        if only is not None and label not in only:
+            continue
+        name = label.rpartition(":")[0] if label.rpartition(":")[0] else label
+        with _replayed(model, recorded, recorded.position(name, call)), _ablated(module, replace, call):
             delta = (model(x) - intact).abs()
         found.append(Effect(label, replace.what, delta.max().item(), bool((delta > allowed).any())))
     return found
