@@ -8,10 +8,11 @@ current dtype.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -19,6 +20,7 @@ import torch
 from hypothesis import settings
 from torch import Tensor, nn
 
+from reference.models.tables import narrowed
 from reference.verify.build import trim
 from reference.verify.compare import layer_modules
 from reference.verify.pairs import BUILD_SEED, ported, reference_module
@@ -36,10 +38,13 @@ __all__ = [
     "Subject",
     "TrainStep",
     "acting",
+    "acting_in_place",
     "by_dtype",
     "case_params",
     "fewer_examples",
     "meta_model",
+    "narrow",
+    "narrowable",
     "pair_params",
     "perturbed",
     "subject_params",
@@ -52,17 +57,57 @@ PAIRS = [(case, pair) for case in CASES.values() for pair in case.pairs]
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 
 
-def acting(case: Case, inert: Inert) -> tuple[nn.Module, Tensor]:
-    """The case's module and input where the operations ``inert`` names act: built under :data:`BUILD_SEED`, its
-    weights re-drawn as the entry says, at the entry's side and scale."""
+def narrowable(case: Case) -> bool:
+    """Whether the case's cheap checks build it (and its counterparts, from its table) narrowed: ``Case.narrow``."""
+    return case.narrow is not None
+
+
+def narrow(case: Case) -> contextlib.AbstractContextManager:
+    """Builds inside narrowed as the case says (``Case.narrow``), else at full width."""
+    return narrowed(case.narrow) if case.narrow is not None else contextlib.nullcontext()
+
+
+def _acting_input(case: Case, inert: Inert) -> Tensor:
     shape = list(case.input_space.default)
     if inert.side is not None:
         shape[-2:] = [inert.side, inert.side]
-    x = case.input_space.sample(shape) * inert.scale
+    return case.input_space.sample(shape) * inert.scale
+
+
+def acting(case: Case, inert: Inert) -> tuple[nn.Module, Tensor]:
+    """The case's module and input where the operations ``inert`` names act: built under :data:`BUILD_SEED`, its
+    weights re-drawn as the entry says, at the entry's side and scale."""
+    x = _acting_input(case, inert)
     module = reference_module(case)
     if inert.weights is not None:
         inert.weights(module, x)
     return module, x
+
+
+SAVED = 1 << 20  # elements: tensors up to this size are saved by acting_in_place (biases, statistics; not weights)
+
+
+@contextlib.contextmanager
+def acting_in_place(module: nn.Module, case: Case, inert: Inert) -> Iterator[tuple[nn.Module, Tensor]]:
+    """:func:`acting` on a module already built (a shared one): its weights re-drawn as the entry says while inside,
+    as they were on leaving. Only the small tensors are saved; a large one changed is an error (the entry needs a
+    fresh build: :func:`acting`), caught by the tensors' version counters."""
+    x = _acting_input(case, inert)
+    state = module.state_dict(keep_vars=True)
+    versions = {name: tensor._version for name, tensor in state.items()}
+    saved = {name: tensor.detach().clone() for name, tensor in state.items() if tensor.numel() <= SAVED}
+    try:
+        if inert.weights is not None:
+            with torch.no_grad():
+                inert.weights(module, x)
+        yield module, x
+    finally:
+        with torch.no_grad():
+            for name, tensor in saved.items():
+                state[name].copy_(tensor)
+        changed = [name for name, tensor in state.items() if name not in saved and tensor._version != versions[name]]
+        if changed:
+            raise RuntimeError(f"{case.name}: {inert.modules} changed {changed} in place, which were not saved")
 
 
 def fewer_examples(divisor: int, at_least: int = 2):
@@ -99,15 +144,16 @@ def perturbed(name: str, layer: str, by: float = 1e-3) -> nn.Module:
 
 
 @functools.cache  # by name: cases hold dicts and are not hashable
-def _meta_model(name: str) -> nn.Module:
-    with torch.device("meta"):
-        return CASES[name].build()
+def _meta_model(name: str, narrow: bool) -> nn.Module:
+    case = CASES[name]
+    with torch.device("meta"), narrowed(case.narrow) if narrow else contextlib.nullcontext():
+        return case.build()
 
 
-def meta_model(case: Case, *, train: bool = False) -> nn.Module:
+def meta_model(case: Case, *, train: bool = False, narrow: bool = False) -> nn.Module:
     """The case's model built once on the meta device (no values: kinds, counts and shapes), shared by the light
-    checks; in the mode asked for."""
-    return _meta_model(case.name).train(train)
+    checks; in the mode asked for; with ``narrow``, narrowed as the case says."""
+    return _meta_model(case.name, narrow).train(train)
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,10 @@
 marker). Everything else runs with ``-m slow``.
 
 A test's spending is counted in its case's units (``@pytest.mark.cost(builds=, forwards=, steps=, pairs=, seconds=,
-examples=, memory=, core=)``): builds of the model, forward passes and train steps (forward and backward) at the default
-input, pair comparisons with gradients, fixed seconds for a tool's own work (each a function of the case where it grows
-with it); a property multiplies them by its example count, ``memory`` scales the case's measured peak where the test
+examples=, memory=, core=, aim=, narrow=)``): builds of the model, forward passes and train steps (forward and
+backward) at the default input, pair comparisons with gradients, fixed seconds for a tool's own work (each a function
+of the case, or of the case and the test's parameters, where it grows with them); ``narrow``: of the narrowed build
+(``Case.narrow``, measured as such); a property multiplies them by its example count, ``memory`` scales the case's measured peak where the test
 holds more gradients than a pair comparison does. A test that takes the shared modules (``modules``) pays the case's build once
 per dtype, whoever comes first. Its memory is the case's measured peak (with gradients where it runs any backward).
 
@@ -19,6 +20,11 @@ first, each kept where it still fits: the primary configuration gets its battery
 same code gets more than its light checks. A check that does not fit,
 in time or memory, is marked ``slow``. A new family, or a new test, needs no edit here: a family is a registry file,
 a test declares its cost.
+
+Thinning keeps aim: a test that checks a property of its case (``aim="init"``, ``"dropout"``, ``"structure"``,
+``"sensitivity"``, ``"acting"``, ``"weights"``: :data:`AIMS`) stands for that property at its parameters (its id). Of the tests with one aim and
+one id, the cheapest is kept before anything else is shared out (a cheap form of a check carries its full form's aim
+and ids: on a narrowed build, forward only); where those alone do not fit the budget, collection fails, naming them.
 """
 
 from __future__ import annotations
@@ -35,7 +41,21 @@ from reference.verify import costs
 from reference.verify.records import Case
 from reference.verify.registry import CASES
 
-__all__ = ["CHECK_SECONDS", "PEAK_MB", "SECONDS", "Estimate", "code", "decide", "estimate", "unmeasured"]
+__all__ = [
+    "AIMS",
+    "CHECK_SECONDS",
+    "PEAK_MB",
+    "PER_TEST",
+    "SECONDS",
+    "Estimate",
+    "aimed",
+    "code",
+    "decide",
+    "estimate",
+    "unmeasured",
+]
+
+AIMS = ("init", "dropout", "structure", "sensitivity", "acting", "weights")
 
 SECONDS = 40.0
 # Measured on the 2-core machine (docs/measurements.md, "The default run"): with every case's checks left out the run
@@ -43,8 +63,12 @@ SECONDS = 40.0
 # final collections). The estimates run ~20 % over what the checks then take (costs measured in a fresh process: a
 # build's first pages, the autograd engine's start): with 30 s of them the run took 32.7 s wall (27.4 s of pytest time),
 # 7 s under SECONDS for the VM's +-10 % between identical runs.
-CHECK_SECONDS = 30.0
+CHECK_SECONDS = 26.0
 PEAK_MB = 3000.0
+# What any test of a case costs beyond what it declares: pytest's own work around it (setup, the autouse fixtures,
+# the report), its parameters' lookups, a meta forward or a table's shapes (measured: the checks that declare nothing
+# take 7 .. 18 ms each).
+PER_TEST = 0.012
 # The pytest process with every case's checks left out: torch, torchvision, hypothesis, onnx, the registry, the
 # harness's own tests (measured 1.1 GB).
 BASELINE_MB = 1100.0
@@ -80,6 +104,22 @@ def _dtype(item: pytest.Item) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def _takes_modules(item: pytest.Item) -> bool:
+    """Whether the test itself takes the shared modules: every test has them among its fixtures (an autouse fixture
+    frees their gradients), but only those that ask for them build them."""
+    import inspect
+
+    return "modules" in inspect.signature(getattr(item, "function", lambda: None)).parameters
+
+
+def _count(value: object, case: Case | None, params: dict) -> object:
+    import inspect
+
+    if not callable(value):
+        return value
+    return value(case, params) if len(inspect.signature(value).parameters) == 2 else value(case)
+
+
 def estimate(item: pytest.Item, measured: dict) -> Estimate | None:
     """What ``item`` costs, from its ``cost`` marker and its case's measured costs; None where it declares nothing."""
     marker = item.get_closest_marker("cost")
@@ -87,18 +127,21 @@ def estimate(item: pytest.Item, measured: dict) -> Estimate | None:
         return None
     spend = dict(marker.kwargs)
     case = _case(item)
-    # A count may be a function of the case (an input that grows with the case's sides, say).
-    spend = {key: value(case) if callable(value) else value for key, value in spend.items()}
-    seconds, memory = spend.pop("seconds", 0.0), spend.pop("memory", 1.0)
-    spend.pop("core", None)
+    # A count may be a function of the case (an input that grows with the case's sides, say), or of the case and
+    # the test's parameters.
+    params = item.callspec.params if hasattr(item, "callspec") else {}
+    spend = {key: _count(value, case, params) for key, value in spend.items()}
+    seconds, memory = PER_TEST + spend.pop("seconds", 0.0), spend.pop("memory", 1.0)
+    dtype = "narrow" if spend.pop("narrow", False) else _dtype(item)
+    spend.pop("core", None), spend.pop("aim", None)
     scale = _examples(item) if spend.pop("examples", False) else 1
     counts = {key: spend.pop(key, 0) for key in ("builds", "forwards", "steps", "pairs")}
     if spend:
         raise ValueError(f"{item.nodeid}: unknown cost keyword(s) {sorted(spend)}")
-    shared = (case.name, _dtype(item)) if case is not None and "modules" in getattr(item, "fixturenames", ()) else None
+    shared = (case.name, dtype) if case is not None and _takes_modules(item) else None
     if case is None or (shared is None and not any(counts.values())):
         return Estimate(seconds, 0.0, None)  # nothing of the case's runs (the meta device, the table)
-    cost = measured.get(case.name, {}).get(_dtype(item))
+    cost = measured.get(case.name, {}).get(dtype)
     if cost is None:  # not measured yet: as costly as anything there is, until `python -m reference costs --write`
         return Estimate(math.inf, math.inf, None)
     per_pair = cost.pairs / max(1, len(case.pairs))
@@ -130,6 +173,26 @@ def _fill(entries: list[tuple[int, Estimate]], builds: dict[tuple[str, str], flo
     return kept, spent
 
 
+def aimed(items: Iterable[pytest.Item], measured: dict) -> dict[tuple[str, str], pytest.Item]:
+    """For each aim and parameter id, the cheapest test aimed there: what the default run keeps whatever else it
+    leaves out."""
+    best: dict[tuple[str, str], tuple[float, pytest.Item]] = {}
+    for item in items:
+        marker = item.get_closest_marker("cost")
+        aim = marker.kwargs.get("aim") if marker is not None else None
+        if aim is None:
+            continue
+        if aim not in AIMS:
+            raise ValueError(f"{item.nodeid}: unknown aim {aim!r}; one of {', '.join(AIMS)}")
+        est = estimate(item, measured)
+        if est is None:
+            continue
+        key = (aim, item.callspec.id if hasattr(item, "callspec") else item.name)
+        if key not in best or est.seconds < best[key][0]:
+            best[key] = (est.seconds, item)
+    return {key: item for key, (_, item) in best.items()}
+
+
 def unmeasured() -> list[str]:
     """The cases without measured costs."""
     return sorted(set(CASES) - set(costs.load()["cases"]))
@@ -138,19 +201,25 @@ def unmeasured() -> list[str]:
 def decide(items: Iterable[pytest.Item], measured: dict | None = None) -> list[pytest.Item]:
     """The items the default run leaves to ``-m slow``."""
     measured = costs.load()["cases"] if measured is None else measured
+    items = list(items)
     order = {name: index for index, name in enumerate(CASES)}
     groups: dict[object, list[tuple[tuple, pytest.Item, Estimate]]] = defaultdict(list)
     slow, builds = [], {}
+    reserved = {id(item) for item in aimed(items, measured).values()}
+    kept: list[tuple[pytest.Item, Estimate]] = []
     for item in items:
         est = estimate(item, measured)
         if est is None:
             continue
-        if est.mb > PEAK_MB - BASELINE_MB:
-            slow.append(item)
-            continue
         case = _case(item)
         if est.shared is not None:
             builds[est.shared] = measured[case.name][est.shared[1]].build
+        if id(item) in reserved:
+            kept.append((item, est))
+            continue
+        if est.mb > PEAK_MB - BASELINE_MB:
+            slow.append(item)
+            continue
         # A group's cases in registry order (a family file lists its primary case first); in each, its core checks
         # (the pairs, the stated init, the goldens) before the rest, cheapest first.
         core = not item.get_closest_marker("cost").kwargs.get("core", False)
@@ -160,14 +229,27 @@ def decide(items: Iterable[pytest.Item], measured: dict | None = None) -> list[p
         entries.sort(key=lambda entry: entry[0])
     ranked = {key: [(index, est) for index, (_, _, est) in enumerate(entries)] for key, entries in groups.items()}
 
+    paid = {est.shared for _, est in kept if est.shared}
+    aimed_seconds = sum(est.seconds for _, est in kept) + sum(builds[shared] for shared in paid)
+    heavy = [item.nodeid for item, est in kept if est.mb > PEAK_MB - BASELINE_MB]
+    if aimed_seconds > CHECK_SECONDS or heavy:
+        costly = sorted(kept, key=lambda entry: -entry[1].seconds)[:5]
+        raise pytest.UsageError(
+            f"the cheapest check of each aim alone needs {aimed_seconds:.1f} s of the default run's {CHECK_SECONDS} s"
+            f" (or more than {PEAK_MB - BASELINE_MB:.0f} MB: {heavy}); give these a cheaper form: "
+            + ", ".join(f"{item.nodeid} ({est.seconds:.2f} s)" for item, est in costly)
+        )
+    budget = CHECK_SECONDS - aimed_seconds
+    builds = {key: 0.0 if key in paid else seconds for key, seconds in builds.items()}  # paid by the aimed checks
+
     def total(cap: float) -> float:
         return sum(_fill(entries, builds, cap)[1] for entries in ranked.values())
 
-    low, high = 0.0, CHECK_SECONDS  # the largest share each group may take with the total within the budget
+    low, high = 0.0, budget  # the largest share each group may take with the total within the budget
     for _ in range(40):
         middle = (low + high) / 2
-        low, high = (middle, high) if total(middle) <= CHECK_SECONDS else (low, middle)
+        low, high = (middle, high) if total(middle) <= budget else (low, middle)
     for key, entries in groups.items():
-        kept = _fill(ranked[key], builds, low)[0]
-        slow += [item for index, (_, item, _) in enumerate(entries) if index not in kept]
+        chosen = _fill(ranked[key], builds, low)[0]
+        slow += [item for index, (_, item, _) in enumerate(entries) if index not in chosen]
     return slow

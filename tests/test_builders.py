@@ -6,9 +6,10 @@ import pytest
 import torch
 
 import reference
-from reference.verify.compare import assert_equivalent
-from reference.verify.pairs import library_weights, ported
-from tests.helpers import MODELS, case_params, meta_model, pair_params
+from reference.verify.compare import assert_close, assert_equivalent
+from reference.verify.pairs import library, library_weights, ported, reference_module
+from reference.verify.sensitivity import redraw_statistics
+from tests.helpers import MODELS, case_params, meta_model, narrow, narrowable, pair_params
 
 
 @pytest.mark.cost
@@ -42,19 +43,47 @@ def test_unknown_model():
         reference.get_model("no-such-model")
 
 
-@pytest.mark.cost(builds=1)
+# A build, and a load into a model built without drawing (a copy: a fifth of a build, measured on AlexNet).
+@pytest.mark.cost(builds=1.2, forwards=2, aim="weights", narrow=lambda case: narrowable(case))
 @pytest.mark.parametrize("case", case_params(MODELS))
-def test_weights_state_dict(modules, case):
-    """A state dict loads through ``weights=`` (copied: the caller's tensors stay the caller's); anything else that
-    is no weights enum is a TypeError."""
-    source = modules.reference(case)
-    built = reference.get_model(case.name, weights=source.state_dict())
+def test_weights_state_dict(case):
+    """A state dict loads through ``weights=``, copied: the model computes what the source does and holds none of
+    its storage, so that neither changes the other afterwards (narrowed where the case allows: ``Case.narrow``).
+    Anything else that is no weights enum is a TypeError."""
+    with narrow(case):
+        source = _with_state(case)
+        built = reference.get_model(case.name, weights=source.state_dict())
     assert_equivalent(source, built.eval(), case.input_space.sample())  # exact
-    assert not {t.data_ptr() for t in built.state_dict().values()} & {
-        t.data_ptr() for t in source.state_dict().values()
-    }
+    theirs = {tensor.untyped_storage().data_ptr() for tensor in source.state_dict().values()}
+    shared = [key for key, tensor in built.state_dict().items() if tensor.untyped_storage().data_ptr() in theirs]
+    assert not shared, f"the built model holds the caller's tensors (or views of them): {shared}"
     with pytest.raises(TypeError, match=r"expects weights=None, a state dict"):
         reference.get_model(case.name, weights=3)
+
+
+def _with_state(case) -> torch.nn.Module:
+    """The case's reference with non-trivial batch-norm statistics (fresh ones, 0 and 1, would hide a swap or a
+    statistic left behind)."""
+    module = reference_module(case)
+    redraw_statistics(module, case.input_space.sample())
+    return module
+
+
+@pytest.mark.cost(builds=1.4, forwards=2, aim="weights", narrow=lambda case: narrowable(case))  # a build, two copies
+@pytest.mark.parametrize(("case", "pair"), pair_params(lambda _, pair: library(pair) is not None))
+def test_library_checkpoint(case, pair):
+    """A checkpoint in the library's layout (its module paths: ``features.1.running_var``) loads through
+    ``weights=`` into every tensor the reference's own layout would fill, batch-norm statistics included, and
+    computes what the library's model does."""
+    with narrow(case):
+        source = _with_state(case)
+        theirs = ported(pair, source)  # the library's class and keys, the source's values
+        built = reference.get_model(case.name, weights=theirs.state_dict())
+    expected = source.state_dict()
+    assert built.state_dict().keys() == expected.keys()
+    for key, tensor in built.state_dict().items():
+        assert_close(tensor, expected[key], exact=True, what=key)
+    assert_equivalent(built.eval(), theirs, case.input_space.sample())  # exact
 
 
 @pytest.mark.cost(builds=1, forwards=2)

@@ -18,7 +18,17 @@ from reference.verify.pairs import (
     ported_back,
     reference_module,
 )
-from tests.helpers import BUILD_SEED, PAIRS, acting, by_dtype, fewer_examples, pair_params
+from tests.helpers import (
+    BUILD_SEED,
+    PAIRS,
+    acting,
+    acting_in_place,
+    by_dtype,
+    fewer_examples,
+    narrow,
+    narrowable,
+    pair_params,
+)
 from tests.strategies import drawn_size, options, valid_inputs
 
 PAIRS_BY_DTYPE = by_dtype(pair_params(), list(DTYPES))
@@ -39,20 +49,50 @@ def test_pair(modules, case, pair, dtype):
     _passes(compare_pair(pair, reference, other, case.input_space.sample(dtype=dtype)))
 
 
-@pytest.mark.cost(builds=2, pairs=1, core=True)
-@pytest.mark.parametrize(
-    ("case", "pair", "inert"),
-    [
-        pytest.param(case, pair, inert, id=f"{case.name} vs {pair.name}-{inert.modules[0] or case.name}")
-        for case, pair in PAIRS
-        for inert in case.inert
-    ],
-)
+ACTING = [
+    pytest.param(case, pair, inert, id=f"{case.name} vs {pair.name}-{inert.modules[0] or case.name}")
+    for case, pair in PAIRS
+    for inert in case.inert
+]
+
+
+def _wider(case, inert) -> float:
+    """A forward at the side the entry names, in units of one at the default side."""
+    default = case.input_space.default[-1]
+    return ((inert.side or default) / default) ** 2
+
+
+@pytest.mark.cost(builds=2, pairs=lambda case, params: _wider(case, params["inert"]), core=True, aim="acting")
+@pytest.mark.parametrize(("case", "pair", "inert"), ACTING)
 def test_pair_acting(case, pair, inert):
     """The pair again where operations the case names inert act (the entry's weights and input): a model or
     port that lost one of them, unseen at the default weights, parts here."""
     reference, x = acting(case, inert)
     _passes(compare_pair(pair, reference, ported(pair, reference), x, drawn=True))
+
+
+@pytest.mark.cost(
+    builds=1.2,
+    forwards=lambda case, params: _wider(case, params["inert"]),  # the re-draw's
+    pairs=lambda case, params: _wider(case, params["inert"]),
+    aim="acting",
+    narrow=True,
+)
+@pytest.mark.parametrize(("case", "pair", "inert"), [p for p in ACTING if narrowable(p.values[0])])
+def test_pair_acting_narrow(case, pair, inert):
+    """Outputs, mapped layers and gradients there, on builds narrowed as the case says (``Case.narrow``)."""
+    with narrow(case):
+        reference, x = acting(case, inert)
+        _passes(compare_pair(pair, reference, ported(pair, reference), x, drawn=True))
+
+
+@pytest.mark.cost(forwards=lambda case, params: 3 * _wider(case, params["inert"]), aim="acting")
+@pytest.mark.parametrize(("case", "pair", "inert"), [p for p in ACTING if not narrowable(p.values[0])])
+def test_pair_acting_forward(modules, case, pair, inert):
+    """Outputs and mapped layers there, on the case's shared module (its weights re-drawn for the test, restored
+    after it; the counterpart ported over its tensors)."""
+    with acting_in_place(modules.reference(case), case, inert) as (reference, x), torch.no_grad():
+        _passes(compare_pair(pair, reference, ported(pair, reference, share=True), x, drawn=True, grads=False))
 
 
 @pytest.mark.cost(forwards=2, core=True)

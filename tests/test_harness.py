@@ -72,16 +72,21 @@ def test_planted_change(dtype, size):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
-@pytest.mark.parametrize("magnitude", [1.0, 1e4, 1e10])
+@pytest.mark.parametrize("magnitude", [1.0, 1e4, 1e10, -1e4], ids=["1", "1e4", "1e10", "-1e4 (negatives)"])
 def test_scaled_atol(dtype, magnitude):
-    """atol follows the largest value above one, and a cancelled value is judged by it. A value that cancelled to ~0 among values as large as ``magnitude``: an error of a tenth of the table's atol
-    times the magnitude passes (a reordered sum's rounding follows the size of its terms), ten times it fails, and
-    below a magnitude of 1 the table's atol is absolute."""
-    expected = torch.linspace(-1.0, 1.0, 65, dtype=torch.float64).mul(magnitude).to(dtype)  # expected[32] == 0
+    """atol follows the largest |value| above one, and a cancelled value is judged by it. A value that cancelled to
+    ~0 among values as large as ``magnitude``: an error of a tenth of the table's atol times the magnitude passes (a
+    reordered sum's rounding follows the size of its terms), ten times it fails, and below a magnitude of 1 the
+    table's atol is absolute. A negative magnitude: values from -|magnitude| to 0, so that a scale taken from the
+    largest value rather than the largest |value| would not scale at all."""
+    high = 1.0 if magnitude > 0 else 0.0
+    expected = torch.linspace(-1.0, high, 65, dtype=torch.float64).mul(abs(magnitude)).to(dtype)
+    zero = int(expected.abs().argmin())  # the value that cancelled: 0 exactly
+    magnitude = abs(magnitude)
     atol = tolerance(dtype)["atol"]
     for error, passes in ((atol * magnitude / 10, True), (atol * magnitude * 10, False)):
         actual = expected.clone()
-        actual[32] = error
+        actual[zero] = error
         if passes:
             assert_close(actual, expected)
             assert compare_models(_Constant(actual), _Constant(expected), torch.zeros(1), **tolerance(dtype)).passed
@@ -91,9 +96,9 @@ def test_scaled_atol(dtype, magnitude):
             assert not compare_models(_Constant(actual), _Constant(expected), torch.zeros(1), **tolerance(dtype)).passed
     small = expected / magnitude / 2  # largest |value| 1/2: the table's atol as it stands, not halved
     actual = small.clone()
-    actual[32] = 0.8 * atol
+    actual[zero] = 0.8 * atol
     assert_close(actual, small)
-    actual[32] = 2 * atol
+    actual[zero] = 2 * atol
     with pytest.raises(AssertionError):
         assert_close(actual, small)
 
@@ -160,7 +165,6 @@ def test_tolerance_needed(modules, dtype):
     one of the light pairs at its default input, so a loosened entry fails here. That the entry is enough is every
     pair's own test."""
     fraction = NEEDED_FRACTION[dtype]
-    failing = []
     for case, pair in LIGHT_PAIRS:
         if pair.tolerance.exact:
             continue
@@ -171,8 +175,8 @@ def test_tolerance_needed(modules, dtype):
         result = compare_models(reference, other, x, layers=pair.layers, grads=True,
                                 grads_to_a=grads_to_reference(pair, reference, other), **shrunk)  # fmt: skip
         if not result.passed:
-            failing.append(f"{case.name} vs {pair.name}")
-    assert failing, f"every light pair passes at {fraction} of the {dtype} entry {TOLERANCES[dtype]}: it is too loose"
+            return  # one pair needs the entry: enough
+    pytest.fail(f"every light pair passes at {fraction} of the {dtype} entry {TOLERANCES[dtype]}: it is too loose")
 
 
 OVERRIDES = [

@@ -3,6 +3,8 @@ rejected by name."""
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 import torchvision
@@ -12,7 +14,7 @@ from reference.models.alexnet2012 import SEED_LRN_ALPHA
 from reference.verify.build import uninitialised
 from reference.verify.compare import assert_close
 from reference.verify.pairs import ported, ported_back
-from tests.helpers import CASES, pair_params
+from tests.helpers import CASES, meta_model, pair_params
 
 
 def _meta_build(build):
@@ -74,15 +76,38 @@ def test_towers_odd_classes():
     assert port.grouped_from_two_tower(towers).fc8.out_features == 11
 
 
-def test_port_options():
-    """num_classes and dropout follow the source, both ways."""
-    library = port.alexnet_to_torchvision(_meta_build(lambda: AlexNet(num_classes=7, dropout=0.25)))
-    assert library.classifier[0].p == library.classifier[3].p == 0.25
-    assert library.classifier[6].out_features == 7
-    source = _meta_build(lambda: torchvision.models.alexnet(weights=None, num_classes=17, dropout=0.1))
-    model = port.alexnet_from_torchvision(source)
-    assert model.num_classes == 17
-    assert model.dropout6.p == model.dropout7.p == 0.1
+OPTIONS = {"num_classes": 7, "dropout": 0.25}  # neither a default of any model here
+
+
+def _options(case) -> dict:
+    """The options of :data:`OPTIONS` the case's model takes."""
+    accepted = inspect.signature(type(meta_model(case)).__init__).parameters
+    return {name: value for name, value in OPTIONS.items() if name in accepted}
+
+
+def _carries(model: torch.nn.Module, case, options: dict) -> None:
+    with torch.device("meta"):
+        out = model(case.input_space.sample().to("meta"))
+    if "num_classes" in options:
+        assert out.shape[1] == options["num_classes"], f"{type(model).__name__}: {out.shape[1]} classes"
+    if "dropout" in options:
+        rates = {module.p for module in model.modules() if isinstance(module, torch.nn.Dropout)}
+        assert rates == {options["dropout"]}, f"{type(model).__name__}: dropout {rates}"
+
+
+@pytest.mark.cost(seconds=0.06)  # builds and forwards on the meta device: their Python alone
+@pytest.mark.parametrize(("case", "pair"), pair_params(lambda case, _: case.is_model and bool(_options(case))))
+def test_options_carried(case, pair):
+    """Every port carries the model's constructor options, both ways: from a reference built with another class
+    count and dropout rate, the counterpart has that output width and every dropout that rate, and so has the
+    reference ported back (on the meta device: types and shapes)."""
+    options = _options(case)
+    with torch.device("meta"):
+        reference = case.build(**options)
+        other = ported(pair, reference, share=True)
+        _carries(other, case, options)
+        if pair.back is not None:
+            _carries(ported_back(pair, other), case, options)
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ of known behaviour: an operation that does nothing at the weights compared is fo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import pytest
@@ -11,8 +12,10 @@ import torch
 from torch import nn
 
 from reference.models.layers import LocalResponseNorm
+from reference.verify import sensitivity
+from reference.verify.pairs import reference_module
 from reference.verify.sensitivity import ablated_calls, effects
-from tests.helpers import CASES, acting, case_params, meta_model
+from tests.helpers import CASES, acting_in_place, case_params, meta_model, narrow, narrowable
 
 
 def _net(bias: float, *, inplace: bool = False, shared: bool = False) -> nn.Sequential:
@@ -69,6 +72,21 @@ def test_bias_and_pool():
     assert _inert(nn.MaxPool2d(2), torch.randn(1, 2, 8, 8)) == set()
 
 
+@pytest.mark.parametrize("inplace", [False, True], ids=["relu", "inplace-relu"])
+def test_replayed_ablation(monkeypatch, inplace):
+    """An ablation's pass computes only what follows the ablated call, the calls before it replayed from the intact
+    pass: every effect equals a full pass's, bitwise, one ReLU module serving two calls, in place or not."""
+    model, x = _net(0.0, inplace=inplace, shared=True), torch.randn(2, 3, 12, 12)
+    replayed = effects(model, x)
+
+    @contextlib.contextmanager
+    def computed(*_):
+        yield
+
+    monkeypatch.setattr(sensitivity, "_replayed", computed)
+    assert effects(model, x) == replayed
+
+
 def test_unknown_operation():
     """A parameter-free module the table has no ablation for is an error naming it: a new kind says how it is
     ablated rather than passing unexamined."""
@@ -89,47 +107,73 @@ def _case_calls(name: str) -> tuple[str, ...]:
         return tuple(ablated_calls(model, case.input_space.sample().to("meta")))
 
 
-def _forwards(case) -> int:
-    """One forward a call ablated, and the intact one."""
-    return len(_case_calls(case.name)) + 1
-
-
-def _widest(case) -> float:
-    """How much dearer a forward at the largest side an Inert entry names is than at the default side."""
-    default = case.input_space.default[-1]
-    return max([((inert.side or default) / default) ** 2 for inert in case.inert], default=1.0)
+def _forwards(case) -> float:
+    """The intact forward, and for each call ablated what follows it (half a forward on average)."""
+    return len(_case_calls(case.name)) / 2 + 1
 
 
 def _report(idle: list) -> str:
     return "\n".join(f"{e.module} ({e.what}): the output moves {e.change:.3g}" for e in idle)
 
 
-@pytest.mark.cost(forwards=_forwards, core=True)
-@pytest.mark.parametrize("case", case_params(list(CASES.values())))
-def test_operations_act(modules, case):
-    """Each operation, ablated alone, moves the output beyond float32's table at the weights and input the
-    comparisons use, or the case names it inert there (``Case.inert``), with why; every name it gives is one."""
+def _operations_act(case, module) -> None:
     calls = _case_calls(case.name)
     for inert in case.inert:
         assert inert.names(calls), f"{inert.modules} name no ablated call of {case.name}: {calls}"
     declared = {name for inert in case.inert for name in inert.names(calls)}
-    found = effects(modules.reference(case), case.input_space.sample())
-    idle = [e for e in found if not e.acts and e.module not in declared]
+    idle = [e for e in effects(module, case.input_space.sample()) if not e.acts and e.module not in declared]
     assert not idle, _report(idle)
 
 
-@pytest.mark.cost(builds=1, forwards=lambda case: (_forwards(case) + 1) * _widest(case), core=True)
-@pytest.mark.parametrize(
-    ("case", "inert"),
-    [
-        pytest.param(case, inert, id=f"{case.name}-{inert.modules[0] or case.name}")
-        for case in CASES.values()
-        for inert in case.inert
-    ],
-)
-def test_inert_acts_elsewhere(case, inert):
+@pytest.mark.cost(forwards=_forwards, core=True, aim="sensitivity")
+@pytest.mark.parametrize("case", case_params(list(CASES.values())))
+def test_operations_act(modules, case):
+    """Each operation, ablated alone, moves the output beyond float32's table at the weights and input the
+    comparisons use, or the case names it inert there (``Case.inert``), with why; every name it gives is one."""
+    _operations_act(case, modules.reference(case))
+
+
+@pytest.mark.cost(builds=1, forwards=_forwards, aim="sensitivity", narrow=True)
+@pytest.mark.parametrize("case", case_params(list(CASES.values()), narrowable))
+def test_operations_act_narrow(case):
+    """The same on a build narrowed as the case says (``Case.narrow``) (the same operations and init): an
+    operation lost or made inert shows here too, at a fraction of the cost."""
+    with narrow(case):
+        _operations_act(case, reference_module(case))
+
+
+INERT = [
+    pytest.param(case, inert, id=f"{case.name}-{inert.modules[0] or case.name}")
+    for case in CASES.values()
+    for inert in case.inert
+]
+
+
+def _acts_elsewhere(case, inert, module) -> None:
+    names = set(inert.names(_case_calls(case.name)))
+    with acting_in_place(module, case, inert) as (module, x):
+        idle = [e for e in effects(module, x, only=names) if not e.acts]
+    assert not idle, _report(idle)
+
+
+def _entry_forwards(case, params) -> float:
+    """One forward a call the entry names, and the intact one, at the side it names."""
+    inert = params["inert"]
+    default = case.input_space.default[-1]
+    return (len(inert.names(_case_calls(case.name))) / 2 + 1) * ((inert.side or default) / default) ** 2
+
+
+@pytest.mark.cost(forwards=_entry_forwards, core=True, aim="sensitivity")
+@pytest.mark.parametrize(("case", "inert"), INERT)
+def test_inert_acts_elsewhere(modules, case, inert):
     """An operation the case names inert acts at the weights and input its entry names (re-drawn biases or
     statistics, another side, a larger input)."""
-    names = set(inert.names(_case_calls(case.name)))
-    idle = [e for e in effects(*acting(case, inert)) if e.module in names and not e.acts]
-    assert not idle, _report(idle)
+    _acts_elsewhere(case, inert, modules.reference(case))
+
+
+@pytest.mark.cost(builds=1, forwards=_entry_forwards, aim="sensitivity", narrow=True)
+@pytest.mark.parametrize(("case", "inert"), [param for param in INERT if narrowable(param.values[0])])
+def test_inert_acts_elsewhere_narrow(case, inert):
+    """The same on a build narrowed as the case says (``Case.narrow``)."""
+    with narrow(case):
+        _acts_elsewhere(case, inert, reference_module(case))

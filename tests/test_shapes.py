@@ -16,7 +16,7 @@ from tests.helpers import LAYERS, MODELS, by_dtype, case_params, fewer_examples,
 from tests.strategies import drawn_size, options, valid_inputs
 
 
-@pytest.mark.cost
+@pytest.mark.cost(aim="structure")
 @pytest.mark.parametrize("case", case_params(MODELS))
 @fewer_examples(3)
 @given(data=st.data())

@@ -43,7 +43,7 @@ def _fed_by_dropout(model: nn.Module, x: torch.Tensor) -> list[list[str]]:
     return consumers
 
 
-@pytest.mark.cost
+@pytest.mark.cost(aim="dropout")
 @pytest.mark.parametrize("case", case_params(MODELS))
 def test_dropout_place(case):
     """Dropout feeds exactly the layers the paper names. Which module takes which output: the graph, not the values

@@ -3,6 +3,7 @@
 
     python tools/mutation.py                 # every mutant, one after another (about 10 minutes on 2 cores)
     python tools/mutation.py --only lrn      # the mutants whose name contains "lrn"
+    python tools/mutation.py --kind "inert op" --kind size-dependent   # the mutants of these kinds
 
 Not part of CI. The mutants are this project's own (mutmut and cosmic-ray mutate operators at random: most of
 their mutants break every test at import, and a full run does not fit in an hour here). Each is an exact text
@@ -68,13 +69,25 @@ MUTANTS = (
     Mutant("kinds ignored", "alignment", ALIGN, "    return 2 if a.kind == b.kind else 1", "    return 1"),
     Mutant("vgg C 1x1 as 3x3", "architecture", VGG, '"conv3-256", "conv3-256", "conv1-256"', '"conv3-256", "conv3-256", "conv3-256"'),
     Mutant("vgg 3x3 padding 0", "architecture", VGG, "kernel, padding=kernel // 2)", "kernel, padding=0)"),
-    Mutant("vgg relu before batch norm", "architecture", VGG, "if isinstance(spec, arch.BatchNorm2dSpec) or (isinstance(spec, (arch.Conv2dSpec, arch.LinearSpec)) and not normalised_next):", "if isinstance(spec, (arch.Conv2dSpec, arch.LinearSpec)):"),
+    Mutant("vgg relu before batch norm", "architecture", VGG, "        if isinstance(spec, arch.BatchNorm2dSpec) or (\n            isinstance(spec, (arch.Conv2dSpec, arch.LinearSpec)) and not normalised_next\n        ):", "        if isinstance(spec, (arch.Conv2dSpec, arch.LinearSpec)):"),
     Mutant("vgg one dropout", "train mode", VGG, '            if name.startswith("fc"):', '            if name == "fc6":'),
     Mutant("vgg paper init std 0.01", "init", VGG, "PAPER_WEIGHT_STD = 0.1", "PAPER_WEIGHT_STD = 0.01"),
     Mutant("vgg kaiming fan_in", "init", VGG, 'mode="fan_out"', 'mode="fan_in"'),
     Mutant("vgg torchvision index shifted", "port", VGG, '{name: f"features.{i}" for i, name in enumerate(features)}', '{name: f"features.{i}" for i, name in enumerate(features, start=1)}'),
     Mutant("vgg dense window order", "port", "reference/verify/states.py", "    return tensor.view(shape) if", "    return (tensor.view(shape[0], *shape[2:], -1).movedim(-1, 1) if tensor.dim() == 2 and len(shape) == 4 else tensor.view(shape)) if"),
     Mutant("port by position of definition", "alignment", ALIGN, "    return [*uses.seen, *(name for name in names.values() if name not in uses.seen)]", "    return list(names.values())"),
+    # Operations that do nothing at the weights the comparisons use (issue 22): each is caught only where it acts.
+    Mutant("alexnet2012 conv4 relu dropped", "inert op", A2012, "        x = self.relu(self.conv4(x))  # (N, 384, 13, 13)", "        x = self.conv4(x)  # (N, 384, 13, 13)"),
+    Mutant("seed lrn alpha unconverted", "inert op", A2012, "SEED_LRN_ALPHA = 1e-4 / 5", "SEED_LRN_ALPHA = 1e-4"),
+    Mutant("two-tower biases by path", "init", A2012, "            _init_paper({name: getattr(tower, name) for name in _weighted(self.architecture)})", "            _init_paper({f\"tower.{name}\": getattr(tower, name) for name in _weighted(self.architecture)})"),
+    Mutant("vgg block3 relu dropped", "inert op", VGG, "        if name == table.output_layer:\n            continue", "        if name in (table.output_layer, \"block3_conv1\"):\n            continue"),
+    Mutant("vgg eval batch norm skipped", "inert op", VGG, "        for name in self._features:\n            x = self.get_submodule(name)(x)", "        for name in self._features:\n            if not self.training and \"_bn\" in name:\n                continue\n            x = self.get_submodule(name)(x)"),
+    # Promises of the API (issue 22): each option, each semantics, each rule has a test that fails when broken.
+    Mutant("weights= aliases the caller's tensors", "promise", "reference/models/weights.py", "    model.load_state_dict(state, assign=fresh)", "    model.load_state_dict(state, assign=True)"),
+    Mutant("library checkpoint without statistics", "promise", "reference/models/weights.py", "        renamed[f\"{layers[path]}.{param}\"] = tensor", "        if not param.startswith(\"running\"):\n            renamed[f\"{layers[path]}.{param}\"] = tensor"),
+    Mutant("vgg port drops the dropout rate", "promise", "reference/verify/port.py", "    tv_model = builder(weights=None, num_classes=model.num_classes, dropout=model.dropout6.p)", "    tv_model = builder(weights=None, num_classes=model.num_classes)"),
+    Mutant("atol scaled by the largest value, not |value|", "promise", "reference/verify/compare.py", "    return max(-low.item(), high.item())", "    return high.item()"),
+    Mutant("adaptive pool as nearest upsampling", "size-dependent", LAYERS, "        return adaptive_avg_pool2d(x, self.output_size)", "        return F.interpolate(x, size=(self.output_size, self.output_size), mode=\"nearest\")"),
 )  # fmt: skip
 
 
@@ -104,9 +117,16 @@ def _run(mutant: Mutant, workdir: Path) -> tuple[bool, float, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="", help="run the mutants whose name contains this")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="run the mutants whose name contains this (repeatable; with --kind, either)",
+    )
+    parser.add_argument("--kind", action="append", default=[], help="run the mutants of this kind (repeatable)")
     args = parser.parse_args()
-    chosen = [m for m in MUTANTS if args.only in m.name]
+    picked = bool(args.only or args.kind)
+    chosen = [m for m in MUTANTS if not picked or any(part in m.name for part in args.only) or m.kind in args.kind]
     killed = 0
     with tempfile.TemporaryDirectory() as workdir:
         for mutant in chosen:
