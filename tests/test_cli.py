@@ -21,7 +21,7 @@ from reference import cli
 from reference.models import tables
 from reference.verify import registry
 from reference.verify.compare import layer_modules
-from reference.verify.pairs import library
+from reference.verify.pairs import compare_pair, library, ported, reference_module
 from reference.verify.registry import CASES, get_case
 from tests.helpers import LAYERS, MODELS, PAIRS, case_params, meta_model, pair_params
 
@@ -102,6 +102,52 @@ def test_verify_fails(broken, capsys):
     assert " FAIL " in rows[f"{LIGHT.name} vs {shifted.name}"]
     assert f"FAILED {LIGHT.name} vs {shifted.name} [float64]" in out
     assert "1 passed, 1 failed" in out
+
+
+def _steeper(other: torch.nn.Module) -> torch.nn.Module:
+    """The counterpart with its outputs as they were, bit for bit, and gradients twice as large."""
+    other.register_forward_hook(lambda _module, _args, out: out.detach() + 2 * (out - out.detach()))
+    return other
+
+
+def _inner_doubled(other: torch.nn.Module, layer: str, x: torch.Tensor) -> torch.nn.Module:
+    """The counterpart with ``layer`` giving twice its output and the next module halving it back (exact in binary
+    floating point): its outputs and gradients as they were, bit for bit; one inner layer not."""
+    order = []
+    leaves = [(name, m) for name, m in other.named_modules() if next(m.children(), None) is None]
+    handles = [m.register_forward_pre_hook(lambda _m, _a, name=name: order.append(name)) for name, m in leaves]
+    with torch.no_grad():
+        like = next(other.parameters())  # the port builds it on the meta device: the order of the calls is enough
+        other(x.to(device=like.device, dtype=like.dtype))
+    for handle in handles:
+        handle.remove()
+    consumer = other.get_submodule(order[order.index(layer) + 1])
+    doubled = []
+    other.get_submodule(layer).register_forward_hook(lambda _m, _a, out: doubled.append(True) or 2 * out)
+    consumer.register_forward_pre_hook(lambda _m, args: (args[0] / 2, *args[1:]) if doubled and doubled.pop() else None)
+    return other
+
+
+@pytest.mark.parametrize("broken", ["gradients", "inner layer"])
+def test_verify_fails_unseen_at_output(monkeypatch, capsys, broken):
+    """A pair whose outputs agree bit for bit still fails, and verify exits 1, where only the gradients differ or
+    only a mapped inner layer does."""
+    case = CASES[SMALLEST]
+    good = case.pairs[0]
+    x = case.input_space.sample()
+    if broken == "gradients":
+        other = lambda module: _steeper(good.other(module))  # noqa: E731
+    else:
+        other = lambda module: _inner_doubled(good.other(module), next(iter(good.layers.values())), x)  # noqa: E731
+    pair = dataclasses.replace(good, name=broken, other=other)
+    reference = reference_module(case)
+    fine, wrong = (compare_pair(p, reference, ported(p, reference), x) for p in (good, pair))
+    assert wrong.forward_max == fine.forward_max  # the outputs tell nothing
+    monkeypatch.setitem(CASES, case.name, dataclasses.replace(case, pairs=(pair,)))
+    assert cli.main(["verify", case.name, "--dtype", "float64"]) == 1
+    out = capsys.readouterr().out
+    assert " FAIL " in _verify_rows(out)[f"{case.name} vs {broken}"], out
+    assert "0 passed, 1 failed" in out
 
 
 def test_verify_passes(capsys):
