@@ -7,7 +7,7 @@ import torch
 
 import reference
 from reference.verify.compare import assert_close, assert_equivalent
-from reference.verify.pairs import library, library_weights, ported, reference_module
+from reference.verify.pairs import library_weights, ported, reference_module
 from reference.verify.sensitivity import redraw_statistics
 from tests.helpers import MODELS, case_params, meta_model, narrow, narrowable, pair_params
 
@@ -69,38 +69,32 @@ def _with_state(case) -> torch.nn.Module:
     return module
 
 
-@pytest.mark.cost(builds=1.4, forwards=2, aim="weights", narrow=lambda case: narrowable(case))  # a build, two copies
-@pytest.mark.parametrize(("case", "pair"), pair_params(lambda _, pair: library(pair) is not None))
-def test_library_checkpoint(case, pair):
+# A build, three copies (the port, the state dict's load, the enum's) and a save and load of the checkpoint.
+@pytest.mark.cost(builds=2, forwards=4, aim="weights", narrow=lambda case: narrowable(case))
+@pytest.mark.parametrize(("case", "pair"), pair_params(lambda _, pair: library_weights(pair) is not None))
+def test_library_checkpoint(case, pair, tmp_path, monkeypatch):
     """A checkpoint in the library's layout (its module paths: ``features.1.running_var``) loads through
     ``weights=`` into every tensor the reference's own layout would fill, batch-norm statistics included, and
-    computes what the library's model does."""
+    computes what the library's model does; so does the library's weights enum, which reads it from torch hub's
+    cache (no network here: the checkpoint is saved where the enum's URL is cached), with its class count."""
+    x = case.input_space.sample()
     with narrow(case):
         source = _with_state(case)
         theirs = ported(pair, source)  # the library's class and keys, the source's values
         built = reference.get_model(case.name, weights=theirs.state_dict())
+        enum = library_weights(pair)
+        monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+        checkpoints = tmp_path / "hub" / "checkpoints"
+        checkpoints.mkdir(parents=True)
+        torch.save(theirs.state_dict(), checkpoints / enum.url.rsplit("/", 1)[-1])
+        from_enum = reference.get_model(case.name, weights=enum)
+        categories = len(enum.meta["categories"])
+        with pytest.raises(ValueError, match=rf"num_classes=10, but .* has {categories} categories"):
+            reference.get_model(case.name, weights=enum, num_classes=10)
     expected = source.state_dict()
-    assert built.state_dict().keys() == expected.keys()
-    for key, tensor in built.state_dict().items():
-        assert_close(tensor, expected[key], exact=True, what=key)
-    assert_equivalent(built.eval(), theirs, case.input_space.sample())  # exact
-
-
-@pytest.mark.cost(builds=1, forwards=2)
-@pytest.mark.parametrize(("case", "pair"), pair_params(lambda _, pair: library_weights(pair) is not None))
-def test_weights_enum(modules, case, pair, tmp_path, monkeypatch):
-    """The library's weights enum loads through torch hub's cache. No network here: a checkpoint in the library's
-    layout, saved where torch hub caches the enum's URL, is what torchvision then reads."""
-    weights = library_weights(pair)
-    source = modules.reference(case)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    checkpoints = tmp_path / "hub" / "checkpoints"
-    checkpoints.mkdir(parents=True)
-    library_state = ported(pair, source, share=True).state_dict()  # the library's key names
-    assert set(library_state) != set(source.state_dict())
-    torch.save(library_state, checkpoints / weights.url.rsplit("/", 1)[-1])
-    built = reference.get_model(case.name, weights=weights)
-    assert built.num_classes == len(weights.meta["categories"])
-    assert_equivalent(built.eval(), source, case.input_space.sample())  # exact: the checkpoint's weights
-    with pytest.raises(ValueError, match=rf"num_classes=10, but .* has {len(weights.meta['categories'])} categories"):
-        reference.get_model(case.name, weights=weights, num_classes=10)
+    for model in (built, from_enum):
+        assert model.state_dict().keys() == expected.keys()
+        for key, tensor in model.state_dict().items():
+            assert_close(tensor, expected[key], exact=True, what=key)
+        assert_equivalent(model.eval(), theirs, x)  # exact
+    assert from_enum.num_classes == categories

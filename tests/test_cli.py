@@ -253,6 +253,38 @@ def _middle_weighted_layer(case) -> str:
     return weighted[len(weighted) // 2]
 
 
+def test_diff_exit_codes(capsys):
+    """diff's exit code on the smallest model, whatever the default run keeps of the per-model checks: 0 where two
+    builds under one seed agree, 1 where one has a layer's biases moved by 1e-3, with gradients compared."""
+    case = get_case(SMALLEST)
+    assert cli.main(["diff", case.name, case.name, "--exact", "--grads"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("agree")
+    argv = ["diff", "tests.helpers:perturbed", case.name, "--a-kwargs", f"name={case.name}",
+            f"layer={_middle_weighted_layer(case)}", "--exact", "--grads"]  # fmt: skip
+    assert cli.main(argv) == 1
+    assert capsys.readouterr().out.rstrip().endswith("diverge")
+
+
+def test_costs(tmp_path, monkeypatch, capsys):
+    """``costs --write`` measures each case named (here in this process, not a fresh one) and stores what ``load``
+    reads back: seconds and peaks for float32 and float64, the build, forward and pairs of the smallest model
+    taking measurable time (rounded to 1 ms or 0.1 ms)."""
+    from reference.verify import costs
+
+    case = SMALLEST
+    monkeypatch.setattr(costs, "measure", lambda name: {d: costs.Cost(**c) for d, c in costs._case_costs(name).items()})
+    monkeypatch.setattr(costs, "stored_path", lambda: tmp_path / "costs.json")
+    assert cli.main(["costs", case, "--write"]) == 0
+    assert case in capsys.readouterr().out
+    stored = costs.load(tmp_path / "costs.json")["cases"]
+    assert set(stored) == {case}
+    assert set(stored[case]) == {"float32", "float64"}
+    for cost in stored[case].values():
+        assert cost.build > 0
+        assert cost.forward > 0
+        assert cost.pairs > 0
+
+
 @pytest.mark.cost(builds=2, forwards=2)
 @pytest.mark.parametrize("case", case_params(MODELS))
 def test_diff_perturbation(case, capsys):
