@@ -38,6 +38,7 @@ __all__ = [
     "Subject",
     "TrainStep",
     "acting",
+    "acting_cost",
     "acting_in_place",
     "by_dtype",
     "case_params",
@@ -72,6 +73,12 @@ def _acting_input(case: Case, inert: Inert) -> Tensor:
     if inert.side is not None:
         shape[-2:] = [inert.side, inert.side]
     return case.input_space.sample(shape) * inert.scale
+
+
+def acting_cost(case: Case, inert: Inert) -> float:
+    """A forward at the side the entry names, in units of one at the default side."""
+    default = case.input_space.default[-1]
+    return ((inert.side or default) / default) ** 2
 
 
 def acting(case: Case, inert: Inert) -> tuple[nn.Module, Tensor]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import json
 import os
 import pty
 import re
@@ -213,6 +214,23 @@ def test_goldens_write(tmp_path, monkeypatch, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{case.name}.json" for case in small)
     assert cli.main(["goldens", "--dir", str(tmp_path)]) == 0
     assert capsys.readouterr().out.count("ok ") == 2 * len(small)
+
+
+def test_goldens_drift(tmp_path, monkeypatch, capsys):
+    """A stored golden whose first logit moved by one part in a thousand is a drift: named, and the command exits
+    1."""
+    case = get_case(SMALLEST)
+    monkeypatch.setattr(registry, "CASES", {case.name: case})
+    assert cli.main(["goldens", "--write", "--dir", str(tmp_path)]) == 0
+    path = tmp_path / f"{case.name}.json"
+    stored = json.loads(path.read_text())
+    stored["torch.float32"]["logits"][0] *= 1.001
+    path.write_text(json.dumps(stored))
+    capsys.readouterr()
+    assert cli.main(["goldens", "--dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert f"DRIFT {case.name}" in out
+    assert f"ok    {case.name} torch.float64" in out
 
 
 def test_unknown_name(capsys):

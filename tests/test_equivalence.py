@@ -22,6 +22,7 @@ from tests.helpers import (
     BUILD_SEED,
     PAIRS,
     acting,
+    acting_cost,
     acting_in_place,
     by_dtype,
     fewer_examples,
@@ -56,13 +57,7 @@ ACTING = [
 ]
 
 
-def _wider(case, inert) -> float:
-    """A forward at the side the entry names, in units of one at the default side."""
-    default = case.input_space.default[-1]
-    return ((inert.side or default) / default) ** 2
-
-
-@pytest.mark.cost(builds=2, pairs=lambda case, params: _wider(case, params["inert"]), core=True, aim="acting")
+@pytest.mark.cost(builds=2, pairs=lambda case, params: acting_cost(case, params["inert"]), core=True, aim="acting")
 @pytest.mark.parametrize(("case", "pair", "inert"), ACTING)
 def test_pair_acting(case, pair, inert):
     """The pair again where operations the case names inert act (the entry's weights and input): a model or
@@ -73,8 +68,8 @@ def test_pair_acting(case, pair, inert):
 
 @pytest.mark.cost(
     builds=1.2,
-    forwards=lambda case, params: _wider(case, params["inert"]),  # the re-draw's
-    pairs=lambda case, params: _wider(case, params["inert"]),
+    forwards=lambda case, params: acting_cost(case, params["inert"]),  # the re-draw's
+    pairs=lambda case, params: acting_cost(case, params["inert"]),
     aim="acting",
     narrow=True,
 )
@@ -86,7 +81,7 @@ def test_pair_acting_narrow(case, pair, inert):
         _passes(compare_pair(pair, reference, ported(pair, reference), x, drawn=True))
 
 
-@pytest.mark.cost(forwards=lambda case, params: 3 * _wider(case, params["inert"]), aim="acting")
+@pytest.mark.cost(forwards=lambda case, params: 3 * acting_cost(case, params["inert"]), aim="acting")
 @pytest.mark.parametrize(("case", "pair", "inert"), [p for p in ACTING if not narrowable(p.values[0])])
 def test_pair_acting_forward(modules, case, pair, inert):
     """Outputs and mapped layers there, on the case's shared module (its weights re-drawn for the test, restored

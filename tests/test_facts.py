@@ -20,7 +20,7 @@ from reference.verify.facts import facts, params_per_layer
 from tests.helpers import CASES, LAYERS, MODELS, case_params, meta_model
 
 
-@pytest.mark.cost
+@pytest.mark.cost(aim="facts")
 @pytest.mark.parametrize("case", case_params(MODELS))
 def test_facts(case):
     """Every published fact equals its measured one, and every erratum differs."""

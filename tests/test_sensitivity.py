@@ -15,7 +15,7 @@ from reference.models.layers import LocalResponseNorm
 from reference.verify import sensitivity
 from reference.verify.pairs import reference_module
 from reference.verify.sensitivity import ablated_calls, effects
-from tests.helpers import CASES, acting_in_place, case_params, meta_model, narrow, narrowable
+from tests.helpers import CASES, acting_cost, acting_in_place, case_params, meta_model, narrow, narrowable
 
 
 def _net(bias: float, *, inplace: bool = False, shared: bool = False) -> nn.Sequential:
@@ -159,8 +159,7 @@ def _acts_elsewhere(case, inert, module) -> None:
 def _entry_forwards(case, params) -> float:
     """One forward a call the entry names, and the intact one, at the side it names."""
     inert = params["inert"]
-    default = case.input_space.default[-1]
-    return (len(inert.names(_case_calls(case.name))) / 2 + 1) * ((inert.side or default) / default) ** 2
+    return (len(inert.names(_case_calls(case.name))) / 2 + 1) * acting_cost(case, inert)
 
 
 @pytest.mark.cost(forwards=_entry_forwards, core=True, aim="sensitivity")

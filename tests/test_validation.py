@@ -286,6 +286,16 @@ ACCEPTS = {
 @pytest.mark.parametrize("case", case_params(MODELS))
 def test_dtype_table(case, device):
     """Every cell run: an accepted input gives an output, a refused one a TypeError naming both dtypes."""
+    _dtype_table(case, device)
+
+
+def test_dtype_rules():
+    """The same on the smallest model, on the CPU: the rules are one function every model calls, kept by every run
+    whatever the policy keeps of the per-model checks."""
+    _dtype_table(min(MODELS, key=lambda case: case.trainable_params), "cpu")
+
+
+def _dtype_table(case, device: str) -> None:
     built = seeded(case.build, BUILD_SEED).eval()
     for (param_dtype, autocast), accepted in ACCEPTS.items():
         model = built.to(device=device, dtype=param_dtype)  # in place: f32 -> f64 -> bf16 is what the rows ask

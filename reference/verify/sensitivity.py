@@ -202,14 +202,13 @@ def _replayed(model: nn.Module, recorded: _Pass, upto: int) -> Iterator[None]:
             del module.forward
 
 
-def _ablatable(model: nn.Module, calls: dict[str, int]) -> Iterator[tuple[str, nn.Module, Ablation, int]]:
-    """(name, module, ablation, call from 0) for each call of each module that has an ablation; a module called
-    more than once is named with the call, from 1: ``relu:4``."""
+def _ablatable(model: nn.Module, calls: dict[str, int]) -> Iterator[tuple[str, str, Ablation, int]]:
+    """(label, module name, ablation, call from 0) for each call of each module that has an ablation; the label of a
+    module called more than once names the call, from 1: ``relu:4``."""
     for name, count in calls.items():
-        module = model.get_submodule(name)
-        replace = ablation(module)
+        replace = ablation(model.get_submodule(name))
         for call in range(count if replace is not None else 0):
-            yield (f"{name}:{call + 1}" if count > 1 else name), module, replace, call
+            yield (f"{name}:{call + 1}" if count > 1 else name), name, replace, call
 
 
 @torch.no_grad()
@@ -239,10 +238,10 @@ def effects(
     intact = recorded.output
     allowed = scaled_atol(atol, intact) + rtol * intact.abs()
     found = []
-    for label, module, replace, call in _ablatable(model, recorded.counts):
+    for label, name, replace, call in _ablatable(model, recorded.counts):
         if only is not None and label not in only:
             continue
-        name = label.rpartition(":")[0] if label.rpartition(":")[0] else label
+        module = model.get_submodule(name)
         with _replayed(model, recorded, recorded.position(name, call)), _ablated(module, replace, call):
             delta = (model(x) - intact).abs()
         found.append(Effect(label, replace.what, delta.max().item(), bool((delta > allowed).any())))
