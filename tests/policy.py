@@ -21,11 +21,12 @@ same code gets more than its light checks. A check that does not fit,
 in time or memory, is marked ``slow``. A new family, or a new test, needs no edit here: a family is a registry file,
 a test declares its cost.
 
-Thinning keeps aim: a test that checks a property of its case (``aim="init"``, ``"dropout"``, ``"structure"`` (the
-model against its table), ``"facts"`` (the table against the paper), ``"sensitivity"``, ``"acting"``, ``"weights"``:
-:data:`AIMS`) stands for that property at its parameters (its id). Of the tests with one aim and one id, the cheapest
-is kept before anything else is shared out (a cheap form of a check carries its full form's aim and ids: on a narrowed
-build, on the shared module); where those alone do not fit the budget, collection fails, naming them.
+Thinning keeps aim: a test that checks a property of its case (``aim="init"``, ``"dropout"``, ``"structure"`` (the model
+against its table), ``"facts"`` (the table against the paper), ``"counts"`` (the table's counts against the running
+model), ``"sensitivity"``, ``"acting"``, ``"weights"``: :data:`AIMS`) stands for that property at its parameters (its
+id). Of the tests with one aim and one id, the cheapest is kept before anything else is shared out (a cheap form of a
+check carries its full form's aim and ids: on a narrowed build, on the shared module); where those alone do not fit the
+budget, collection fails, naming them.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ __all__ = [
     "unmeasured",
 ]
 
-AIMS = ("init", "dropout", "structure", "facts", "sensitivity", "acting", "weights")
+AIMS = ("init", "dropout", "structure", "facts", "counts", "sensitivity", "acting", "weights")
 
 SECONDS = 40.0
 # Measured on the 2-core machine (docs/measurements.md, "No vacuous comparison"): with every case's checks left out

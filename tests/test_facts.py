@@ -48,7 +48,7 @@ def test_parameters_per_layer(case):
     assert set(counted) <= set(derived)  # no trainable parameter outside the table's layers
 
 
-@pytest.mark.cost
+@pytest.mark.cost(aim="counts")
 @pytest.mark.parametrize("case", case_params(MODELS))
 def test_counts(case):
     """Multiply-accumulates, neurons and connections counted on the running model equal the table's. Counted another way than the table's formulas: multiplications by torch's FlopCounterMode (2 FLOPs a MAC) on
