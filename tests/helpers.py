@@ -63,9 +63,9 @@ def narrowable(case: Case) -> bool:
     return case.narrow is not None
 
 
-def narrow(case: Case) -> contextlib.AbstractContextManager:
-    """Builds inside narrowed as the case says (``Case.narrow``), else at full width."""
-    return narrowed(case.narrow) if case.narrow is not None else contextlib.nullcontext()
+def narrow(case: Case, on: bool = True) -> contextlib.AbstractContextManager:
+    """Builds inside narrowed as the case says (``Case.narrow``), else (or with ``on`` false) at full width."""
+    return narrowed(case.narrow) if on and case.narrow is not None else contextlib.nullcontext()
 
 
 def _acting_input(case: Case, inert: Inert) -> Tensor:
@@ -151,9 +151,9 @@ def perturbed(name: str, layer: str, by: float = 1e-3) -> nn.Module:
 
 
 @functools.cache  # by name: cases hold dicts and are not hashable
-def _meta_model(name: str, narrow: bool) -> nn.Module:
+def _meta_model(name: str, narrowed_widths: bool) -> nn.Module:
     case = CASES[name]
-    with torch.device("meta"), narrowed(case.narrow) if narrow else contextlib.nullcontext():
+    with torch.device("meta"), narrow(case, on=narrowed_widths):
         return case.build()
 
 

@@ -31,6 +31,7 @@ budget, collection fails, naming them.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections import defaultdict
 from collections.abc import Iterable
@@ -109,14 +110,10 @@ def _dtype(item: pytest.Item) -> str:
 def _takes_modules(item: pytest.Item) -> bool:
     """Whether the test itself takes the shared modules: every test has them among its fixtures (an autouse fixture
     frees their gradients), but only those that ask for them build them."""
-    import inspect
-
     return "modules" in inspect.signature(getattr(item, "function", lambda: None)).parameters
 
 
 def _count(value: object, case: Case | None, params: dict) -> object:
-    import inspect
-
     if not callable(value):
         return value
     return value(case, params) if len(inspect.signature(value).parameters) == 2 else value(case)

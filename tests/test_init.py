@@ -5,7 +5,6 @@ distribution: both sides share the code; these numbers come from the papers, thr
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import pytest
@@ -77,7 +76,7 @@ def _builds(case, init, narrow: bool = False) -> int:
     """Builds that give every drawn parameter MIN_SAMPLES values, at most MAX_DRAWN values in all (an AlexNet's one
     build has >= 34,848 weights a layer; LeNet-5's biases pool many)."""
     model = meta_model(case, narrow=narrow)
-    with helpers.narrow(case) if narrow else contextlib.nullcontext():  # the stated init of the narrowed table
+    with helpers.narrow(case, on=narrow):  # the stated init of the narrowed table
         needed = _needed(model, init)
     total = sum(p.numel() for p in model.parameters())
     return max(1, min(max(needed.values(), default=1), MAX_DRAWN // total))
