@@ -3,6 +3,7 @@
 * :class:`LocalResponseNorm` — Krizhevsky et al. 2012, section 3.3, with the window confined to
   channel groups (the two GPUs of the original network).
 * :class:`AdaptiveAvgPool2d` — torch's forward, with a backward that is deterministic on CUDA.
+* :class:`ZeroPadShortcut` — He et al. 2015, section 3.3, shortcut option A.
 * :class:`Subsampling`, :class:`SparseConv2d`, :class:`EuclideanRBF`, :class:`GaussianRBF`,
   :class:`Squash` — LeCun et al. 1998, section II.B and appendix A.
 """
@@ -26,7 +27,10 @@ __all__ = [
     "SparseConv2d",
     "Squash",
     "Subsampling",
+    "ZeroPadShortcut",
 ]
+
+PAD_LAYOUTS = ("append", "both")
 
 
 class LocalResponseNorm(nn.Module):
@@ -314,3 +318,38 @@ class GaussianRBF(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         squared_distance = ((x[:, None, :] - self.centres) ** 2).sum(dim=-1)  # (N, classes)
         return torch.exp(-squared_distance / (2 * self.widths**2))
+
+
+class ZeroPadShortcut(nn.Module):
+    """He et al. 2015's shortcut option A (section 3.3): "identity mapping, with extra zero entries padded for
+    increasing dimensions", "performed with a stride of 2" across maps of two sizes: ``x[:, :, ::stride, ::stride]``
+    with ``out_channels - in_channels`` zero channels. ``layout="append"`` puts them after the identity channels
+    (fb.resnet.torch's concatenation of the input and its zeroed copy); ``"both"`` half before and half after (the
+    ``F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4))`` of popular CIFAR ports). The two give the
+    same counts and shapes and different networks. No parameters."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 2, layout: str = "append") -> None:
+        super().__init__()
+        if layout not in PAD_LAYOUTS:
+            raise ValueError(
+                f"ZeroPadShortcut: layout must be one of {', '.join(map(repr, PAD_LAYOUTS))}; got {layout!r}"
+            )
+        if out_channels < in_channels or (layout == "both" and (out_channels - in_channels) % 2):
+            raise ValueError(
+                f"ZeroPadShortcut: cannot pad {in_channels} channels to {out_channels} with layout {layout!r}"
+            )
+        self.in_channels, self.out_channels, self.stride, self.layout = in_channels, out_channels, stride, layout
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not is_proxy(x):
+            accepts = f"a floating-point tensor (N, {self.in_channels}, H, W)"
+            got = check_floating("ZeroPadShortcut", x, accepts)
+            if sizes(x)[1] != self.in_channels:
+                raise ValueError(f"ZeroPadShortcut expects {accepts}; {got} ({sizes(x)[1]} channels)")
+        extra = self.out_channels - self.in_channels
+        before = extra // 2 if self.layout == "both" else 0
+        subsampled = x[:, :, :: self.stride, :: self.stride]  # (N, C_in, ceil(H / s), ceil(W / s))
+        return F.pad(subsampled, (0, 0, 0, 0, before, extra - before))  # (N, C_out, ceil(H / s), ceil(W / s))
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}, layout={self.layout!r}"

@@ -33,6 +33,7 @@ from reference.models.checks import SideRange
 __all__ = [
     "KRIZHEVSKY_LRN",
     "AdaptiveAvgPool2dSpec",
+    "AddSpec",
     "Architecture",
     "BatchNorm2dSpec",
     "Conv2dSpec",
@@ -45,6 +46,7 @@ __all__ = [
     "Shape",
     "SparseConv2dSpec",
     "SubsamplingSpec",
+    "ZeroPadShortcutSpec",
     "cached",
     "narrowed",
 ]
@@ -60,7 +62,7 @@ SCAN_LIMIT = 1024
 Table = TypeVar("Table", bound=Callable[..., "Architecture"])
 
 
-_DIVISOR: ContextVar[int] = ContextVar("divisor", default=1)
+_DIVISOR: ContextVar[int | None] = ContextVar("divisor", default=None)
 _DERIVING: ContextVar[bool] = ContextVar("deriving", default=False)
 
 
@@ -83,16 +85,18 @@ def cached(function: Table) -> Table:
         finally:
             _DERIVING.reset(token)
         divisor = _DIVISOR.get()
-        return full if divisor == 1 else full.narrowed(divisor)
+        return full if divisor is None else full.narrowed(divisor)
 
     return table
 
 
 @contextlib.contextmanager
 def narrowed(divisor: int) -> Iterator[None]:
-    """Inside, every table (and so every model built from one) has its hidden widths divided by ``divisor``: the
-    same layers, kinds, init code and names, at a fraction of the cost. The cheap form of the checks that do not
-    depend on the widths (an init per layer, whether each operation acts, a pair of this project's own forms)."""
+    """Inside, every table (and so every model built from one) has its hidden widths divided by ``divisor``, and
+    of each run of residual blocks that keep their input's shape, the first alone (:meth:`Architecture.narrowed`):
+    the same kinds of layers and blocks, init code and names, at a fraction of the cost. The cheap form of the
+    checks that do not depend on the widths or the depth (an init per layer, whether each operation acts, a pair of
+    this project's own forms). ``narrowed(1)``: the residual blocks cut, the widths kept."""
     token = _DIVISOR.set(divisor)
     try:
         yield
@@ -121,6 +125,7 @@ class Conv2dSpec:
     stride: int = 1
     padding: int = 0
     groups: int = 1
+    bias: bool = True
 
     def build(self) -> nn.Conv2d:
         return nn.Conv2d(
@@ -130,6 +135,7 @@ class Conv2dSpec:
             stride=self.stride,
             padding=self.padding,
             groups=self.groups,
+            bias=self.bias,
         )
 
     def output_shape(self, shape: Shape) -> Shape:
@@ -145,7 +151,7 @@ class Conv2dSpec:
 
     @property
     def trainable_params(self) -> int:
-        return self.out_channels * (self.fan_in + 1)
+        return self.out_channels * (self.fan_in + self.bias)
 
     def connections(self, out: Shape) -> int:
         return math.prod(out[1:]) * self.trainable_params
@@ -215,13 +221,14 @@ class SubsamplingSpec:
 class MaxPool2dSpec:
     kernel_size: int
     stride: int
+    padding: int = 0
 
     def build(self) -> nn.MaxPool2d:
-        return nn.MaxPool2d(kernel_size=self.kernel_size, stride=self.stride)
+        return nn.MaxPool2d(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding)
 
     def output_shape(self, shape: Shape) -> Shape:
         c, h, w = shape
-        oh, ow = (_window_side(s, self.kernel_size, self.stride, 0) for s in (h, w))
+        oh, ow = (_window_side(s, self.kernel_size, self.stride, self.padding) for s in (h, w))
         _require(oh >= 1 and ow >= 1, f"input {h}x{w} is smaller than its {self.kernel_size}x{self.kernel_size} window")
         return (c, oh, ow)
 
@@ -278,6 +285,36 @@ class BatchNorm2dSpec:
 
     def connections(self, out: Shape) -> int:
         return 2 * math.prod(out)  # a scale and a shift per output
+
+
+@dataclass(frozen=True)
+class AddSpec:
+    """The sum of its inputs (a residual block's main path and shortcut, :attr:`Architecture.sources`), all of one
+    shape. Its module is the block that ends in it (the block's output: the sum, rectified)."""
+
+    def output_shape(self, *shapes: Shape) -> Shape:
+        _require(len(set(shapes)) == 1, f"adds unequal shapes {' + '.join('x'.join(map(str, s)) for s in shapes)}")
+        return shapes[0]
+
+
+@dataclass(frozen=True)
+class ZeroPadShortcutSpec:
+    """He et al. 2015's shortcut option A: the input subsampled by ``stride`` and its channels zero-padded to
+    ``out_channels``; ``layout`` says where the zeros go ("append": after the identity channels; "both": half on
+    each side)."""
+
+    in_channels: int
+    out_channels: int
+    stride: int
+    layout: str = "append"
+
+    def build(self) -> ref.ZeroPadShortcut:
+        return ref.ZeroPadShortcut(self.in_channels, self.out_channels, self.stride, self.layout)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        c, h, w = shape
+        _require(c == self.in_channels, f"expects {self.in_channels} channels, got {c}")
+        return (self.out_channels, *(_window_side(s, 1, self.stride, 0) for s in (h, w)))
 
 
 @dataclass(frozen=True)
@@ -362,17 +399,22 @@ LayerSpec = (
     | FlattenSpec
     | LinearSpec
     | RBFSpec
+    | AddSpec
+    | ZeroPadShortcutSpec
 )
 WEIGHTED = (Conv2dSpec, SparseConv2dSpec, SubsamplingSpec, BatchNorm2dSpec, LinearSpec, RBFSpec)
 
 
 @dataclass(frozen=True)
 class Architecture:
-    """A model's named layers in order, its input channels and the input side it was drawn for."""
+    """A model's named layers in order, its input channels and the input side it was drawn for. Each layer takes
+    the previous layer's output, or the outputs of the layers ``sources`` names for it (a shortcut branching off
+    earlier, an addition joining two paths)."""
 
     layers: Mapping[str, LayerSpec]
     in_channels: int
     default_side: int
+    sources: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     def __iter__(self) -> Iterator[tuple[str, LayerSpec]]:
         return iter(self.layers.items())
@@ -380,10 +422,11 @@ class Architecture:
     def shapes(self, height: int, width: int) -> dict[str, Shape]:
         """Per-layer output shape (without the batch dimension) for a (C, height, width) input."""
         shape: Shape = (self.in_channels, height, width)
-        out = {}
+        out: dict[str, Shape] = {}
         for name, layer in self:
+            inputs = [out[source] for source in self.sources[name]] if name in self.sources else [shape]
             try:
-                shape = layer.output_shape(shape)
+                shape = layer.output_shape(*inputs)
             except InvalidInputSize as error:
                 raise InvalidInputSize(f"{name} {error}") from None
             out[name] = shape
@@ -398,32 +441,39 @@ class Architecture:
         return next(reversed(list(self.layers)))
 
     @cached_property
+    def shortened(self) -> Architecture:
+        """Each run of residual blocks that keep their input's shape (at any side: checked at two) cut to its first
+        block: the same valid sides, and the same layers reaching a side of 1, for a fraction of the scan."""
+        return _shortened(self)
+
+    @cached_property
     def valid_sides(self) -> SideRange:
-        # The other side is held at the default while this one is scanned: sides are independent.
-        valid = [s for s in range(1, SCAN_LIMIT + 1) if self._accepts(s, self.default_side)]
-        if not valid or valid != list(range(valid[0], valid[-1] + 1)):
-            raise ValueError(f"the table's valid sides are not one interval: {valid[:5]}...{valid[-5:]}")
-        return SideRange(valid[0], None if valid[-1] == SCAN_LIMIT else valid[-1])
+        """The sides the table accepts, the other held at the default (sides are independent): an interval, since
+        every layer's output side grows with its input's and each layer asks for a least side (a kernel) or an
+        exact one (a flatten), found by bisection from the default side, which must be valid."""
+        short, default = self.shortened, self.default_side
+        if not short._accepts(default, default):
+            raise ValueError(f"the table does not accept its own default side {default}")
+        low = _bisect(lambda side: not short._accepts(side, default), 0, default) + 1
+        high = _bisect(lambda side: short._accepts(side, default), default, SCAN_LIMIT)
+        return SideRange(low, None if high == SCAN_LIMIT else high)
 
     @cached_property
     def export_sides(self) -> SideRange:
         """The valid sides one dynamic-shape export can span: those around the default side where every layer's
         output side is 1 for all of them or for none. torch's symbolic shapes treat a size of 1 apart
         (broadcasting), so a range where some layer's side reaches 1 traces two graphs, for torchvision's
-        models as for these."""
-        valid = self.valid_sides
+        models as for these. Each layer's side grows with the input's: the range is found by bisection."""
+        valid, default = self.valid_sides, self.default_side
         high = valid.high if valid.high is not None else SCAN_LIMIT
 
         def ones(side: int) -> tuple[bool, ...]:
-            return tuple(dim == 1 for shape in self.shapes(side, self.default_side).values() for dim in shape[1:])
+            shapes = self.shortened.shapes(side, default).values()
+            return tuple(dim == 1 for shape in shapes for dim in shape[1:])
 
-        same = ones(self.default_side)
-        low = self.default_side
-        while low > valid.low and ones(low - 1) == same:
-            low -= 1
-        top = self.default_side
-        while top < high and ones(top + 1) == same:
-            top += 1
+        same = ones(default)
+        low = _bisect(lambda side: ones(side) != same, valid.low - 1, default) + 1
+        top = _bisect(lambda side: ones(side) == same, default, high)
         return SideRange(low, None if top == SCAN_LIMIT else top)
 
     def dynamic_shapes(self, *, batch: bool = True, sides: bool = True) -> tuple[dict[int, Any]]:
@@ -451,10 +501,15 @@ class Architecture:
     def narrowed(self, divisor: int) -> Architecture:
         """Every hidden width divided by ``divisor``: the input's channels and the output layer's width kept,
         everything else in between follows. A width it does not divide, or a layer whose width is fixed by the
-        paper (a connection table, prototypes), is a ValueError."""
+        paper (a connection table, prototypes), is a ValueError. Residual blocks (an :class:`AddSpec` and the layers
+        since its input) that repeat a shape are cut to the first of each run: a ResNet-152's 36 blocks of conv4_x
+        are one there, the block that changes the shape before it kept."""
         key = (id(self), divisor)
-        if key not in _NARROWED:  # one narrowed table per table and divisor: its sides derived once
-            _NARROWED[key] = (self, _narrow(self, divisor))
+        if key not in _NARROWED:  # one narrowed table per table and divisor: its sides derived once, here
+            narrow = _narrow(self.shortened, divisor)
+            # Widths and the cut blocks leave every layer's sides as they were: the full table's sides hold.
+            narrow.__dict__.update(valid_sides=self.valid_sides, export_sides=self.export_sides)
+            _NARROWED[key] = (self, narrow)
         return _NARROWED[key][1]
 
     def connections(self, side: int | None = None) -> dict[str, int]:
@@ -480,6 +535,58 @@ class Architecture:
 _NARROWED: dict[tuple[int, int], tuple[Architecture, Architecture]] = {}  # the table kept alive beside its id
 
 
+def _shortened(table: Architecture) -> Architecture:
+    """``table`` with each run of shape-keeping residual blocks cut to its first block."""
+    names = list(table.layers)
+    adds = [name for name in names if isinstance(table.layers[name], AddSpec)]
+    if not adds:
+        return table
+    sides = (table.default_side, table.default_side + 1)  # an odd side too: a stride would show
+    shapes = [table.shapes(side, side) for side in sides]
+    position = {name: index for index, name in enumerate(names)}
+    starts = {add: _start(table, add, position) for add in adds}
+    dropped: dict[str, str] = {}  # a dropped block -> the layer that now stands for its output
+    run = False
+    for add in adds:
+        keeps = all(at[starts[add]] == at[add] for at in shapes)
+        if keeps and run:
+            dropped[add] = dropped.get(starts[add], starts[add])
+        run = keeps
+    if not dropped:
+        return table
+    gone = {name for add in dropped for name in names[position[starts[add]] + 1 : position[add] + 1]}
+    layers = {name: spec for name, spec in table.layers.items() if name not in gone}
+    sources = {name: tuple(dropped.get(source, source) for source in feeding)
+               for name, feeding in table.sources.items() if name not in gone}  # fmt: skip
+    return Architecture(layers, table.in_channels, table.default_side, sources)
+
+
+def _bisect(holds: Callable[[int], bool], low: int, high: int) -> int:
+    """The largest side in [low, high] where ``holds``, given that it holds at ``low`` (or ``low`` lies below the
+    sides asked about) and, once it fails, fails above too."""
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if holds(middle) else (low, middle - 1)
+    return low
+
+
+def _start(table: Architecture, add: str, position: Mapping[str, int]) -> str:
+    """The layer a residual block starts from (its input): where its two paths, walked back from the addition's
+    sources, meet."""
+    names = list(table.layers)
+
+    def before(name: str) -> str:
+        return table.sources[name][0] if name in table.sources else names[position[name] - 1]
+
+    main, shortcut = table.sources[add][0], table.sources[add][-1]
+    while main != shortcut:
+        if position[main] > position[shortcut]:
+            main = before(main)
+        else:
+            shortcut = before(shortcut)
+    return main
+
+
 def _narrow(table: Architecture, divisor: int) -> Architecture:
     def hidden(name: str, width: int) -> int:
         if name == table.output_layer:
@@ -489,8 +596,11 @@ def _narrow(table: Architecture, divisor: int) -> Architecture:
         return width // divisor
 
     layers: dict[str, LayerSpec] = {}
+    widths: dict[str, int] = {}  # each layer's output width, narrowed: what a layer fed by it takes
     channels = table.in_channels
     for name, spec in table:
+        if name in table.sources:
+            channels = widths[table.sources[name][0]]
         if isinstance(spec, Conv2dSpec):
             spec = dataclasses.replace(spec, in_channels=channels, out_channels=hidden(name, spec.out_channels))
             channels = spec.out_channels
@@ -502,7 +612,11 @@ def _narrow(table: Architecture, divisor: int) -> Architecture:
         elif isinstance(spec, LinearSpec):
             spec = LinearSpec(in_features=channels, out_features=hidden(name, spec.out_features))
             channels = spec.out_features
+        elif isinstance(spec, ZeroPadShortcutSpec):
+            spec = dataclasses.replace(spec, in_channels=channels, out_channels=hidden(name, spec.out_channels))
+            channels = spec.out_channels
         elif isinstance(spec, WEIGHTED):
             raise ValueError(f"{name}: a {type(spec).__name__}'s width is fixed; this table cannot be narrowed")
         layers[name] = spec
-    return Architecture(layers=layers, in_channels=table.in_channels, default_side=table.default_side)
+        widths[name] = channels
+    return Architecture(layers, table.in_channels, table.default_side, table.sources)
