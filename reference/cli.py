@@ -84,8 +84,11 @@ def summary_command(name: str) -> int:
         model = case.build()
     side = case.default_side
     columns = ("kernel_size", "output_size", "num_params")  # a kernel column: C's 1x1 convolutions show
+    depth = (
+        max(name.count(".") for name, _ in model.named_modules()) + 1
+    )  # every module: a ResNet's shortcuts are 4 deep
     print(torchinfo.summary(model, input_size=(1, case.in_channels, side, side), device="meta", verbose=0,
-                            col_names=columns))  # fmt: skip
+                            col_names=columns, depth=depth))  # fmt: skip
     print(f"\n{case.name}: {case.summary}\nsource: {case.paper.citation}\n"
           f"input: (N, {case.in_channels}, H, W), H and W in {case.valid_sides}\n")  # fmt: skip
     print(_table(("fact", "layer", "published", "measured"), fact_rows(case, model)))

@@ -2,13 +2,13 @@
 (``python -m reference costs --write``: reference/verify/costs.json) and what each test says it spends (its ``cost``
 marker). Everything else runs with ``-m slow``.
 
-A test's spending is counted in its case's units (``@pytest.mark.cost(builds=, forwards=, steps=, pairs=, seconds=,
-examples=, memory=, core=, aim=, narrow=)``): builds of the model, forward passes and train steps (forward and
-backward) at the default input, pair comparisons with gradients, fixed seconds for a tool's own work (each a function
+A test's spending is counted in its case's units (``@pytest.mark.cost(builds=, forwards=, steps=, pairs=, ablations=,
+seconds=, examples=, memory=, core=, aim=, narrow=, shared=)``): builds of the model, forward passes and train steps (forward and
+backward) at the default input, pair comparisons with gradients, passes of every operation ablated, fixed seconds for a tool's own work (each a function
 of the case, or of the case and the test's parameters, where it grows with them); ``narrow``: of the narrowed build
 (``Case.narrow``, measured as such); a property multiplies them by its example count, ``memory`` scales the case's measured peak where the test
-holds more gradients than a pair comparison does. A test that takes the shared modules (``modules``) pays the case's build once
-per dtype, whoever comes first. Its memory is the case's measured peak (with gradients where it runs any backward).
+holds more gradients than a pair comparison does. A test that takes the shared modules (``modules``; ``shared=`` where it uses them
+for some cases only) pays the case's build once per dtype, whoever comes first. Its memory is the case's measured peak (with gradients where it runs any backward).
 
 The budget is the default run's: :data:`SECONDS` of wall time and :data:`PEAK_MB` of peak RSS on the 2-core machine.
 :data:`CHECK_SECONDS` of it go to the checks, the rest to what every run pays (interpreter, imports, collection,
@@ -23,14 +23,17 @@ a test declares its cost.
 
 Thinning keeps aim: a test that checks a property of its case (``aim="init"``, ``"dropout"``, ``"structure"`` (the model
 against its table), ``"facts"`` (the table against the paper), ``"counts"`` (the table's counts against the running
-model), ``"sensitivity"``, ``"acting"``, ``"weights"``: :data:`AIMS`) stands for that property at its parameters (its
+model), ``"sensitivity"``, ``"acting"``, ``"weights"``, ``"contrast"`` (a network it is not, and where they part):
+:data:`AIMS`) stands for that property at its parameters (its
 id). Of the tests with one aim and one id, the cheapest is kept before anything else is shared out (a cheap form of a
 check carries its full form's aim and ids: on a narrowed build, on the shared module); where those alone do not fit the
-budget, collection fails, naming them.
+budget, collection fails, naming them. A cheap form on a narrowed build stands for every case whose narrowed build is
+the same network (its residual blocks cut to one a run: ResNet-50, -101 and -152 are one network there).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections import defaultdict
@@ -40,6 +43,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
+from reference.models.tables import narrowed
 from reference.verify import costs
 from reference.verify.records import Case
 from reference.verify.registry import CASES
@@ -58,7 +62,7 @@ __all__ = [
     "unmeasured",
 ]
 
-AIMS = ("init", "dropout", "structure", "facts", "counts", "sensitivity", "acting", "weights")
+AIMS = ("init", "dropout", "structure", "facts", "counts", "sensitivity", "acting", "weights", "contrast")
 
 SECONDS = 40.0
 # Measured on the 2-core machine (docs/measurements.md, "No vacuous comparison"): with every case's checks left out
@@ -66,7 +70,7 @@ SECONDS = 40.0
 # 24 s of checks by these estimates (20.9 s of them the aimed ones), 673 tests ran in 29.5-30.7 s of pytest time,
 # 34.8-36.1 s wall with CI set (26 s: 723 tests, 37.5-37.9 s); the issue-21 tree took 34.3 s on the same VM. The
 # estimates run ~15 % under what the checks take (per-test work, hypothesis's own); the VM moves +-10 % between runs.
-CHECK_SECONDS = 24.0
+CHECK_SECONDS = 29.0
 PEAK_MB = 3000.0
 # What any test of a case costs beyond what it declares: pytest's own work around it (setup, the autouse fixtures,
 # the report), its parameters' lookups, a meta forward or a table's shapes (measured: the checks that declare nothing
@@ -133,11 +137,12 @@ def estimate(item: pytest.Item, measured: dict) -> Estimate | None:
     seconds, memory = PER_TEST + spend.pop("seconds", 0.0), spend.pop("memory", 1.0)
     dtype = "narrow" if spend.pop("narrow", False) else _dtype(item)
     spend.pop("core", None), spend.pop("aim", None)
+    builds_shared = spend.pop("shared", _takes_modules(item))
     scale = _examples(item) if spend.pop("examples", False) else 1
-    counts = {key: spend.pop(key, 0) for key in ("builds", "forwards", "steps", "pairs")}
+    counts = {key: spend.pop(key, 0) for key in ("builds", "forwards", "steps", "pairs", "ablations")}
     if spend:
         raise ValueError(f"{item.nodeid}: unknown cost keyword(s) {sorted(spend)}")
-    shared = (case.name, dtype) if case is not None and _takes_modules(item) else None
+    shared = (case.name, dtype) if case is not None and builds_shared else None
     if case is None or (shared is None and not any(counts.values())):
         return Estimate(seconds, 0.0, None)  # nothing of the case's runs (the meta device, the table)
     cost = measured.get(case.name, {}).get(dtype)
@@ -145,7 +150,7 @@ def estimate(item: pytest.Item, measured: dict) -> Estimate | None:
         return Estimate(math.inf, math.inf, None)
     per_pair = cost.pairs / max(1, len(case.pairs))
     work = counts["forwards"] * cost.forward + counts["steps"] * (cost.forward + cost.backward)
-    work += counts["pairs"] * per_pair
+    work += counts["pairs"] * per_pair + counts["ablations"] * cost.ablations
     seconds += counts["builds"] * cost.build + scale * work
     grads = counts["steps"] or counts["pairs"]
     return Estimate(seconds, memory * (cost.peak_mb if grads else cost.forward_peak_mb), shared)
@@ -187,9 +192,42 @@ def aimed(items: Iterable[pytest.Item], measured: dict) -> dict[tuple[str, str],
         if est is None:
             continue
         key = (aim, item.callspec.id if hasattr(item, "callspec") else item.name)
-        if key not in best or est.seconds < best[key][0]:
-            best[key] = (est.seconds, item)
-    return {key: item for key, (_, item) in best.items()}
+        seconds = est.seconds + (measured[est.shared[0]][est.shared[1]].build if est.shared else 0.0)
+        if key not in best or seconds < best[key][0]:  # a shared build counted as if this test paid it
+            best[key] = (seconds, item)
+    kept: dict[tuple[str, str], pytest.Item] = {}
+    networks: set[tuple[str, str]] = set()  # the narrowed networks' checks already kept, by aim
+    for key, (_, item) in best.items():
+        network = _narrowed_id(item)
+        if network is not None and (key[0], network) in networks:
+            continue  # the same check on the same network, kept for another case
+        if network is not None:
+            networks.add((key[0], network))
+        kept[key] = item
+    return kept
+
+
+@functools.cache
+def _narrowed_network(name: str) -> str:
+    """What a case's narrowed build is: its code, its narrowed table (residual blocks cut, widths divided) and its
+    default input. Cases that differ only in how often a block repeats build the same narrowed network."""
+    case = CASES[name]
+    with narrowed(case.narrow):
+        table = case.table()
+    return repr((code(case), table.layers, table.sources, case.input_space.default))
+
+
+def _narrowed_id(item: pytest.Item) -> str | None:
+    """A cheap form's parameters with its case read as the network its narrowed build is (ResNet-50, -101 and -152
+    narrowed are one network: the same check); None for any other test, and for a library's weights (its
+    checkpoint and enum are the case's own)."""
+    marker = item.get_closest_marker("cost")
+    case = _case(item)
+    if case is None or case.narrow is None or marker.kwargs.get("aim") == "weights":
+        return None
+    if not _count(marker.kwargs.get("narrow", False), case, item.callspec.params):
+        return None
+    return item.callspec.id.replace(case.name, _narrowed_network(case.name))
 
 
 def unmeasured() -> list[str]:

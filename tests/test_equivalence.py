@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference.verify.build import seeded
-from reference.verify.compare import assert_close, tolerance
+from reference.verify.compare import assert_close, compare_models, tolerance
 from reference.verify.pairs import (
     DTYPES,
     compare_pair,
@@ -18,8 +18,10 @@ from reference.verify.pairs import (
     ported_back,
     reference_module,
 )
+from reference.verify.states import port
 from tests.helpers import (
     BUILD_SEED,
+    CASES,
     PAIRS,
     acting,
     acting_cost,
@@ -88,6 +90,29 @@ def test_pair_acting_forward(modules, case, pair, inert):
     after it; the counterpart ported over its tensors)."""
     with acting_in_place(modules.reference(case), case, inert) as (reference, x), torch.no_grad():
         _passes(compare_pair(pair, reference, ported(pair, reference, share=True), x, drawn=True, grads=False))
+
+
+CONTRASTS = [pytest.param(case, contrast, id=f"{case.name} vs {contrast.name}")
+             for case in CASES.values() for contrast in case.contrasts]  # fmt: skip
+
+
+@pytest.mark.cost(builds=2, forwards=2, aim="contrast", narrow=True)
+@pytest.mark.parametrize(("case", "contrast"), CONTRASTS)
+def test_contrast(case, contrast):
+    """A network the case is easily taken for (``Case.contrasts``): its weights port, every layer before the one
+    the contrast names agrees bit for bit, that one parts, and so do the outputs (on builds narrowed as the case
+    says)."""
+    with narrow(case):
+        reference = reference_module(case)
+        other = port(reference, lambda: contrast.other(reference), contrast.state)
+    both = dict(other.named_modules()).keys() & dict(reference.named_modules()).keys()
+    layers = {name: name for name in case.architecture.layers if name in both}
+    assert contrast.parts in layers
+    result = compare_models(reference, other, case.input_space.sample(), layers=layers)
+    first = result.first_divergence()
+    assert first is not None, result.report()
+    assert first.layer == contrast.parts, result.report()
+    assert not result.forward_close, result.report()
 
 
 @pytest.mark.cost(forwards=2, core=True)
@@ -191,7 +216,7 @@ def test_library_init(modules, case, pair):
 @pytest.mark.parametrize(("case", "pair"), pair_params(lambda _, pair: pair.same_dropout))
 def test_pair_train(modules, case, pair):
     """Train mode with the same seed draws the same dropout masks on both sides, and updates batch-norm statistics
-    alike; dropout really is active (another seed, other outputs)."""
+    alike; dropout, where the model has it, really is active (another seed, other outputs)."""
     other = modules.counterpart(case, pair).train()
     reference = modules.reference(case, train=True)
     x = case.input_space.sample()
@@ -206,6 +231,8 @@ def test_pair_train(modules, case, pair):
         for name, buffer in buffers.items():
             assert_close(theirs[name], buffer, exact=pair.tolerance.forward == "exact", what=name)
         assert all(b.item() == 1 for n, b in buffers.items() if n.endswith("num_batches_tracked")), "no batch seen"
+    if not any(isinstance(module, torch.nn.Dropout) for module in reference.modules()):
+        return
     with torch.no_grad():  # ...and dropout really was active: another seed gives other outputs
         torch.manual_seed(1)
         first = reference(x)

@@ -17,7 +17,7 @@ from reference.models.layers import SparseConv2d
 from reference.verify.compare import capture_inputs, capture_outputs, layer_modules
 from reference.verify.counterparts import LiteralSparseConv2d
 from reference.verify.facts import facts, params_per_layer
-from tests.helpers import CASES, LAYERS, MODELS, case_params, meta_model
+from tests.helpers import CASES, LAYERS, MODELS, case_params, meta_model, meta_seconds, narrowable, table_of
 
 
 @pytest.mark.cost(aim="facts")
@@ -48,17 +48,29 @@ def test_parameters_per_layer(case):
     assert set(counted) <= set(derived)  # no trainable parameter outside the table's layers
 
 
-@pytest.mark.cost(aim="counts")
+@pytest.mark.cost(seconds=lambda case: 2 * meta_seconds(case), aim="counts")
 @pytest.mark.parametrize("case", case_params(MODELS))
 def test_counts(case):
     """Multiply-accumulates, neurons and connections counted on the running model equal the table's. Counted another way than the table's formulas: multiplications by torch's FlopCounterMode (2 FLOPs a MAC) on
     the forward pass, a sparse layer's by its literal form (one convolution per connection, since the layer
     computes densely over zeros); neurons as the outputs' sizes; connections as MACs plus one bias per output. On
-    the meta device: the counts follow from the operations and shapes alone."""
-    model = meta_model(case)
+    the meta device: the counts follow from the operations and shapes alone. (A layer without a bias, ResNet's
+    convolutions, has none to count.)"""
+    _counts(case, narrow=False)
+
+
+@pytest.mark.cost(seconds=lambda case: 2 * meta_seconds(case, narrow=True), aim="counts", narrow=True)
+@pytest.mark.parametrize("case", case_params(MODELS, narrowable))
+def test_counts_narrow(case):
+    """The same on the narrowed build (``Case.narrow``) against its narrowed table."""
+    _counts(case, narrow=True)
+
+
+def _counts(case, narrow: bool) -> None:
+    model = meta_model(case, narrow=narrow)
     x = case.input_space.sample().to("meta")
     side = x.shape[-1]
-    table = case.architecture
+    table = table_of(case, narrow=narrow)
     layers = {layer: layer_modules(model, layer) for layer in table.macs(side)}
     names = [n for module_names in layers.values() for n in module_names]
     with (
@@ -78,7 +90,9 @@ def test_counts(case):
     assert macs == table.macs(side)
     assert neurons == table.neurons(side)
     connections = table.connections(side)
-    assert {layer: macs[layer] + neurons[layer] for layer in macs} == {layer: connections[layer] for layer in macs}
+    biases = {layer: neurons[layer] * all(model.get_submodule(n).bias is not None for n in layers[layer])
+              for layer in macs}  # fmt: skip
+    assert {layer: macs[layer] + biases[layer] for layer in macs} == {layer: connections[layer] for layer in macs}
 
 
 def _macs(module: torch.nn.Module, x: torch.Tensor, flops: int) -> int:

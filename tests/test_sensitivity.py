@@ -4,17 +4,14 @@ of known behaviour: an operation that does nothing at the weights compared is fo
 
 from __future__ import annotations
 
-import contextlib
-import functools
-
 import pytest
 import torch
 from torch import nn
 
 from reference.models.layers import LocalResponseNorm
-from reference.verify import sensitivity
+from reference.models.tables import narrowed
 from reference.verify.pairs import reference_module
-from reference.verify.sensitivity import ablated_calls, effects
+from reference.verify.sensitivity import ablated_calls, ablation, effects
 from tests.helpers import CASES, acting_cost, acting_in_place, case_params, meta_model, narrow, narrowable
 
 
@@ -73,18 +70,27 @@ def test_bias_and_pool():
 
 
 @pytest.mark.parametrize("inplace", [False, True], ids=["relu", "inplace-relu"])
-def test_replayed_ablation(monkeypatch, inplace):
-    """An ablation's pass computes only what follows the ablated call, the calls before it replayed from the intact
-    pass: every effect equals a full pass's, bitwise, one ReLU module serving two calls, in place or not."""
-    model, x = _net(0.0, inplace=inplace, shared=True), torch.randn(2, 3, 12, 12)
-    replayed = effects(model, x)
-
-    @contextlib.contextmanager
-    def computed(*_):
-        yield
-
-    monkeypatch.setattr(sensitivity, "_replayed", computed)
-    assert effects(model, x) == replayed
+def test_batched_ablation(inplace):
+    """The ablations run side by side, each on its own copy of the input in one batch: every effect is what the
+    ablation gives on its own, in a model whose module is swapped for it (one ReLU module serving two calls, in place
+    or not; each call ablated apart)."""
+    model, x = _net(0.0, inplace=inplace), torch.randn(2, 3, 12, 12)
+    batched = {effect.module: effect for effect in effects(model, x)}
+    swapped = {"1": nn.Identity(), "3": nn.Identity(), "5": nn.AvgPool2d(2)}  # the ReLUs and the max pool
+    intact = model(x)
+    for index, replacement in swapped.items():
+        alone = nn.Sequential(*[replacement if str(i) == index else m for i, m in enumerate(model)])
+        change = (alone(x) - intact).abs().max().item()
+        assert batched[index].change == pytest.approx(change, rel=1e-5, abs=1e-7), index
+        assert batched[index].acts
+    assert [e.module for e in effects(_net(0.0, inplace=inplace, shared=True), x, copies=1)] == [
+        "0",
+        "1:1",
+        "1:2",
+        "2",
+        "4",
+        "5",
+    ]
 
 
 def test_unknown_operation():
@@ -99,17 +105,16 @@ def test_unknown_operation():
         effects(nn.Sequential(nn.Linear(4, 4), Gelu()), torch.randn(2, 4))
 
 
-@functools.cache  # by name: one meta forward a case
-def _case_calls(name: str) -> tuple[str, ...]:
-    case = CASES[name]
-    with torch.device("meta"):
-        model = meta_model(case) if case.is_model else case.build()
-        return tuple(ablated_calls(model, case.input_space.sample().to("meta")))
-
-
-def _forwards(case) -> float:
-    """The intact forward, and for each call ablated what follows it (half a forward on average)."""
-    return len(_case_calls(case.name)) / 2 + 1
+def _full(case, modules):
+    """The case's module at full width: the shared one, or where its table cuts repeated residual blocks (ablating
+    every operation costs the depth squared: a CIFAR ResNet-1202's 1,800 ablations a 1,202-layer pass each), a build
+    with them cut (``narrowed(1)``): every kind of block at every width, each at its place in the stage."""
+    module = modules.reference(case)
+    table = getattr(module, "architecture", None)
+    if table is None or table.shortened is table:
+        return module
+    with narrowed(1):
+        return reference_module(case)
 
 
 def _report(idle: list) -> str:
@@ -117,7 +122,7 @@ def _report(idle: list) -> str:
 
 
 def _operations_act(case, module) -> None:
-    calls = _case_calls(case.name)
+    calls = ablated_calls(module, case.input_space.sample())
     for inert in case.inert:
         assert inert.names(calls), f"{inert.modules} name no ablated call of {case.name}: {calls}"
     declared = {name for inert in case.inert for name in inert.names(calls)}
@@ -125,15 +130,15 @@ def _operations_act(case, module) -> None:
     assert not idle, _report(idle)
 
 
-@pytest.mark.cost(forwards=_forwards, core=True, aim="sensitivity")
+@pytest.mark.cost(ablations=1, core=True, aim="sensitivity")
 @pytest.mark.parametrize("case", case_params(list(CASES.values())))
 def test_operations_act(modules, case):
     """Each operation, ablated alone, moves the output beyond float32's table at the weights and input the
     comparisons use, or the case names it inert there (``Case.inert``), with why; every name it gives is one."""
-    _operations_act(case, modules.reference(case))
+    _operations_act(case, _full(case, modules))
 
 
-@pytest.mark.cost(builds=1, forwards=_forwards, aim="sensitivity", narrow=True)
+@pytest.mark.cost(builds=1, ablations=1, aim="sensitivity", narrow=True)
 @pytest.mark.parametrize("case", case_params(list(CASES.values()), narrowable))
 def test_operations_act_narrow(case):
     """The same on a build narrowed as the case says (``Case.narrow``) (the same operations and init): an
@@ -150,27 +155,37 @@ INERT = [
 
 
 def _acts_elsewhere(case, inert, module) -> None:
-    names = set(inert.names(_case_calls(case.name)))
+    names = set(inert.names(ablated_calls(module, case.input_space.sample())))
     with acting_in_place(module, case, inert) as (module, x):
         idle = [e for e in effects(module, x, only=names) if not e.acts]
     assert not idle, _report(idle)
 
 
 def _entry_forwards(case, params) -> float:
-    """One forward a call the entry names, and the intact one, at the side it names."""
+    """The pass that re-draws the weights and the intact one, at the side the entry names."""
+    return 2 * acting_cost(case, params["inert"])
+
+
+def _entry_ablations(case, params) -> float:
+    """The share of the case's ablated modules the entry names (by module: a call's index aside), at the side it
+    names."""
     inert = params["inert"]
-    return (len(inert.names(_case_calls(case.name))) / 2 + 1) * acting_cost(case, inert)
+    model = meta_model(case) if case.is_model else case.build()
+    ablated = [name for name, module in model.named_modules()
+               if next(module.children(), None) is None and ablation(module) is not None]  # fmt: skip
+    named = inert.names(ablated) + inert.names([f"{name}:1" for name in ablated])
+    return max(1, len(named)) / max(1, len(ablated)) * acting_cost(case, inert)
 
 
-@pytest.mark.cost(forwards=_entry_forwards, core=True, aim="sensitivity")
+@pytest.mark.cost(forwards=_entry_forwards, ablations=_entry_ablations, core=True, aim="sensitivity")
 @pytest.mark.parametrize(("case", "inert"), INERT)
 def test_inert_acts_elsewhere(modules, case, inert):
     """An operation the case names inert acts at the weights and input its entry names (re-drawn biases or
     statistics, another side, a larger input)."""
-    _acts_elsewhere(case, inert, modules.reference(case))
+    _acts_elsewhere(case, inert, _full(case, modules))
 
 
-@pytest.mark.cost(builds=1, forwards=_entry_forwards, aim="sensitivity", narrow=True)
+@pytest.mark.cost(builds=1, forwards=_entry_forwards, ablations=_entry_ablations, aim="sensitivity", narrow=True)
 @pytest.mark.parametrize(("case", "inert"), [param for param in INERT if narrowable(param.values[0])])
 def test_inert_acts_elsewhere_narrow(case, inert):
     """The same on a build narrowed as the case says (``Case.narrow``)."""

@@ -12,31 +12,57 @@ from hypothesis import strategies as st
 from reference.models.tables import SCAN_LIMIT
 from reference.verify.compare import assert_close, capture_outputs, layer_modules
 from reference.verify.pairs import DTYPES, reference_module
-from tests.helpers import LAYERS, MODELS, by_dtype, case_params, fewer_examples, meta_model
+from tests.helpers import (
+    LAYERS,
+    MODELS,
+    by_dtype,
+    case_params,
+    fewer_examples,
+    meta_model,
+    meta_seconds,
+    narrowable,
+    table_of,
+)
 from tests.strategies import drawn_size, options, valid_inputs
 
+EXAMPLES = 3
 
-@pytest.mark.cost(aim="structure")
+
+@pytest.mark.cost(seconds=lambda case: EXAMPLES * meta_seconds(case), aim="structure")
 @pytest.mark.parametrize("case", case_params(MODELS))
-@fewer_examples(3)
+@fewer_examples(EXAMPLES)
 @given(data=st.data())
 def test_shapes(case, data):
     """The output and every layer have the table's shapes at drawn inputs (on the meta device). Shapes do not depend
     on the dtype: float32 only."""
+    _shapes(case, data, narrow=False)
+
+
+@pytest.mark.cost(seconds=lambda case: EXAMPLES * meta_seconds(case, narrow=True), aim="structure", narrow=True)
+@pytest.mark.parametrize("case", case_params(MODELS, narrowable))
+@fewer_examples(EXAMPLES)
+@given(data=st.data())
+def test_shapes_narrow(case, data):
+    """The same on the narrowed build (``Case.narrow``) against its narrowed table: a ResNet-1202's 600 blocks a
+    stage are one there."""
+    _shapes(case, data, narrow=True)
+
+
+def _shapes(case, data, narrow: bool) -> None:
     x = data.draw(valid_inputs(case, dtypes=(torch.float32,))).to("meta")
-    model = meta_model(case)
-    layers = {name: layer_modules(model, name) for name in case.architecture.layers}
+    model, table = meta_model(case, narrow=narrow), table_of(case, narrow=narrow)
+    layers = {name: layer_modules(model, name) for name in table.layers}
     with torch.no_grad(), capture_outputs(model, [n for names in layers.values() for n in names]) as seen:
         out = model(x)
-    expected = case.shapes(x.shape[2], x.shape[3])
-    assert out.shape == (x.shape[0], *case.output_shape(x.shape[2], x.shape[3]))
+    expected = table.shapes(x.shape[2], x.shape[3])
+    assert out.shape == (x.shape[0], *expected[table.output_layer])
     for name, names in layers.items():
         if names:
             channels = sum(seen[n].shape[1] for n in names)
             assert (channels, *seen[names[0]].shape[2:]) == expected[name], name
 
 
-@pytest.mark.cost
+@pytest.mark.cost(seconds=lambda case: 3 * meta_seconds(case))
 @pytest.mark.parametrize("case", case_params(MODELS))
 def test_valid_sides(case):
     """The valid sides are exactly the sides the raw layers accept. Below the low bound (and above the high one) the layers themselves fail; inside, they run."""

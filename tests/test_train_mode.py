@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from tests.distributions import ALPHA  # the false-failure rate of each check (Hoeffding's bound here, exact)
-from tests.helpers import BUILD_SEED, MODELS, case_params, meta_model
+from tests.helpers import BUILD_SEED, MODELS, case_params, meta_model, meta_seconds, narrowable
 
 
 def _fed_by_dropout(model: nn.Module, x: torch.Tensor) -> list[list[str]]:
@@ -43,12 +43,23 @@ def _fed_by_dropout(model: nn.Module, x: torch.Tensor) -> list[list[str]]:
     return consumers
 
 
-@pytest.mark.cost(aim="dropout")
+@pytest.mark.cost(seconds=meta_seconds, aim="dropout")
 @pytest.mark.parametrize("case", case_params(MODELS))
 def test_dropout_place(case):
     """Dropout feeds exactly the layers the paper names. Which module takes which output: the graph, not the values
     (on the meta device)."""
-    model = meta_model(case, train=True)
+    _dropout_place(case, narrow=False)
+
+
+@pytest.mark.cost(seconds=lambda case: meta_seconds(case, narrow=True), aim="dropout", narrow=True)
+@pytest.mark.parametrize("case", case_params(MODELS, narrowable))
+def test_dropout_place_narrow(case):
+    """The same on the narrowed build (``Case.narrow``)."""
+    _dropout_place(case, narrow=True)
+
+
+def _dropout_place(case, narrow: bool) -> None:
+    model = meta_model(case, train=True, narrow=narrow)
     fed = set()
     for consumers in _fed_by_dropout(model, case.input_space.sample().to("meta")):
         assert consumers, "a dropout's output goes to no layer (a functional op, or nowhere)"

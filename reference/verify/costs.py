@@ -1,5 +1,6 @@
 """What each case costs, measured: building its reference, one forward and one backward at its default input, every
-pair compared there (gradients included), in float32 and float64, and the peak memory of each; for a case whose cheap
+pair compared there (gradients included), in float32 and float64, every operation ablated (in float32: the
+sensitivity checks' dtype), and the peak memory of each; for a case whose cheap
 checks run narrowed (``Case.narrow``), the same of the narrowed build in float32, under ``"narrow"``. ``python -m reference
 costs --write`` measures them, each case in a fresh process (peak RSS is per process), and stores them as package data
 (``costs.json``), as ``goldens --write`` stores the goldens.
@@ -28,7 +29,8 @@ __all__ = ["Cost", "load", "measure", "stored_path", "write"]
 class Cost:
     """Seconds and megabytes of one case in one dtype, on the machine that measured them. ``peak_mb`` is the peak RSS
     above the imported baseline while the pairs are compared with gradients; ``forward_peak_mb`` while the reference
-    and its counterparts only run forward."""
+    and its counterparts only run forward (and every operation is ablated); ``ablations`` the seconds of
+    :func:`reference.verify.sensitivity.effects` (float32 only, else 0)."""
 
     build: float
     forward: float
@@ -36,6 +38,7 @@ class Cost:
     pairs: float
     peak_mb: float
     forward_peak_mb: float
+    ablations: float = 0.0
 
 
 def stored_path() -> Path:
@@ -104,6 +107,7 @@ def _costs(case, reference, dtype, build: float, baseline: float) -> dict:
 
     from reference.verify.build import trim
     from reference.verify.pairs import compare_pair, ported
+    from reference.verify.sensitivity import effects
 
     x = case.input_space.sample(dtype=dtype)
     trim()
@@ -114,6 +118,13 @@ def _costs(case, reference, dtype, build: float, baseline: float) -> dict:
         started = time.perf_counter()
         reference(x)
         forward = time.perf_counter() - started
+    ablations = 0.0
+    if dtype == torch.float32:
+        ablated = _ablated(case, reference, x)
+        effects(*ablated)  # once untimed, as a test session's earlier tests warm the kernels up
+        started = time.perf_counter()
+        effects(*ablated)
+        ablations = time.perf_counter() - started
     forward_peak = _rss_mb("VmHWM") - baseline
     _reset_peak()
     x = x.clone().requires_grad_()
@@ -129,7 +140,20 @@ def _costs(case, reference, dtype, build: float, baseline: float) -> dict:
     pairs = time.perf_counter() - started
     peak = _rss_mb("VmHWM") - baseline
     seconds = (round(build, 3), round(forward, 4), round(backward, 4), round(pairs, 3))
-    return asdict(Cost(*seconds, round(peak), round(forward_peak)))
+    return asdict(Cost(*seconds, round(peak), round(forward_peak), round(ablations, 3)))
+
+
+def _ablated(case, reference, x):
+    """What the sensitivity checks ablate: the reference, or where its table cuts repeated residual blocks (a cost
+    that grows with the depth squared), a build with them cut (:func:`reference.models.tables.narrowed` by 1)."""
+    from reference.models.tables import narrowed
+    from reference.verify.pairs import reference_module
+
+    table = getattr(reference, "architecture", None)
+    if table is None or table.shortened is table:
+        return reference, x
+    with narrowed(1):
+        return reference_module(case), x
 
 
 def _warm_up() -> None:

@@ -81,8 +81,12 @@ TOTALS: dict[str, Callable[[arch.Architecture, nn.Module], list[tuple[str, Any]]
     "trainable parameters": lambda table, model: [
         ("built", _counted(model)), ("table", sum(table.trainable_params().values()))
     ],
+    # Rounded as the paper prints them: to the published figure's decimals (133; 0.27; 19.4).
     "parameters, millions": lambda table, model: [
-        ("built", round(_counted(model) / 1e6)), ("table", round(sum(table.trainable_params().values()) / 1e6))
+        ("built", _counted(model) / 1e6), ("table", sum(table.trainable_params().values()) / 1e6)
+    ],
+    "multiply-adds, billions": lambda table, _: [
+        (f"{table.default_side}x{table.default_side}", sum(table.macs().values()) / 1e9)
     ],
     "weight layers": lambda table, _: [("table", _weight_layers(table))],
     "connections": lambda table, _: [("table", sum(table.connections().values()))],
@@ -106,16 +110,19 @@ def facts(case: Case, model: nn.Module) -> list[Fact]:
         raise ValueError(f"{case.name}: no such measure {unknown}; known: {sorted({*TOTALS, *BREAKDOWNS})}")
     out = []
     for measure, published in paper.totals.items():
-        out += [
-            Fact(f"{measure} ({how})", "total", published, measured) for how, measured in TOTALS[measure](table, model)
-        ]
+        out += [Fact(f"{measure} ({how})", "total", published, _as_printed(measured, published))
+                for how, measured in TOTALS[measure](table, model)]  # fmt: skip
     for measure, quoted in paper.breakdown.items():
         measured = BREAKDOWNS[measure](table)
         out += [Fact(measure, layer, n, measured.get(layer, 0)) for layer, n in quoted.items()]
         if measure == "layers":
             out.append(Fact(measure, "any other kind", 0, sum(n for k, n in measured.items() if k not in quoted)))
     for measure, printed in paper.errata.items():
-        measured = BREAKDOWNS[measure](table)
+        if measure in TOTALS:  # a total as printed: "total" -> (figure, note), against the table's count
+            (_, value), figure = TOTALS[measure](table, model)[-1], printed["total"][0]
+            measured = {"total": _as_printed(value, figure)}
+        else:
+            measured = BREAKDOWNS[measure](table)
         out += [Fact(f"{measure} (as printed)", layer, n, measured.get(layer), erratum=True)
                 for layer, (n, _) in printed.items()]  # fmt: skip
     out += [Fact(f"table: {name}", "", quoted.parse(quoted.printed), quoted.derive(model))
@@ -129,6 +136,14 @@ def facts(case: Case, model: nn.Module) -> list[Fact]:
             Fact("library meta min_size", "H, W", tuple(meta["min_size"]), (case.valid_sides.low,) * 2),
         ]
     return out
+
+
+def _as_printed(measured: Any, published: Any) -> Any:
+    """A measured float rounded to the decimals of the figure it is checked against (an int: to an int)."""
+    if not isinstance(measured, float):
+        return measured
+    decimals = len(repr(published).partition(".")[2]) if isinstance(published, float) else 0
+    return round(measured, decimals) if decimals else round(measured)
 
 
 def fact_rows(case: Case, model: nn.Module) -> list[tuple[str, str, str, str]]:

@@ -99,8 +99,11 @@ def compare_pair(
     grads: bool = True,
 ) -> Comparison:
     """Outputs, mapped layers and (``grads``) gradients of both: the input's and every parameter's, the counterpart's
-    mapped onto the reference's names."""
+    mapped onto the reference's names. The mapped layers its table has: a narrowed build's table lacks the residual
+    blocks it cut."""
+    table = getattr(reference, "architecture", None)
+    layers = pair.layers if table is None else {a: b for a, b in pair.layers.items() if a in table.layers}
     return compare_models(
-        reference, other, x, layers=pair.layers, grads=grads, grads_to_a=grads_to_reference(pair, reference, other),
+        reference, other, x, layers=layers, grads=grads, grads_to_a=grads_to_reference(pair, reference, other),
         seed=seed, **pair.tolerance.keywords(x.dtype, device=x.device, drawn=drawn),
     )  # fmt: skip

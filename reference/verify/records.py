@@ -26,7 +26,7 @@ from reference.verify.compare import LayerMap, Tolerance
 from reference.verify.inits import InitMap
 from reference.verify.states import StateMap, Views
 
-__all__ = ["Case", "Dropout", "Inert", "InputSpace", "ModuleInput", "Pair", "Paper", "QuotedTable", "Skip"]
+__all__ = ["Case", "Contrast", "Dropout", "Inert", "InputSpace", "ModuleInput", "Pair", "Paper", "QuotedTable", "Skip"]
 
 # A dimension after the batch: a fixed size, or an inclusive range (None: no upper bound).
 Dim = int | tuple[int, int | None]
@@ -92,6 +92,19 @@ class Pair:
     back: Callable[[nn.Module], nn.Module] | None = None
     model: str | None = None
     same_dropout: bool = False
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """A network this one is not: its weights port (``state``), its outputs differ, and the first layer where they
+    part is ``parts`` (this model's name; every layer before it agrees exactly). ``why`` says what makes them part.
+    ``other(reference)`` builds it, as a :class:`Pair`'s does."""
+
+    name: str
+    other: Callable[[nn.Module], nn.Module]
+    parts: str
+    why: str
+    state: StateMap = field(default_factory=Views)
 
 
 @dataclass(frozen=True)
@@ -170,7 +183,8 @@ class Case:
     would otherwise pass vacuously (outputs ~1e-19); ``inert`` names the operations that do nothing where the
     comparisons run, and where they act. ``narrow`` divides the hidden widths of the model its cheap checks build,
     and of its counterparts, built from its table (:func:`reference.models.tables.narrowed`), where every operation
-    still acts as at full width (None: they run at full width)."""
+    still acts as at full width (None: they run at full width). ``contrasts``: networks it is easily taken for, and where
+    it parts from them."""
 
     name: str
     summary: str
@@ -183,6 +197,7 @@ class Case:
     prepare: Callable[[nn.Module], None] | None = None
     inert: tuple[Inert, ...] = ()
     narrow: int | None = None
+    contrasts: tuple[Contrast, ...] = ()
 
     @property
     def is_model(self) -> bool:
@@ -214,14 +229,14 @@ class Case:
     @cached_property
     def input_space(self) -> InputSpace:
         """The case's inputs; a model's dims are (C, H, W) from its table and its default one image at the smallest
-        valid side, where its record gives none (a float64 AlexNet's backward costs ~0.5 s an image; batches are drawn
+        valid side, where its record gives neither (a float64 AlexNet's backward costs ~0.5 s an image; batches are drawn
         by the properties)."""
         space = self.inputs or InputSpace()
         if self.table is None or space.dims is not None:
             return space
         low, high = self.valid_sides.low, self.valid_sides.high
         dims = (self.in_channels, (low, high), (low, high))
-        return dataclasses.replace(space, dims=dims, default=(1, self.in_channels, low, low))
+        return dataclasses.replace(space, dims=dims, default=space.default or (1, self.in_channels, low, low))
 
     def shapes(self, height: int, width: int) -> dict[str, tuple[int, ...]]:
         return self.architecture.shapes(height, width)

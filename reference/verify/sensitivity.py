@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from reference.models.layers import AdaptiveAvgPool2d, LocalResponseNorm, Squash
+from reference.models.layers import AdaptiveAvgPool2d, LocalResponseNorm, Squash, ZeroPadShortcut
 from reference.verify.compare import scaled_atol, tolerance
 
 __all__ = [
@@ -63,6 +63,7 @@ MEAN_FOR_MAX = Ablation(
     lambda m, x, y: F.avg_pool2d(x, m.kernel_size, m.stride, m.padding, m.ceil_mode, count_include_pad=False),
 )
 MAX_FOR_MEAN = Ablation("each window's max for its mean", lambda module, x, y: F.adaptive_max_pool2d(x, y.shape[-2:]))
+NO_SHORTCUT = Ablation("zeros: the shortcut dropped", lambda module, x, y: torch.zeros_like(y))
 NO_BIAS = Ablation("its bias dropped", lambda module, x, y: y - _bias_term(module, y))
 
 ABLATIONS: dict[type[nn.Module], Ablation | None] = {
@@ -76,6 +77,7 @@ ABLATIONS: dict[type[nn.Module], Ablation | None] = {
     nn.AvgPool2d: MAX_FOR_MEAN,
     nn.AdaptiveAvgPool2d: MAX_FOR_MEAN,
     AdaptiveAvgPool2d: MAX_FOR_MEAN,
+    ZeroPadShortcut: NO_SHORTCUT,
     nn.Dropout: None,  # an identity in eval mode by design
     nn.Flatten: None,
     nn.Identity: None,
@@ -107,35 +109,17 @@ class Effect:
     acts: bool
 
 
-@contextmanager
-def _ablated(module: nn.Module, replace: Ablation, call: int) -> Iterator[None]:
-    """``module``'s ``call``-th call (from 0) ablated, its others intact."""
-    calls: list[Tensor | None] = []
-
-    def keep(m: nn.Module, args: tuple) -> None:  # before the call: an in-place ReLU overwrites its input
-        calls.append(args[0].clone() if len(calls) == call else None)
-
-    def ablate(m: nn.Module, args: tuple, y: Tensor) -> Tensor | None:
-        x = calls[-1]
-        return None if x is None else replace.output(m, x, y)
-
-    handles = module.register_forward_pre_hook(keep), module.register_forward_hook(ablate)
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
 @dataclass
 class _Pass:
     """One intact forward pass: its output, how often each leaf module was called (a ReLU module may serve every
-    layer), and each leaf call's output in the order of the calls (None where one was not a tensor)."""
+    layer), each leaf call's output in the order of the calls (None where one was not a tensor), and the largest
+    leaf output's size per sample."""
 
     output: Tensor
     counts: dict[str, int]
     order: list[str]
     outputs: list[Tensor] | None
+    largest: int
 
     def position(self, name: str, call: int) -> int:
         return [index for index, called in enumerate(self.order) if called == name][call]
@@ -161,28 +145,30 @@ def _calls(model: nn.Module, x: Tensor) -> _Pass:
         for handle in handles:
             handle.remove()
     counts = {name: order.count(name) for name in dict.fromkeys(order)}
-    return _Pass(output, counts, order, None if any(y is None for y in outputs) else outputs)
+    largest = max([x[:1].numel()] + [y[:1].numel() for y in outputs if y is not None and y.dim() > 0])
+    return _Pass(output, counts, order, None if any(y is None for y in outputs) else outputs, largest)
 
 
 class _Replay:
     """A leaf module's forward in a replayed pass: its calls at positions before ``upto`` (``at``: the positions of
-    its calls) return their recorded outputs, the others compute."""
+    its calls) return their recorded outputs, repeated ``copies`` times along the batch, the others compute."""
 
-    def __init__(self, real: Callable, at: list[int], outputs: list[Tensor], upto: int) -> None:
-        self.real, self.at, self.outputs, self.upto, self.calls = real, at, outputs, upto, 0
+    def __init__(self, real: Callable, at: list[int], outputs: list[Tensor], upto: int, copies: int) -> None:
+        self.real, self.at, self.outputs, self.upto, self.copies, self.calls = real, at, outputs, upto, copies, 0
 
     def __call__(self, *args: object, **kwargs: object) -> object:
         call, self.calls = self.calls, self.calls + 1
         if call < len(self.at) and self.at[call] < self.upto:
-            return self.outputs[self.at[call]].clone()
+            recorded = self.outputs[self.at[call]]
+            return recorded.repeat(self.copies, *[1] * (recorded.dim() - 1))  # a copy: later in-place ops write it
         return self.real(*args, **kwargs)
 
 
 @contextmanager
-def _replayed(model: nn.Module, recorded: _Pass, upto: int) -> Iterator[None]:
-    """A forward pass that gives each leaf call before position ``upto`` its recorded output (a copy: a later
-    in-place op must not overwrite the record) without computing it: an ablation's pass computes only what follows
-    the ablated call. The operations between the modules (a concatenation, a flatten) run as they are."""
+def _replayed(model: nn.Module, recorded: _Pass, upto: int, copies: int) -> Iterator[None]:
+    """A forward pass over ``copies`` copies of the input that gives each leaf call before position ``upto`` its
+    recorded output without computing it: a pass of ablations computes only what follows the first ablated call.
+    The operations between the modules (an addition, a concatenation, a flatten) run as they are."""
     if recorded.outputs is None:
         upto = 0
     positions: dict[str, list[int]] = {}
@@ -193,7 +179,7 @@ def _replayed(model: nn.Module, recorded: _Pass, upto: int) -> Iterator[None]:
         if at[0] >= upto:
             continue
         module = model.get_submodule(name)
-        module.forward = _Replay(module.forward, at, recorded.outputs, upto)  # deleted: the class's forward again
+        module.forward = _Replay(module.forward, at, recorded.outputs, upto, copies)  # deleted: the class's again
         patched.append(module)
     try:
         yield
@@ -211,6 +197,49 @@ def _ablatable(model: nn.Module, calls: dict[str, int]) -> Iterator[tuple[str, s
             yield (f"{name}:{call + 1}" if count > 1 else name), name, replace, call
 
 
+@contextmanager
+def _ablated_rows(model: nn.Module, group: list[tuple[str, str, Ablation, int]], rows: int) -> Iterator[None]:
+    """A pass over ``len(group) + 1`` copies of an input of ``rows`` samples: the first copy intact, copy ``j``
+    with the ``j``-th ablation of ``group`` applied to its own rows alone. Every ablated operation acts per sample
+    (batch norm in eval mode, pools, activations, biases), so each copy computes what its ablation alone would."""
+    targets: dict[str, dict[int, list[tuple[int, Ablation]]]] = {}
+    for copy, (_, name, replace, call) in enumerate(group, start=1):
+        targets.setdefault(name, {}).setdefault(call, []).append((copy, replace))
+    handles = []
+    for name, calls in targets.items():
+        seen, saved = [0], []
+
+        def keep(m: nn.Module, args: tuple, calls: dict = calls, seen: list = seen, saved: list = saved) -> None:
+            if seen[0] in calls:  # before the call: an in-place ReLU overwrites its input
+                saved.append(args[0].clone())
+
+        def ablate(m: nn.Module, args: tuple, y: Tensor, calls: dict = calls, seen: list = seen,
+                   saved: list = saved) -> Tensor | None:  # fmt: skip
+            call, seen[0] = seen[0], seen[0] + 1
+            if call not in calls:
+                return None
+            x, y = saved.pop(), y.clone()
+            for copy, replace in calls[call]:
+                part = slice(copy * rows, (copy + 1) * rows)
+                y[part] = replace.output(m, x[part], y[part])
+            return y
+
+        module = model.get_submodule(name)
+        handles += [module.register_forward_pre_hook(keep), module.register_forward_hook(ablate)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+# A batched pass holds each activation for every copy: at most this many elements (128 MB of float32) per
+# activation, which bounds the copies in one pass. PASSES: consecutive ablations share a pass; the fewer passes, the
+# less overhead and the more arithmetic (a pass computes from its first ablated call on, for every copy).
+BATCH_ELEMENTS = 2**25
+PASSES = 4
+
+
 @torch.no_grad()
 def ablated_calls(model: nn.Module, x: Tensor) -> list[str]:
     """The names :func:`effects` gives the calls it ablates, in order, without ablating any (the meta device will
@@ -226,26 +255,39 @@ def effects(
     rtol: float | None = None,
     atol: float | None = None,
     only: Collection[str] | None = None,
+    copies: int | None = None,
 ) -> list[Effect]:
     """Each call of each ablatable leaf module of ``model`` (eval mode; the module itself where it is a leaf),
     ablated alone, at input ``x``: the change of the output, and whether it passes ``rtol``/``atol`` (default: the
     dtype's table tolerance, its atol scaled as every comparison scales it: an operation must act beyond float
-    rounding). ``only``: just the calls so named."""
+    rounding). ``only``: just the calls so named.
+
+    The ablations run side by side, each on its own copy of ``x`` in one batch beside an intact copy: in
+    :data:`PASSES` passes of consecutive ablations (fewer where :data:`BATCH_ELEMENTS` bounds a pass's copies, or
+    ``copies`` ablations a pass), each computing only what follows its first ablated call (the calls before it
+    replayed from the intact pass). A deep, narrow network pays a few passes' overhead, not one per operation; a
+    wide one little more arithmetic than one ablation at a time. Each ablated copy is compared with the intact copy
+    of its own pass."""
     table = tolerance(x.dtype)
     rtol = table["rtol"] if rtol is None else rtol
     atol = table["atol"] if atol is None else atol
     recorded = _calls(model.eval(), x)
-    intact = recorded.output
-    allowed = scaled_atol(atol, intact) + rtol * intact.abs()
-    found = []
-    for label, name, replace, call in _ablatable(model, recorded.counts):
-        if only is not None and label not in only:
-            continue
-        module = model.get_submodule(name)
-        with _replayed(model, recorded, recorded.position(name, call)), _ablated(module, replace, call):
-            delta = (model(x) - intact).abs()
-        found.append(Effect(label, replace.what, delta.max().item(), bool((delta > allowed).any())))
-    return found
+    todo = [entry for entry in _ablatable(model, recorded.counts) if only is None or entry[0] in only]
+    todo.sort(key=lambda entry: recorded.position(entry[1], entry[3]))
+    rows = x.shape[0]
+    per_pass = copies or min(max(1, -(-len(todo) // PASSES)), max(1, BATCH_ELEMENTS // (recorded.largest * rows) - 1))
+    found = {}
+    for start in range(0, len(todo), per_pass):
+        group = todo[start : start + per_pass]
+        upto = recorded.position(group[0][1], group[0][3])
+        with _replayed(model, recorded, upto, len(group) + 1), _ablated_rows(model, group, rows):
+            out = model(x.repeat(len(group) + 1, *[1] * (x.dim() - 1)))  # ((copies + 1) N, ...)
+        intact = out[:rows]
+        allowed = scaled_atol(atol, intact) + rtol * intact.abs()
+        for copy, (label, _, replace, _) in enumerate(group, start=1):
+            delta = (out[copy * rows : (copy + 1) * rows] - intact).abs()
+            found[label] = Effect(label, replace.what, delta.max().item(), bool((delta > allowed).any()))
+    return [found[label] for label, *_ in _ablatable(model, recorded.counts) if label in found]
 
 
 def _redraw(model: nn.Module, x: Tensor, selected: Callable[[nn.Module], bool], redraw: Callable) -> None:
