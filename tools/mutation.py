@@ -38,6 +38,7 @@ TABLES = "reference/models/tables.py"
 LAYERS = "reference/models/layers.py"
 ALIGN = "reference/verify/align.py"
 VGG = "reference/models/vgg.py"
+RESNET = "reference/models/resnet.py"
 MUTANTS = (
     Mutant("conv1 stride 3", "architecture", A2012, "kernel_size=11, stride=4)", "kernel_size=11, stride=3)"),
     Mutant("conv2 padding 1", "architecture", A2012, "kernel_size=5, padding=2, groups=2", "kernel_size=5, padding=1, groups=2"),
@@ -65,8 +66,15 @@ MUTANTS = (
     Mutant("missing gradient skipped", "harness", "reference/verify/compare.py", "            if name not in found and param.grad is not None:", "            if False:"),
     Mutant("towers not joined", "alignment", ALIGN, "    a, b = _join_branches(list(steps_a)), _join_branches(list(steps_b))", "    a, b = list(steps_a), list(steps_b)"),
     Mutant("step output not cloned", "alignment", ALIGN, "            output.detach().clone(),", "            output.detach(),"),
-    Mutant("ambiguity unchecked", "alignment", ALIGN, "        if _best(a, b, forbidden=(i, j))[0][0] == best[0][0]:", "        if False:"),
+    Mutant("ambiguity unchecked", "alignment", ALIGN, "        if not certain[i][j]:", "        if False:"),
     Mutant("kinds ignored", "alignment", ALIGN, "    return 2 if a.kind == b.kind else 1", "    return 1"),
+    Mutant("resnet v1 stride on the 3x3", "architecture", RESNET, "first, middle = (stride, 1) if stride_on_1x1 else (1, stride)", "first, middle = (1, stride)"),
+    Mutant("resnet shortcut added before bn", "architecture", RESNET, "        out = self.bn2(self.conv2(out))\n        out += x if", "        out = self.conv2(out)\n        out += x if"),
+    Mutant("resnet no relu after the addition", "architecture", RESNET, "        return self.relu(out)\n\n\nclass Bottleneck", "        return out\n\n\nclass Bottleneck"),
+    Mutant("resnet option A zeros first", "layer", LAYERS, 'before = extra // 2 if self.layout == "both" else 0', 'before = extra // 2 if self.layout == "both" else extra'),
+    Mutant("resnet kaiming fan_in", "init", RESNET, 'nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")', 'nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")'),
+    Mutant("resnet zero init bn1", "init", RESNET, "nn.init.zeros_(module.bn3.weight if isinstance(module, Bottleneck) else module.bn2.weight)", "nn.init.zeros_(module.bn1.weight)"),
+    Mutant("resnet paper fc not he", "init", RESNET, "        if isinstance(module, (nn.Conv2d, nn.Linear)):\n            nn.init.kaiming_normal_(module.weight, mode=\"fan_in\"", "        if isinstance(module, nn.Conv2d):\n            nn.init.kaiming_normal_(module.weight, mode=\"fan_in\""),
     Mutant("vgg C 1x1 as 3x3", "architecture", VGG, '"conv3-256", "conv3-256", "conv1-256"', '"conv3-256", "conv3-256", "conv3-256"'),
     Mutant("vgg 3x3 padding 0", "architecture", VGG, "kernel, padding=kernel // 2)", "kernel, padding=0)"),
     Mutant("vgg relu before batch norm", "architecture", VGG, "        if isinstance(spec, arch.BatchNorm2dSpec) or (\n            isinstance(spec, (arch.Conv2dSpec, arch.LinearSpec)) and not normalised_next\n        ):", "        if isinstance(spec, (arch.Conv2dSpec, arch.LinearSpec)):"),

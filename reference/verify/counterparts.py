@@ -20,11 +20,20 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reference.models import tables as arch
 from reference.models.alexnet2012 import AlexNet2012
-from reference.models.layers import EuclideanRBF, GaussianRBF, LocalResponseNorm, SparseConv2d, Squash, Subsampling
+from reference.models.layers import (
+    EuclideanRBF,
+    GaussianRBF,
+    LocalResponseNorm,
+    SparseConv2d,
+    Squash,
+    Subsampling,
+    ZeroPadShortcut,
+)
 from reference.models.lenet import LeNet5
 from reference.models.vgg import HEAD_SIDE, VGG2014, VGG2014Dense
 from reference.verify.port import vgg_dense_like, vgg_fc_like
@@ -33,6 +42,7 @@ from reference.verify.states import State, StateMap
 __all__ = [
     "AveragedDenseVGG",
     "CdistRBF",
+    "ConcatZeroed",
     "Literal",
     "LiteralSparseConv2d",
     "PerGroup",
@@ -280,3 +290,19 @@ class WindowedVGGHead(nn.Module):
         rows = windows.permute(0, 2, 3, 1, 4, 5).reshape(n * h * w, c * HEAD_SIDE**2)  # (N h w, 25088)
         scores = self.fc.head(rows)  # (N h w, classes)
         return scores.reshape(n, h, w, -1).permute(0, 3, 1, 2)  # (N, classes, h, w)
+
+
+class ConcatZeroed(nn.Module):
+    """fb.resnet.torch's shortcut type A (models/resnet.lua): ``nn.SpatialAveragePooling(1, 1, stride, stride)``,
+    then ``nn.Concat`` of ``nn.Identity`` and ``nn.MulConstant(0)``: the input subsampled, beside its copy times 0
+    (an output twice the input's width, the zeros after)."""
+
+    def __init__(self, shortcut: ZeroPadShortcut) -> None:
+        super().__init__()
+        if shortcut.layout != "append" or shortcut.out_channels != 2 * shortcut.in_channels:
+            raise ValueError("fb.resnet.torch's shortcut doubles the width and appends the zeros")
+        self.stride = shortcut.stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.avg_pool2d(x, 1, self.stride)
+        return torch.cat([x, x.mul(0)], 1)

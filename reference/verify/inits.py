@@ -22,11 +22,13 @@ __all__ = [
     "Normal",
     "Uniform",
     "glorot_2010",
+    "he_2015",
     "krizhevsky_2012",
     "lecun_1998",
     "simonyan_2014",
     "sparse_lecun_1998",
     "torch_default",
+    "torchvision_resnet",
     "torchvision_vgg",
 ]
 
@@ -157,4 +159,40 @@ def glorot_2010(model: nn.Module, architecture: tables.Architecture) -> dict:
         else:
             fan_out = spec.out_channels * (1 if layer.startswith("fc") else spec.kernel_size**2)
         out[f"{layer}.weight"], out[f"{layer}.bias"] = Uniform(math.sqrt(6.0 / (fan_in + fan_out))), Constant(0.0)
+    return out
+
+
+def _residual_ends(architecture: tables.Architecture) -> set[str]:
+    """The batch norm that ends each block's main path: the first input of the block's addition."""
+    return {sources[0] for layer, sources in architecture.sources.items()
+            if isinstance(architecture.layers[layer], tables.AddSpec)}  # fmt: skip
+
+
+def torchvision_resnet(model: nn.Module, architecture: tables.Architecture, zero_residual: bool = False) -> dict:
+    """torchvision's ResNet: convolutions kaiming_normal (fan_out, ReLU gain): N(0, 2 / (out channels x k x k)),
+    whatever their groups; batch norms scale 1 (0 for each block's last with ``zero_init_residual``: Goyal et al.
+    2017), shift 0; the FC layer torch's default, U(-1/sqrt(F), 1/sqrt(F)) for weight and bias."""
+    out: dict[str, Init] = {}
+    ends = _residual_ends(architecture) if zero_residual else set()
+    for layer, spec in architecture:
+        if isinstance(spec, tables.Conv2dSpec):
+            out[f"{layer}.weight"] = Normal(math.sqrt(2.0 / (spec.out_channels * spec.kernel_size**2)))
+        elif isinstance(spec, tables.BatchNorm2dSpec):
+            out[f"{layer}.weight"], out[f"{layer}.bias"] = Constant(0.0 if layer in ends else 1.0), Constant(0.0)
+        elif isinstance(spec, tables.LinearSpec):
+            out[f"{layer}.weight"] = out[f"{layer}.bias"] = Uniform(1.0 / math.sqrt(spec.in_features))
+    return out
+
+
+def he_2015(model: nn.Module, architecture: tables.Architecture) -> dict:
+    """He et al. 2016 ("we initialize the weights as in [13]"): He et al. 2015's forward case, N(0, 2 / F), F the
+    fan-in, for every convolution and FC weight; biases 0; batch norm's scale 1 and shift 0."""
+    out: dict[str, Init] = {}
+    for layer, spec in architecture:
+        if (fan_in := _fan_in(spec)) is not None:
+            out[f"{layer}.weight"] = Normal(math.sqrt(2.0 / fan_in))
+            if getattr(spec, "bias", True):
+                out[f"{layer}.bias"] = Constant(0.0)
+        elif isinstance(spec, tables.BatchNorm2dSpec):
+            out[f"{layer}.weight"], out[f"{layer}.bias"] = Constant(1.0), Constant(0.0)
     return out

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from reference.models import tables as arch
 from reference.models.alexnet import TORCHVISION_NAMES, AlexNet
 from reference.models.alexnet2012 import TOWERS, AlexNet2012, AlexNet2012TwoTower, tower_architecture
+from reference.models.resnet import BLOCKS, ResNet, _Residual
 from reference.models.vgg import (
     TORCHVISION_BUILDERS,
     TORCHVISION_CONFIGS,
@@ -46,7 +47,11 @@ __all__ = [
     "grouped_state_from_two_tower",
     "port_by_order",
     "rename_state",
+    "resnet_from_torchvision",
+    "resnet_like",
+    "resnet_to_torchvision",
     "torchvision_alexnet_like",
+    "torchvision_resnet_like",
     "torchvision_vgg_like",
     "two_tower_from_grouped",
     "two_tower_like",
@@ -301,3 +306,59 @@ def vgg_fc_from_dense(model: VGG2014Dense, *, share: bool = False) -> VGG2014:
     """The FC form with the dense form's weights: copied, or with ``share`` views of them."""
     _require_type(model, VGG2014Dense, "vgg_fc_from_dense")
     return port(model, lambda: vgg_fc_like(model), Views(), share=share)
+
+
+# torchvision's ResNet ------------------------------------------------------------------------------------------------
+
+
+def _stage_counts(model: nn.Module) -> list[int]:
+    return [len(model.get_submodule(f"layer{stage}")) for stage in range(1, 5)]
+
+
+def torchvision_resnet_like(model: _Residual) -> torchvision.models.ResNet:
+    """torchvision's ResNet of ``model``'s blocks, counts, groups and widths (a :class:`ResNet`, or the paper's
+    ImageNet network with option B, whose modules torchvision's are); of its table's widths where they are not
+    torchvision's (a table narrowed by :func:`reference.models.tables.narrowed`): torchvision's own blocks and
+    forward, each convolution, batch norm and the FC layer then built at the table's widths."""
+    import torchvision
+    from torchvision.models import resnet as tv
+
+    table = model.architecture
+    block = getattr(tv, type(model.layer1[0]).__name__)
+    tv_model = torchvision.models.ResNet(block, _stage_counts(model), num_classes=model.num_classes,
+                                         groups=model.groups, width_per_group=model.base_width)  # fmt: skip
+    modules = dict(tv_model.named_modules())
+    for name, spec in table:
+        module = modules[name] if isinstance(spec, (arch.Conv2dSpec, arch.BatchNorm2dSpec, arch.LinearSpec)) else None
+        if module is None or module.weight.shape == spec.build().weight.shape:
+            continue
+        # A narrowed table's widths in torchvision's own module: its kernel, stride and padding, not the table's.
+        if isinstance(module, nn.Conv2d):
+            built = nn.Conv2d(spec.in_channels, spec.out_channels, module.kernel_size, module.stride, module.padding,
+                              groups=module.groups, bias=module.bias is not None)  # fmt: skip
+        else:
+            built = spec.build()
+        parent, _, attribute = name.rpartition(".")
+        setattr(tv_model.get_submodule(parent) if parent else tv_model, attribute, built)
+    return tv_model
+
+
+def resnet_like(tv_model: torchvision.models.ResNet) -> ResNet:
+    first = tv_model.layer1[0]
+    block = BLOCKS["bottleneck" if hasattr(first, "conv3") else "basic"]
+    return ResNet(block, _stage_counts(tv_model), num_classes=tv_model.fc.out_features, groups=tv_model.groups,
+                  width_per_group=tv_model.base_width)  # fmt: skip
+
+
+def resnet_to_torchvision(model: ResNet, *, share: bool = False) -> torchvision.models.ResNet:
+    """torchvision's ResNet with ``model``'s weights and batch-norm statistics (the same names): copied, or with
+    ``share`` the same tensors."""
+    _require_type(model, ResNet, "resnet_to_torchvision")
+    return port(model, lambda: torchvision_resnet_like(model), Views(), share=share)
+
+
+def resnet_from_torchvision(tv_model: torchvision.models.ResNet) -> ResNet:
+    import torchvision
+
+    _require_type(tv_model, torchvision.models.ResNet, "resnet_from_torchvision")
+    return port(tv_model, lambda: resnet_like(tv_model), Views(), back=True)
