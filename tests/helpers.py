@@ -146,13 +146,14 @@ def by_dtype(params: list, dtypes: list[torch.dtype]) -> list:
 
 
 def perturbed(name: str, layer: str, by: float = 1e-3) -> nn.Module:
-    """The registry's model ``name`` with ``by`` added to every bias of table layer ``layer`` (both towers' halves):
-    ``python -m reference diff tests.helpers:perturbed NAME --a-kwargs name=NAME layer=LAYER`` builds both sides
-    under one seed, so this is the only difference."""
+    """The registry's model ``name`` with ``by`` added to every bias of table layer ``layer`` (both towers' halves;
+    to the weights of a layer that has no bias, a ResNet's convolutions): ``python -m reference diff
+    tests.helpers:perturbed NAME --a-kwargs name=NAME layer=LAYER`` builds both sides under one seed, so this is the
+    only difference."""
     model = CASES[name].build()
     with torch.no_grad():
-        for module in layer_modules(model, layer):
-            model.get_submodule(module).bias.add_(by)
+        for module in map(model.get_submodule, layer_modules(model, layer)):
+            (module.weight if module.bias is None else module.bias).add_(by)
     return model
 
 

@@ -209,12 +209,14 @@ def aimed(items: Iterable[pytest.Item], measured: dict) -> dict[tuple[str, str],
 
 @functools.cache
 def _narrowed_network(name: str) -> str:
-    """What a case's narrowed build is: its code, its narrowed table (residual blocks cut, widths divided) and its
-    default input. Cases that differ only in how often a block repeats build the same narrowed network."""
+    """What a case's narrowed build is: its code, its narrowed table (residual blocks cut, widths divided), how its
+    weights are prepared and its default input. Cases that differ only in how often a block repeats build the same
+    narrowed network."""
     case = CASES[name]
     with narrowed(case.narrow):
         table = case.table()
-    return repr((code(case), table.layers, table.sources, case.input_space.default))
+    prepared = getattr(case.prepare, "__qualname__", None)
+    return repr((code(case), table.layers, table.sources, prepared, case.input_space.default))
 
 
 def _narrowed_id(item: pytest.Item) -> str | None:

@@ -7,7 +7,8 @@ the layer before it computed. Functions that return their input untouched (dropo
 are no computation and are left out.
 
 :func:`align` then pairs the two runs' steps in execution order by output shape, preferring steps of the same
-kind where that disambiguates (a longest common subsequence). Parallel branches that a ``torch.cat`` joins along
+kind, then of the same name, where that disambiguates (a longest common subsequence); steps of one name and kind
+meet even where their shapes differ, and there they part. Parallel branches that a ``torch.cat`` joins along
 dim 1 (the towers of the 2012 AlexNet, a connection table written as one convolution per map) are first zipped
 into joined steps, so that one grouped layer on one side meets its towers on the other. Where another pairing
 of the same quality exists, the alignment is ambiguous: it says where, and the caller compares outputs only.
@@ -235,11 +236,19 @@ def _is_channel_cat(step: Step) -> bool:
     )
 
 
+_NAMED = 1 << 24  # a shape's weight over a name's: names only break ties between pairings of equal shapes
+
+
 def _score(a: Step, b: Step) -> int:
-    """2 for the same shape and kind, 1 for the same shape only, 0 for a pairing that cannot be."""
+    """How well ``a`` meets ``b``, 0 for a pairing that cannot be: 2 for the same shape and kind, 1 for the same shape
+    only (times :data:`_NAMED`), plus 1 for the same name. Two steps of one name and kind with different shapes also
+    meet (the name's 1 alone): models whose weights port by name (a ResNet with its stride on the first convolution
+    of a block or on the second) part at that step, where an alignment by shape would skip it and then pair other
+    steps of the same shapes either way."""
+    named = int(a.name == b.name)
     if a.shape != b.shape:
-        return 0
-    return 2 if a.kind == b.kind else 1
+        return named if a.kind == b.kind else 0
+    return (2 if a.kind == b.kind else 1) * _NAMED + named
 
 
 def _best(a: Sequence[Step], b: Sequence[Step]) -> list[list[int]]:

@@ -251,6 +251,13 @@ class LayerDiff:
     max_abs_diff: float
     close: bool
     scale: float = 0.0  # max |value| on the counterpart's side: what max |Δ| is relative to in a report
+    counterpart_shape: tuple[int, ...] | None = None  # where it differs from ``shape``
+
+    @property
+    def shapes(self) -> str:
+        """``1x64x8x8``, or both sides' where they differ: ``1x64x8x8 | 1x64x16x16``."""
+        shown = "x".join(map(str, self.shape))
+        return shown if self.counterpart_shape is None else f"{shown} | {'x'.join(map(str, self.counterpart_shape))}"
 
 
 @dataclass
@@ -289,7 +296,7 @@ class Comparison:
             if first is not None:
                 lines.append(
                     f"first diverging layer: {first.layer!r} (counterpart {first.counterpart!r}), "
-                    f"output shape {first.shape}, max |Δ| = {first.max_abs_diff:.3g}"
+                    f"output shape {first.shapes}, max |Δ| = {first.max_abs_diff:.3g}"
                 )
             elif self.layers:
                 lines.append("every mapped layer agrees: the divergence is after the last mapped layer")
@@ -371,7 +378,8 @@ def compare_models(
     result.grad_atol = atol if grad_atol is None else grad_atol
     for name_a, name_b, a, b in seen:
         b = b.to(a.device)
-        result.layers.append(LayerDiff(name_a, name_b, tuple(a.shape), *_diff(a, b, rtol, atol), _scale(b)))
+        other = None if a.shape == b.shape else tuple(b.shape)
+        result.layers.append(LayerDiff(name_a, name_b, tuple(a.shape), *_diff(a, b, rtol, atol), _scale(b), other))
     del seen, seen_a, seen_b  # the layers' copies go before B's backward pass, the suite's peak
     if grads:
         _compare_grads(result, model_a, model_b, cotangent, out_b, x_a, x_b, grads_to_a)

@@ -134,16 +134,17 @@ def table(result: Comparison) -> list[tuple[str, ...]]:
     marked; the outputs last."""
     first = result.first_divergence()
     rows = [
-        _row(d.layer, d.counterpart, d.shape, d.max_abs_diff, d.scale, "<- first divergence" if d is first else "")
+        _row(d.layer, d.counterpart, d.shapes, d.max_abs_diff, d.scale, "<- first divergence" if d is first else "")
         for d in result.layers
     ]
     mark = "" if result.forward_close else ("<- differs" if first is not None else "<- first divergence")
-    rows.append(_row("output", "output", result.forward_shape, result.forward_max, result.forward_scale, mark))
+    shape = "x".join(map(str, result.forward_shape))
+    rows.append(_row("output", "output", shape, result.forward_max, result.forward_scale, mark))
     return rows
 
 
-def _row(a: str, b: str, shape: Sequence[int], difference: float, scale: float, mark: str) -> tuple[str, ...]:
-    return a, b, "x".join(map(str, shape)), f"{difference:.3g}", _relative(difference, scale), mark
+def _row(a: str, b: str, shape: str, difference: float, scale: float, mark: str) -> tuple[str, ...]:
+    return a, b, shape, f"{difference:.3g}", _relative(difference, scale), mark
 
 
 def _relative(difference: float, scale: float) -> str:

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from functools import partial
 
+import torch
+from torch import nn
+
 from reference.models._api import get_model_builder
 from reference.models.layers import ZeroPadShortcut
 from reference.models.resnet import (
@@ -210,6 +213,20 @@ def _paper_case(depth: int, shortcut: str) -> Case:
     )
 
 
+# He et al.'s init with fresh statistics (eval-mode batch norms that are identities) doubles a block's output variance
+# or so: a ResNet-110's outputs reach ~5e8 (measured), a ResNet-1202's overflow float32 (NaN), and every comparison of
+# it would be NaN against NaN. Deeper than this, the case's weights get statistics like a trained network's.
+FRESH_STATISTICS_DEPTH = 110
+
+
+def _trained_statistics(model: nn.Module) -> None:
+    """Running statistics near those of each batch norm's input at a drawn CIFAR input, in the model's dtype (see
+    :func:`~reference.verify.sensitivity.redraw_statistics`): a trained network's, which keep the signal finite."""
+    parameter = next(model.parameters())
+    x = torch.randn(CIFAR_INPUT, generator=torch.Generator().manual_seed(0)).to(parameter)
+    redraw_statistics(model, x)
+
+
 def _cifar_case(depth: int, layout: str = "append") -> Case:
     name = f"cifar_resnet{depth}" + ("_both" if layout == "both" else "")
     table = partial(cifar_resnet_architecture, depth, "A", 10, layout)
@@ -242,7 +259,8 @@ def _cifar_case(depth: int, layout: str = "append") -> Case:
             inits=(({}, lambda model: inits.he_2015(model, table())),),
             departures=CIFAR_DEPARTURES,
         ),
-        inert=(FRESH_STATISTICS, ZERO_FC_BIAS),
+        prepare=_trained_statistics if depth > FRESH_STATISTICS_DEPTH else None,
+        inert=(FRESH_STATISTICS, ZERO_FC_BIAS) if depth <= FRESH_STATISTICS_DEPTH else (ZERO_FC_BIAS,),
         narrow=CIFAR_NARROW,
         contrasts=contrasts,
     )
