@@ -35,7 +35,10 @@ def _shared(case, options) -> bool:
 
 
 @pytest.mark.cost(
-    builds=lambda case, params: _builds(case, params["init"]) - _shared(case, params["options"]), core=True, aim="init"
+    builds=lambda case, params: _builds(case, params["init"]) - _shared(case, params["options"]),
+    seconds=lambda case: _checks(case),
+    core=True,
+    aim="init",
 )
 @pytest.mark.parametrize(("case", "options", "init"), STATED)
 def test_init(modules, case, options, init):
@@ -51,7 +54,7 @@ def test_init(modules, case, options, init):
 
 @pytest.mark.cost(
     builds=lambda case, params: _builds(case, params["init"], narrow=True),
-    seconds=lambda case: _checks(case),
+    seconds=lambda case: _checks(case, narrow=True),
     aim="init",
     narrow=True,
 )
@@ -67,10 +70,10 @@ def test_init_narrow(case, options, init):
         _check_every_parameter(case, seeded(build, BUILD_SEED), init, build, narrow=True)
 
 
-def _checks(case) -> float:
+def _checks(case, narrow: bool = False) -> float:
     """The distribution checks' own seconds, beside the builds: ~1.5 ms a parameter (measured on VGG's narrowed
     builds, whose draws cost little)."""
-    return 0.0015 * sum(1 for _ in meta_model(case, narrow=True).parameters())
+    return 0.0015 * sum(1 for _ in meta_model(case, narrow=narrow).parameters())
 
 
 def _needed(model, init) -> dict[str, int]:
