@@ -199,6 +199,13 @@ class Subject:
             return modules.reference(self.case, dtype=dtype)
         return modules.counterpart(self.case, self.pair, dtype=dtype)
 
+    def narrowed(self, *, dtype: torch.dtype = torch.float32) -> nn.Module:
+        """A fresh build of the subject, narrowed as its case says (``Case.narrow``; full width where it says
+        nothing), in ``dtype``."""
+        with narrow(self.case):
+            reference = reference_module(self.case, dtype=dtype)
+            return reference if self.pair is None else ported(self.pair, reference)
+
     def layer_names(self, module: nn.Module) -> list[str]:
         """The modules computing the table's layers: the reference's own names, the counterpart's mapped ones."""
         if self.pair is None:

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from reference.models.base import ReferenceModel
 from reference.verify.compare import assert_close, capture_outputs
-from tests.helpers import MODELS, Subject, case_params, subject_params
+from tests.helpers import MODELS, Subject, case_params, narrowable, subject_params
 
 # What a layer table has, for the costs that grow with it.
 LAYERS_OF = {"seconds": lambda case: 0.02 * len(case.architecture.layers) if case.is_model else 0.02}
@@ -164,9 +164,10 @@ def test_export_sides(modules, subject):
 
 
 @pytest.mark.cost(seconds=0.5)
-@pytest.mark.parametrize("case", case_params(MODELS))
+@pytest.mark.parametrize("case", case_params(MODELS, lambda case: case.valid_sides.low > 2))
 def test_export_range_refused(modules, case):
-    """The input check's torch._check is the constraint: torch's refusal quotes the model's valid range."""
+    """The input check's torch._check is the constraint: torch's refusal quotes the model's valid range. (Not where
+    every side from 1 is valid, a ResNet's: a range from 0 meets torch's own guards on sizes of 1 first.)"""
     if not _export_keeps_pooled_sides_dynamic():
         pytest.skip("this torch's export specialises a pooled side on its parity, torchvision's models' too")
     valid, exportable = case.valid_sides, case.architecture.export_sides
@@ -216,16 +217,20 @@ def _onnx_matches_eager(modules, subject: Subject, tmp_path, *, dynamo: bool) ->
         assert_close(torch.from_numpy(output), module(x).detach(), what=f"onnxruntime, batch {batch}")
 
 
-@pytest.mark.cost(steps=6, memory=2)  # three samples' gradients from vmap, beside each sample's from the loop
+@pytest.mark.parametrize("dtype", [torch.float64], ids=["float64"])  # ordered after the case's float32 tests
+@pytest.mark.cost(steps=6, memory=2, narrow=lambda case: narrowable(case))  # three samples' gradients from vmap
 @pytest.mark.parametrize("subject", subject_params(tool="vmap"))
-def test_vmap(modules, subject):
-    """Per-sample gradients by vmap(grad) equal a loop over the samples."""
+def test_vmap(subject, dtype):
+    """Per-sample gradients by vmap(grad) equal a loop over the samples: in float64, on builds narrowed as the case
+    says. In float32 vmap's batched kernels part from the loop's by ~1e-7, which flips a ReLU whose input is that close
+    to 0, and with it that unit's share of every gradient before it (a ResNet-50's: 1 % of a batch norm's bias
+    gradient, measured with oneDNN; 1.6e-6 without it, 3e-15 in float64)."""
     from torch.func import functional_call, grad, vmap
 
-    module = subject.module(modules)
+    module = subject.narrowed(dtype=dtype)
     params = {name: p.detach() for name, p in module.named_parameters()}
     buffers = dict(module.named_buffers())
-    x = _batch(subject, 3)
+    x = _batch(subject, 3).to(dtype)
 
     def loss(params: dict[str, Tensor], sample: Tensor) -> Tensor:
         return functional_call(module, (params, buffers), (sample[None],)).square().sum()
@@ -234,7 +239,7 @@ def test_vmap(modules, subject):
     for i in range(x.shape[0]):
         sample = x[i].clone().requires_grad_()
         expected = torch.autograd.grad(loss(dict(module.named_parameters()), sample), [*module.parameters(), sample])
-        # vmap runs batched kernels (a grouped convolution for the batch): float32's table tolerance.
+        # vmap runs batched kernels (a grouped convolution for the batch): float64's table tolerance.
         for (name, got), want in zip([*per_sample[0].items(), ("input", per_sample[1])], expected, strict=True):
             assert_close(got[i], want, what=f"sample {i}: {name}")
 

@@ -23,9 +23,10 @@ def _widths(table: tables.Architecture) -> dict[str, int]:
 @pytest.mark.parametrize("case", NARROWED)
 def test_narrowed_table(case):
     """Every hidden width divided by the case's divisor, the input's channels and the output's width kept, the same
-    layers in the same order; the model built inside has the narrowed table's parameters, layer by layer, and so has
-    each counterpart (built from the table), its output as wide as the full model's."""
-    full = case.table()
+    layers in the same order (a residual table's runs of blocks cut to their first: ``Architecture.shortened``); the
+    model built inside has the narrowed table's parameters, layer by layer, and so has each counterpart (built from
+    the table), its output as wide as the full model's."""
+    full = case.table().shortened
     with narrow(case):
         table = case.table()
         model = meta_model(case, narrow=True)
