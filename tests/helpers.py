@@ -50,6 +50,7 @@ __all__ = [
     "narrowable",
     "pair_params",
     "perturbed",
+    "registry_model",
     "subject_params",
     "table_of",
     "train_step",
@@ -145,12 +146,21 @@ def by_dtype(params: list, dtypes: list[torch.dtype]) -> list:
     ]
 
 
+def registry_model(name: str) -> nn.Module:
+    """The registry's model ``name`` as ``diff`` builds a registry name: built, then prepared (``Case.prepare``)."""
+    case = CASES[name]
+    model = case.build()
+    if case.prepare is not None:
+        case.prepare(model)
+    return model
+
+
 def perturbed(name: str, layer: str, by: float = 1e-3) -> nn.Module:
     """The registry's model ``name`` with ``by`` added to every bias of table layer ``layer`` (both towers' halves;
     to the weights of a layer that has no bias, a ResNet's convolutions): ``python -m reference diff
     tests.helpers:perturbed NAME --a-kwargs name=NAME layer=LAYER`` builds both sides under one seed, so this is the
     only difference."""
-    model = CASES[name].build()
+    model = registry_model(name)
     with torch.no_grad():
         for module in map(model.get_submodule, layer_modules(model, layer)):
             (module.weight if module.bias is None else module.bias).add_(by)

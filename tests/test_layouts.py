@@ -7,6 +7,7 @@ on CPU is what a GPU run checks.
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -81,9 +82,12 @@ def test_bf16_autocast(modules, case, device):
         with torch.autocast(device, dtype=torch.bfloat16), capture_outputs(model, [first_conv]) as seen:
             out = model(x)
     assert seen[first_conv].dtype == torch.bfloat16  # autocast really ran the convolutions in bf16
-    # Autocast rounds each convolution's and linear layer's inputs to bf16 (relative error <= eps/2 each)
-    # and accumulates in float32 (oneDNN and cuDNN alike); measured on CPU ~3.5e-3 (about eps/2) relative
-    # to the output's norm. Bound: 4 eps.
+    # Autocast rounds each convolution's and linear layer's inputs to bf16 (relative error <= eps/2 each) and
+    # accumulates in float32 (oneDNN and cuDNN alike). Independent roundings add in quadrature: the bound is eps/2
+    # times the root of the rounded layers' count. Measured on CPU: 0.09-0.25 eps a root layer (AlexNet 0.42 eps
+    # over 8 layers, VGG-E 1.1 over 19, ResNet-152 1.2 over 156, the CIFAR ResNet-1202 4.0 over 1202).
+    rounded = sum(1 for module in model.modules() if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)))
+    bound = BF16_EPS / 2 * math.sqrt(rounded)
     error = (out.float() - expected).norm() / expected.norm()
-    assert error <= 4 * BF16_EPS, f"{case.name}: bf16 autocast is {error:.3g} from float32 (relative norm)"
+    assert error <= bound, f"{case.name}: bf16 autocast is {error:.3g} from float32 (relative norm; bound {bound:.3g})"
     assert error > 0  # ...and it is not float32 in disguise

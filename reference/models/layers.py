@@ -348,8 +348,11 @@ class ZeroPadShortcut(nn.Module):
                 raise ValueError(f"ZeroPadShortcut expects {accepts}; {got} ({sizes(x)[1]} channels)")
         extra = self.out_channels - self.in_channels
         before = extra // 2 if self.layout == "both" else 0
-        subsampled = x[:, :, :: self.stride, :: self.stride]  # (N, C_in, ceil(H / s), ceil(W / s))
-        return F.pad(subsampled, (0, 0, 0, 0, before, extra - before))  # (N, C_out, ceil(H / s), ceil(W / s))
+        # x[:, :, ::s, ::s] as a 1x1 pool of stride s: the same values, and a size, (H - 1) // s + 1, that torch's
+        # symbolic shapes see equal to the strided 3x3 convolution's beside it (the slice's is (H + 1) // s: export
+        # with dynamic sides could not prove the two equal and refused every range).
+        subsampled = F.max_pool2d(x, 1, self.stride)  # (N, C_in, (H - 1) // s + 1, (W - 1) // s + 1)
+        return F.pad(subsampled, (0, 0, 0, 0, before, extra - before))  # (N, C_out, same)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, stride={self.stride}, layout={self.layout!r}"

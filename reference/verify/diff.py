@@ -55,11 +55,16 @@ def parse_kwargs(items: Sequence[str]) -> dict[str, Any]:
 
 
 def build(spec: str, kwargs: Mapping[str, Any] | None = None, seed: int = SEED) -> Built:
-    """A registry name (``python -m reference list``) or ``package.module:callable``, built under ``seed``."""
+    """A registry name (``python -m reference list``) or ``package.module:callable``, built under ``seed``; a
+    registry model's weights then prepared as its comparisons use them (``Case.prepare``: the ResNet-1202's batch-norm
+    statistics, without which its outputs overflow)."""
     kwargs = dict(kwargs or {})
     if canonical_name(spec) in CASES:
         case = CASES[canonical_name(spec)]
-        return Built(spec, seeded(lambda: case.build(**kwargs), seed), case)
+        model = seeded(lambda: case.build(**kwargs), seed)
+        if case.prepare is not None:
+            case.prepare(model)
+        return Built(spec, model, case)
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise ValueError(f"{spec!r} is neither a registry name ({', '.join(CASES)}) nor package.module:callable")

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from reference.models import tables as arch
 from reference.models.alexnet import TORCHVISION_NAMES, AlexNet
 from reference.models.alexnet2012 import TOWERS, AlexNet2012, AlexNet2012TwoTower, tower_architecture
-from reference.models.resnet import BLOCKS, ResNet, _Residual
+from reference.models.resnet import BLOCKS, TABLE_1, ResNet, ResNet2015, _Residual
 from reference.models.vgg import (
     TORCHVISION_BUILDERS,
     TORCHVISION_CONFIGS,
@@ -47,6 +47,7 @@ __all__ = [
     "grouped_state_from_two_tower",
     "port_by_order",
     "rename_state",
+    "resnet2015_like",
     "resnet_from_torchvision",
     "resnet_like",
     "resnet_to_torchvision",
@@ -348,6 +349,17 @@ def resnet_like(tv_model: torchvision.models.ResNet) -> ResNet:
     block = BLOCKS["bottleneck" if hasattr(first, "conv3") else "basic"]
     return ResNet(block, _stage_counts(tv_model), num_classes=tv_model.fc.out_features, groups=tv_model.groups,
                   width_per_group=tv_model.base_width)  # fmt: skip
+
+
+def resnet2015_like(tv_model: torchvision.models.ResNet) -> ResNet2015:
+    """The paper's network (option B) of a torchvision ResNet-18 or -34's depth and classes: the same modules (its
+    basic blocks have no stride to place)."""
+    block = "bottleneck" if hasattr(tv_model.layer1[0], "conv3") else "basic"
+    counts = tuple(_stage_counts(tv_model))
+    depth = next((depth for depth, row in TABLE_1.items() if row == (block, counts)), None)
+    if depth is None or block != "basic":
+        raise ValueError(f"resnet2015_like takes torchvision's ResNet-18 or -34; got {block} blocks {counts}")
+    return ResNet2015(depth, "B", num_classes=tv_model.fc.out_features)
 
 
 def resnet_to_torchvision(model: ResNet, *, share: bool = False) -> torchvision.models.ResNet:

@@ -81,7 +81,9 @@ class Pair:
     and every gradient comparison use; ``back(other)`` builds the reference's modules for a counterpart, where a port
     back exists. ``model`` says what the counterpart is where it is a model of its own: a registry name, or
     ``"torchvision:<name>"`` (its builder, published weights and metadata are torchvision's). ``same_dropout``: the
-    two draw dropout's masks in the same order, so train mode with one seed agrees too.
+    two draw dropout's masks in the same order, so train mode with one seed agrees too; ``same_init``: they draw their
+    initial weights alike, so one seed builds the same weights (not where the paper states another init than the
+    library's).
     """
 
     name: str
@@ -92,6 +94,7 @@ class Pair:
     back: Callable[[nn.Module], nn.Module] | None = None
     model: str | None = None
     same_dropout: bool = False
+    same_init: bool = True
 
 
 @dataclass(frozen=True)

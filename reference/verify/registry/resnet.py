@@ -170,8 +170,9 @@ def _paper_case(depth: int, shortcut: str) -> Case:
         tv_name = f"resnet{depth}"
         if block == "basic":  # no stride to place: torchvision's network, module for module
             pairs = (
-                Pair(name=f"torchvision {tv_name}", other=port.torchvision_resnet_like, model=f"torchvision:{tv_name}",
-                     layers=_layers(table()), same_dropout=True),
+                Pair(name=f"torchvision {tv_name}", other=port.torchvision_resnet_like, back=port.resnet2015_like,
+                     model=f"torchvision:{tv_name}", layers=_layers(table()), same_dropout=True,
+                     same_init=False),  # He et al.'s fan_in against torchvision's fan_out
             )  # fmt: skip
         else:
             contrasts = (
