@@ -65,11 +65,11 @@ __all__ = [
 AIMS = ("init", "dropout", "structure", "facts", "counts", "sensitivity", "acting", "weights", "contrast")
 
 SECONDS = 40.0
-# Measured on the 2-core machine (docs/measurements.md, "No vacuous comparison"): with every case's checks left out
-# the run takes 9.6 s wall (4.5 s of pytest time: collection 2.7 s, the harness's own tests; the rest imports). With
-# 24 s of checks by these estimates (20.9 s of them the aimed ones), 673 tests ran in 29.5-30.7 s of pytest time,
-# 34.8-36.1 s wall with CI set (26 s: 723 tests, 37.5-37.9 s); the issue-21 tree took 34.3 s on the same VM. The
-# estimates run ~15 % under what the checks take (per-test work, hypothesis's own); the VM moves +-10 % between runs.
+# Measured on the 2-core machine (docs/measurements.md, "ResNet"): with ResNet in, the cheapest check of each aim
+# alone is 30.1 s by these estimates, and at 30.5 s of checks 675 tests ran in 28.6-28.9 s of pytest time, 33.1-33.5 s
+# wall with CI set, on the Xeon (issue 22's figures, 24 s of checks in 34.8-36.1 s, were the AMD EPYC's). The estimates
+# run ~30 % over what the checks take since the full init check and the checkpoint pay their own seconds (they ran
+# ~15 % under before); the VM moves +-10 % between runs.
 CHECK_SECONDS = 30.5
 PEAK_MB = 3000.0
 # What any test of a case costs beyond what it declares: pytest's own work around it (setup, the autouse fixtures,
