@@ -189,7 +189,10 @@ def diff_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     print(f"A: {args.a} ({type(a.model).__name__})\nB: {args.b} ({type(b.model).__name__})\n"
           f"input {'x'.join(map(str, shape))} {args.dtype}, {mode}; {describe({'rtol': result.rtol, 'atol': result.atol})}")  # fmt: skip
     print("\n".join([*notes, result.alignment.describe()]) + "\n")
-    print(_table(("A", "B", "shape", "max |Δ|", "max |Δ| / max |B|", ""), layers.table(result)))
+    print(_table(("A", "B", "shape", "max |Δ|", "own max |Δ|", "max |Δ| / max |B|", ""), layers.table(result)))
+    first = result.first_divergence()
+    if first is not None:
+        print(f"\nfirst diverging layer: {first.layer!r} (counterpart {first.counterpart!r})\n{result.culprit()}")
     if args.grads:
         print("\n".join([f"\ngradients: max |Δ| = {result.grad_max:.3g}", *result.grad_failures]))
     print("\nagree" if result.passed else "\ndiverge")

@@ -2,7 +2,7 @@
 
 ``assert_equivalent(a, b, x)`` runs both models on ``x`` and compares outputs (and, with ``grads=True``,
 gradients), naming the first layer whose output diverges, on both sides: the layers aligned automatically by
-execution order and shape, or by a ``layers`` map; ``assert_close`` is
+execution order, shape and name, or by a ``layers`` map; ``assert_close`` is
 ``torch.testing.assert_close`` with this suite's dtype-keyed ``TOLERANCES``, or exact.
 """
 

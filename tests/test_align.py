@@ -65,7 +65,7 @@ def test_alignment_finds_the_map(modules, case, pair):
             assert not result.passed, layer
             first = result.first_divergence()
             assert (first.layer, first.counterpart) == (layer, expected), result.report()
-        assert "aligned by execution order and shape" in aligned.report()
+        assert "aligned by execution order, shape and name" in aligned.report()
 
 
 class _Twice(nn.Module):
@@ -115,14 +115,14 @@ def test_alignment_of_repeats_and_functions():
     ids=["a ReLU applied twice against once", "one activation against two of other kinds"],
 )
 def test_ambiguous_alignment(model_a, model_b, where):
-    """An ambiguous alignment says where, and only the outputs are compared. (B's names are moved on past A's, so
-    that a name does not decide what shapes and kinds leave open.)"""
+    """An alignment ambiguous in part says where, compares the pairs it is sure of (the linear layers) and no other.
+    (B's names are moved on past A's, so that a name does not decide what shapes and kinds leave open.)"""
     model_b = nn.Sequential(nn.Identity(), nn.Identity(), *model_b)  # no steps: they only move B's names on
     model_b[2].load_state_dict(model_a[0].state_dict())
     result = compare_models(model_a, model_b, torch.randn(3, 4), rtol=1e9, atol=1e9)
     assert result.alignment.ambiguous
-    assert result.layers == []  # no layer judged on a guess
-    assert result.alignment.describe().startswith("layer alignment ambiguous, outputs compared only: ")
+    assert [(d.layer, d.counterpart) for d in result.layers] == [("0", "2")]  # no layer judged on a guess
+    assert "1 of the pairs ambiguous, not compared (the 1 certain ones are): " in result.alignment.describe()
     assert f"A's {where}" in result.alignment.describe()
 
 

@@ -359,7 +359,7 @@ def test_diff_registry_port(case, pair, capsys):
     assert cli.main(["diff", case.name, pair.model, "--port", "--grads", "--train"]) == 0
     out = capsys.readouterr().out
     assert "ported B into A by the registry's port" in out
-    assert "layers aligned by execution order and shape" in out
+    assert "layers aligned by execution order, shape and name" in out
     for layer, mapped in pair.layers.items():
         assert _rows(out)[layer][0] == (mapped if isinstance(mapped, str) else "+".join(mapped)), out
 

@@ -11,11 +11,13 @@ kind, then of the same name, where that disambiguates (a longest common subseque
 meet even where their shapes differ, and there they part. Parallel branches that a ``torch.cat`` joins along
 dim 1 (the towers of the 2012 AlexNet, a connection table written as one convolution per map) are first zipped
 into joined steps, so that one grouped layer on one side meets its towers on the other. Where another pairing
-of the same quality exists, the alignment is ambiguous: it says where, and the caller compares outputs only.
+of the same quality exists, the alignment is ambiguous there: it says where, and the caller compares the certain pairs
+only. The steps one side lacks are kept, with where they fall.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -52,22 +54,29 @@ class Step:
 
 @dataclass
 class Alignment:
-    """Which step of A meets which of B, and where it could have been otherwise."""
+    """Which step of A meets which of B, where it could have been otherwise, and the steps one side lacks."""
 
     pairs: list[tuple[Step, Step]] = field(default_factory=list)
     steps_a: int = 0
     steps_b: int = 0
     ambiguous: list[str] = field(default_factory=list)  # why, one line per step that could meet another
+    uncertain: set[int] = field(default_factory=set)  # the pairs (indices) another best alignment does not have
+    lone: list[tuple[str, Step, int]] = field(default_factory=list)  # ("A" or "B", a step with no counterpart, the
+    # number of pairs before it)
 
     def as_map(self) -> dict[str, str | tuple[str, ...]]:
         return {a.name: b.names for a, b in self.pairs}
 
     def describe(self) -> str:
-        if self.ambiguous:
-            return "layer alignment ambiguous, outputs compared only: " + "; ".join(self.ambiguous)
-        return (
-            f"layers aligned by execution order and shape: {len(self.pairs)} of A's {self.steps_a} steps "
+        aligned = (
+            f"layers aligned by execution order, shape and name: {len(self.pairs)} of A's {self.steps_a} steps "
             f"with {len(self.pairs)} of B's {self.steps_b}"
+        )
+        if not self.ambiguous:
+            return aligned
+        return (
+            f"{aligned}; {len(self.uncertain)} of the pairs ambiguous, not compared (the {len(self.pairs) - len(self.uncertain)} "
+            "certain ones are): " + "; ".join(self.ambiguous)
         )
 
 
@@ -316,9 +325,15 @@ def align(steps_a: Sequence[Step], steps_b: Sequence[Step]) -> Alignment:
             j += 1
     result = Alignment([(a[i], b[j]) for i, j in pairs], len(a), len(b))
     certain = _on_every_best(a, b, best)
-    for i, j in pairs:  # a pairing is certain only if every other best alignment has it too
+    for index, (i, j) in enumerate(pairs):  # a pairing is certain only if every other best alignment has it too
         if not certain[i][j]:
+            result.uncertain.add(index)
             result.ambiguous.append(f"A's {a[i].name!r} {a[i].shape} could meet another step than B's {b[j].name!r}")
+    for side, steps, paired in (("A", a, [i for i, _ in pairs]), ("B", b, [j for _, j in pairs])):
+        taken = set(paired)
+        for index, step in enumerate(steps):
+            if index not in taken:  # paired is increasing: the pairs before it by bisection
+                result.lone.append((side, step, bisect.bisect_left(paired, index)))
     return result
 
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from reference.verify.align import Alignment, align, record
 from reference.verify.build import trim
+from reference.verify.replay import Own, own_errors
 
 __all__ = [
     "EXACT",
@@ -252,6 +253,8 @@ class LayerDiff:
     close: bool
     scale: float = 0.0  # max |value| on the counterpart's side: what max |Δ| is relative to in a report
     counterpart_shape: tuple[int, ...] | None = None  # where it differs from ``shape``
+    own: Own | None = None  # B's layer on A's input to it (None: not computed; everything agreed)
+    position: int = 0  # its index among the alignment's pairs (the map's entries)
 
     @property
     def shapes(self) -> str:
@@ -284,6 +287,27 @@ class Comparison:
     def first_divergence(self) -> LayerDiff | None:
         return next((d for d in self.layers if not d.close), None)
 
+    def culprit(self) -> str | None:
+        """Where the divergence starts, as a line: a step one side lacks between the last agreeing layer and the
+        first diverging one; else the first layer whose own error (B's layer on A's input) exceeds the tolerance;
+        else that none does (the error accumulated). None where every layer agrees."""
+        first = self.first_divergence()
+        if first is None:
+            return None
+        agreed = max((d.position for d in self.layers if d.close and d.position < first.position), default=-1)
+        lone = self.alignment.lone if self.alignment is not None else []
+        for side, step, position in lone:
+            if agreed < position <= first.position:
+                other = "B" if side == "A" else "A"
+                return f"culprit: {side}'s {step.name!r} ({step.kind}), which {other} lacks: no counterpart"
+        own = next((d for d in self.layers if d.own is not None and d.own.close is False), None)
+        if own is not None:
+            return (f"culprit: {own.layer!r} (counterpart {own.counterpart!r}): its own error, B's layer on A's input "
+                    f"to it, is max |Δ| = {own.own.max_abs_diff:.3g}")  # fmt: skip
+        if all(d.own is None or d.own.max_abs_diff is None for d in self.layers):
+            return "culprit: not found (no layer could be run again on the other's input)"
+        return "culprit: none: no layer's own error exceeds the tolerance; the divergence is accumulated, not local"
+
     def report(self) -> str:
         tol = describe({"rtol": self.rtol, "atol": self.atol})
         lines = []
@@ -298,12 +322,20 @@ class Comparison:
                     f"first diverging layer: {first.layer!r} (counterpart {first.counterpart!r}), "
                     f"output shape {first.shapes}, max |Δ| = {first.max_abs_diff:.3g}"
                 )
+                lines.append(self.culprit())
             elif self.layers:
                 lines.append("every mapped layer agrees: the divergence is after the last mapped layer")
-            lines += [f"  {d.layer:<12} {d.counterpart:<28} {d.max_abs_diff:.3g}" for d in self.layers]
+            lines += [f"  {d.layer:<12} {d.counterpart:<28} {d.max_abs_diff:.3g}" + _own_part(d) for d in self.layers]
         grad_tol = describe({"rtol": self.grad_rtol, "atol": self.grad_atol})
         lines += [f"gradient differs ({grad_tol}): {failure}" for failure in self.grad_failures]
         return "\n".join(lines) or f"equivalent ({tol})"
+
+
+def _own_part(layer: LayerDiff) -> str:
+    if layer.own is None:
+        return ""
+    own = layer.own
+    return f"  (own: {own.max_abs_diff:.3g})" if own.max_abs_diff is not None else f"  (own: not replayed, {own.why})"
 
 
 def _cotangent(like: Tensor) -> Tensor:
@@ -333,12 +365,16 @@ def compare_models(
     seed: int | None = None,
     grad_rtol: float | None = None,
     grad_atol: float | None = None,
+    own: bool = False,
 ) -> Comparison:
     """Run both models on ``inputs`` and compare outputs, layers and (``grads``) gradients.
 
+    Where a layer diverges (or with ``own``, everywhere), each compared layer's own error too: B's module run again
+    on A's input to it (:func:`reference.verify.replay.own_errors`), which :meth:`Comparison.culprit` reads.
+
     ``layers`` maps A's layers to B's (a name, or several joined along dim 1); without it (None), the layers are
-    aligned automatically by execution order and output shape (:func:`reference.verify.align.align`), and where
-    that alignment is ambiguous, the outputs alone are compared and the report says why. ``layers={}``: outputs
+    aligned automatically by execution order, output shape and name (:func:`reference.verify.align.align`), and
+    where that alignment is ambiguous, the pairs it is sure of are compared and the report lists the others. ``layers={}``: outputs
     only.
     ``grads_to_a`` maps model_b's parameter gradients onto model_a's parameter names (for example the
     inverse of a port), each to a tensor or to parts that make it along dim 0; without it only the input
@@ -364,22 +400,30 @@ def compare_models(
         out_b = _forward(model_b, x_b, seed)
     if layers is None:
         alignment = align(seen_a, seen_b)
-        seen = [] if alignment.ambiguous else [(a.name, b.name, a.output, b.output) for a, b in alignment.pairs]
+        seen = [(index, a.name, b.name, a.output, b.output) for index, (a, b) in enumerate(alignment.pairs)
+                if index not in alignment.uncertain]  # fmt: skip
     else:
         alignment, seen = None, []
-        for name, names in layers.items():
+        for index, (name, names) in enumerate(layers.items()):
             parts = [seen_b[n] for n in _listed(names)]
             seen.append(
-                (name, "+".join(_listed(names)), seen_a[name], torch.cat(parts, 1) if len(parts) > 1 else parts[0])
-            )
+                (index, name, "+".join(_listed(names)), seen_a[name],
+                 torch.cat(parts, 1) if len(parts) > 1 else parts[0])
+            )  # fmt: skip
     result = Comparison(rtol, atol, *_diff(out_a, out_b, rtol, atol), alignment=alignment,
                         forward_scale=_scale(out_b), forward_shape=tuple(out_a.shape))  # fmt: skip
     result.grad_rtol = rtol if grad_rtol is None else grad_rtol
     result.grad_atol = atol if grad_atol is None else grad_atol
-    for name_a, name_b, a, b in seen:
+    for index, name_a, name_b, a, b in seen:
         b = b.to(a.device)
         other = None if a.shape == b.shape else tuple(b.shape)
-        result.layers.append(LayerDiff(name_a, name_b, tuple(a.shape), *_diff(a, b, rtol, atol), _scale(b), other))
+        result.layers.append(LayerDiff(name_a, name_b, tuple(a.shape), *_diff(a, b, rtol, atol), _scale(b), other,
+                                       position=index))  # fmt: skip
+    if own or result.first_divergence() is not None:  # where a layer parts: which one is wrong
+        judged = own_errors(model_a, model_b, inputs, [(name_a, name_b, a) for _, name_a, name_b, a, _ in seen],
+                            lambda a, b: _diff(a, b, rtol, atol), seed)  # fmt: skip
+        for layer, error in zip(result.layers, judged, strict=True):
+            layer.own = error
     del seen, seen_a, seen_b  # the layers' copies go before B's backward pass, the suite's peak
     if grads:
         _compare_grads(result, model_a, model_b, cotangent, out_b, x_a, x_b, grads_to_a)

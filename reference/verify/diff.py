@@ -1,5 +1,5 @@
 """``python -m reference diff A B``: any two models, each a registry name or ``package.module:callable``, compared
-layer by layer with no layer map (aligned by execution order and shape), with B's weights ported into A if asked.
+layer by layer with no layer map (aligned by execution order, shape and name), with B's weights ported into A if asked.
 
 Both are built under the same seed, so that two models that draw their initial weights alike (a re-implementation
 and its library's model) start equal even without ``--port``. The port is the registry's own where A and B are
@@ -125,6 +125,7 @@ def diff(
         grads=grads,
         grads_to_a=grads_to_a,
         seed=SEED if train else None,
+        own=True,
     )
     return result, notes
 
@@ -135,21 +136,50 @@ def _by_names(pairs: Mapping[str, str]) -> GradMap:
 
 
 def table(result: Comparison) -> list[tuple[str, ...]]:
-    """Rows: A's layer, B's layer, shape, max |Δ|, max |Δ| relative to B's largest |value|, and the first divergence
-    marked; the outputs last."""
+    """Rows: A's layer, B's layer, shape, max |Δ|, its own part (B's layer run on A's input to it: "-" where not
+    replayed), max |Δ| relative to B's largest |value|, and the first divergence and the culprit marked; a step one
+    side lacks where it falls, with "-" for the other side; an ambiguous pair as such; the outputs last."""
     first = result.first_divergence()
-    rows = [
-        _row(d.layer, d.counterpart, d.shapes, d.max_abs_diff, d.scale, "<- first divergence" if d is first else "")
-        for d in result.layers
-    ]
+    culprit = result.culprit() or ""
+    by_position = {d.position: d for d in result.layers}
+    lone: dict[int, list] = {}
+    for side, step, position in result.alignment.lone if result.alignment is not None else []:
+        lone.setdefault(position, []).append((side, step))
+    positions = len(result.alignment.pairs) if result.alignment is not None else len(result.layers)
+    rows = []
+    for position in range(positions + 1):
+        for side, step in lone.get(position, []):
+            names = (step.name, "-") if side == "A" else ("-", step.name)
+            mark = (
+                "<- culprit"
+                if f"{side}'s {step.name!r}" in culprit
+                else f"no counterpart in {'B' if side == 'A' else 'A'}"
+            )
+            rows.append((*names, "x".join(map(str, step.shape)), "", "", "", mark))
+        if position == positions:
+            break
+        d = by_position.get(position)
+        if d is None:  # an ambiguous pair: not compared
+            a, b = result.alignment.pairs[position]
+            rows.append((a.name, b.name, "x".join(map(str, a.shape)), "", "", "", "ambiguous: not compared"))
+            continue
+        marks = ["culprit"] * (f"culprit: {d.layer!r}" in culprit) + ["first divergence"] * (d is first)
+        mark = "<- " + " and ".join(marks) if marks else ""
+        rows.append(_row(d.layer, d.counterpart, d.shapes, d.max_abs_diff, _own(d), d.scale, mark))
     mark = "" if result.forward_close else ("<- differs" if first is not None else "<- first divergence")
     shape = "x".join(map(str, result.forward_shape))
-    rows.append(_row("output", "output", shape, result.forward_max, result.forward_scale, mark))
+    rows.append(_row("output", "output", shape, result.forward_max, "", result.forward_scale, mark))
     return rows
 
 
-def _row(a: str, b: str, shape: str, difference: float, scale: float, mark: str) -> tuple[str, ...]:
-    return a, b, shape, f"{difference:.3g}", _relative(difference, scale), mark
+def _own(layer) -> str:
+    if layer.own is None:
+        return ""
+    return "-" if layer.own.max_abs_diff is None else f"{layer.own.max_abs_diff:.3g}"
+
+
+def _row(a: str, b: str, shape: str, difference: float, own: str, scale: float, mark: str) -> tuple[str, ...]:
+    return a, b, shape, f"{difference:.3g}", own, _relative(difference, scale), mark
 
 
 def _relative(difference: float, scale: float) -> str:

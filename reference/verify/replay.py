@@ -1,0 +1,141 @@
+"""Each layer's own error: B's module run again on the input A's layer received, against A's output.
+
+An error that starts under the tolerance and grows (float32 sums, a cancellation) makes the first layer whose output
+parts an innocent one; the layer that is wrong is the one whose own error exceeds the tolerance, on the same input
+as A's (nobuco's per-node check). :func:`own_errors` re-runs A once, keeping the arguments of the calls it needs
+(cloned as each call is made), and replays each of B's modules on them in B's own state and mode: its buffers are
+restored afterwards, and no gradient is kept. A step with no module (a functional op), joined branches, or a
+dropout in train mode (it draws a new mask) is not replayed, and says why.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Own", "own_errors", "split_call"]
+
+
+@dataclass(frozen=True)
+class Own:
+    """A layer's own error: max |Δ| of B's module on A's input against A's output, and whether it is within the
+    tolerance; None with ``why`` where the step was not replayed."""
+
+    max_abs_diff: float | None = None
+    close: bool | None = None
+    why: str = ""
+
+
+def split_call(step: str) -> tuple[str, int | None]:
+    """``"relu#2"`` -> (``"relu"``, 2); ``"fc"`` -> (``"fc"``, 1): the module and which of its calls (a recorded
+    step's name, :func:`reference.verify.align.record`)."""
+    base, sep, count = step.rpartition("#")
+    return (base, int(count)) if sep and count.isdigit() else (step, 1)
+
+
+def _leaf(model: nn.Module, name: str) -> nn.Module | None:
+    try:
+        module = model.get_submodule(name)
+    except AttributeError:
+        return None
+    return module if next(module.children(), None) is None else None
+
+
+def _cloned(values: object) -> object:
+    if isinstance(values, Tensor):
+        return values.detach().clone()
+    if isinstance(values, (list, tuple)):
+        return type(values)(_cloned(value) for value in values)
+    return values
+
+
+@contextmanager
+def _calls(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, list[tuple]]]:
+    """Each named module's calls' positional arguments, cloned as the call is made, in order."""
+    calls: dict[str, list[tuple]] = defaultdict(list)
+    handles = [
+        model.get_submodule(name).register_forward_pre_hook(
+            lambda _module, args, name=name: calls[name].append(_cloned(args))
+        )
+        for name in names
+    ]
+    try:
+        yield calls
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def _state_kept(module: nn.Module) -> Iterator[None]:
+    """The module's buffers as they were afterwards (a train-mode batch norm updates its running statistics); those
+    left unchanged are not written (an eval-mode batch norm's are saved for the comparison's backward pass, which a
+    write would invalidate)."""
+    saved = {name: buffer.detach().clone() for name, buffer in module.named_buffers()}
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name, buffer in module.named_buffers():
+                if not torch.equal(buffer, saved[name]):
+                    buffer.copy_(saved[name])
+
+
+def _why_not(model_a: nn.Module, model_b: nn.Module, name_a: str, name_b: str) -> str:
+    if "+" in name_a or "+" in name_b:
+        return "joined branches"
+    base_a, base_b = split_call(name_a)[0], split_call(name_b)[0]
+    if base_a.endswith("()") or base_b.endswith("()"):
+        return "a function, no module"
+    if _leaf(model_a, base_a) is None or _leaf(model_b, base_b) is None:
+        return "not a leaf module"
+    module_b = model_b.get_submodule(base_b)
+    if module_b.training and isinstance(module_b, nn.modules.dropout._DropoutNd):
+        return "a dropout in train mode draws a new mask"
+    return ""
+
+
+def own_errors(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    x: Tensor,
+    pairs: Sequence[tuple[str, str, Tensor]],
+    judge,
+    seed: int | None = None,
+) -> list[Own]:
+    """For each (A's step, B's step, A's output at it): B's module on the arguments A's module received there, judged
+    by ``judge(a, b) -> (max |Δ|, close)``. A is run once more on ``x`` (under ``seed`` where given, its buffers
+    restored); nothing is replayed where no step is replayable."""
+    from reference.verify.compare import _forward  # the comparison's own forward: the same seed, the same way
+
+    why = [_why_not(model_a, model_b, name_a, name_b) for name_a, name_b, _ in pairs]
+    needed = sorted({split_call(name_a)[0] for (name_a, _, _), reason in zip(pairs, why, strict=True) if not reason})
+    if not needed:
+        return [Own(why=reason) for reason in why]
+    with torch.no_grad(), _state_kept(model_a), _calls(model_a, needed) as calls:
+        _forward(model_a, x, seed)
+    dtype = next((p.dtype for p in model_b.parameters() if p.is_floating_point()), x.dtype)
+    device = next((p.device for p in model_b.parameters()), x.device)
+    out = []
+    for (name_a, name_b, a), reason in zip(pairs, why, strict=True):
+        if reason:
+            out.append(Own(why=reason))
+            continue
+        (base_a, call), base_b = split_call(name_a), split_call(name_b)[0]
+        args = calls[base_a][call - 1]
+        args = tuple(arg.to(dtype=dtype, device=device) if isinstance(arg, Tensor) and arg.is_floating_point()
+                     else arg for arg in args)  # fmt: skip
+        module_b = model_b.get_submodule(base_b)
+        try:
+            with torch.no_grad(), _state_kept(module_b):
+                b = module_b(*args)
+        except Exception as error:  # B's layer does not take A's input (another shape): that is its own error
+            out.append(Own(float("inf"), False, f"B's layer refuses A's input: {type(error).__name__}"))
+            continue
+        out.append(Own(*judge(a, b.to(a.device))))
+    return out

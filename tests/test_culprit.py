@@ -1,0 +1,93 @@
+"""Each layer's own error and the culprit: a layer whose error only grows what it received is not blamed, the layer
+that is wrong is, and so is a step one side lacks."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import pytest
+import torch
+from torch import nn
+
+from reference.verify.align import port_by_order
+from reference.verify.compare import compare_models
+
+ATOL = 1e-3  # the test's tolerance (rtol 0): every value here is under 1, where the table's atol is not scaled
+
+
+def _chain() -> nn.Sequential:
+    """fc1 writes one value twice; fc2 takes their difference 100 times (0 in exact arithmetic): it grows an error
+    fc1 made in one copy 100-fold, with no error of its own; fc3 passes it on."""
+    chain = nn.Sequential(OrderedDict(fc1=nn.Linear(2, 2), fc2=nn.Linear(2, 1), fc3=nn.Linear(1, 1))).double()
+    with torch.no_grad():
+        chain.fc1.weight.copy_(torch.tensor([[0.3, -0.2], [0.3, -0.2]]))
+        chain.fc1.bias.fill_(0.1)
+        chain.fc2.weight.copy_(torch.tensor([[100.0, -100.0]]))
+        chain.fc2.bias.zero_()
+        chain.fc3.weight.fill_(0.5)
+        chain.fc3.bias.fill_(0.2)
+    return chain
+
+
+def _planted(grown: bool, local: str | None) -> nn.Sequential:
+    chain = _chain()
+    with torch.no_grad():
+        if grown:
+            chain.fc1.bias[0] += 1e-4  # fc1's own error, 1e-4, within the tolerance; fc2 makes it 1e-2
+        if local is not None:
+            chain.get_submodule(local).bias += 0.5  # a real bug: the layer's own error is 0.5
+    return chain
+
+
+X = torch.tensor([[0.4, -0.7], [0.1, 0.9]], dtype=torch.float64)
+
+
+@pytest.mark.parametrize(
+    ("grown", "local", "first", "culprit"),
+    [
+        (True, "fc3", "fc2", "culprit: 'fc3'"),
+        (False, "fc3", "fc3", "culprit: 'fc3'"),
+        (False, "fc2", "fc2", "culprit: 'fc2'"),
+        (True, None, "fc2", "culprit: none: no layer's own error exceeds the tolerance; the divergence is accumulated"),
+    ],
+    ids=["grown then a bug", "a bug only", "a bug where it grows", "grown only"],
+)
+@pytest.mark.parametrize("mapped", [False, True], ids=["aligned", "mapped"])
+def test_culprit(grown, local, first, culprit, mapped):
+    """The first diverging layer is where the outputs part; the culprit, the first layer whose own error (B's layer
+    on A's input) exceeds the tolerance: a grown error is not blamed on the layer that grew it, and where nothing is
+    wrong locally the report says the divergence accumulated. With a layer map and without."""
+    layers = {name: name for name in ("fc1", "fc2", "fc3")} if mapped else None
+    result = compare_models(_chain(), _planted(grown, local), X, rtol=0, atol=ATOL, layers=layers)
+    assert result.first_divergence().layer == first, result.report()
+    assert result.culprit().startswith(culprit), result.report()
+    assert culprit in result.report()
+    own = {d.layer: d.own.max_abs_diff for d in result.layers}
+    assert own["fc2"] == 0 if local != "fc2" else own["fc2"] == pytest.approx(0.5)  # fc2 grows, it errs in nothing
+    assert own["fc1"] == pytest.approx(1e-4 if grown else 0, abs=1e-12)
+
+
+class _AlexNetHead(nn.Module):
+    """A hand-written end of AlexNet's features that forgot the ReLU after its fourth convolution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c3, self.relu3 = nn.Conv2d(4, 6, 3, padding=1), nn.ReLU()
+        self.c4, self.c5, self.relu5 = nn.Conv2d(6, 6, 3, padding=1), nn.Conv2d(6, 4, 3, padding=1), nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu5(self.c5(self.c4(self.relu3(self.c3(x)))))
+
+
+def test_culprit_lacking_step():
+    """A model missing one operation, ported by order from the library's, names the operation it lacks as the
+    culprit, where the outputs part one layer later (no layer's own error exceeds the tolerance there)."""
+    torch.manual_seed(0)
+    library = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 6, 3, padding=1), nn.ReLU(),
+                            nn.Conv2d(6, 4, 3, padding=1), nn.ReLU())  # fmt: skip
+    mine, x = _AlexNetHead(), torch.randn(2, 4, 5, 5)
+    port_by_order(library, mine, x)
+    result = compare_models(mine, library, x, rtol=0, atol=0)
+    assert result.alignment.describe().startswith("layers aligned by execution order, shape and name: 5 of A's 5")
+    assert result.first_divergence().layer == "c5", result.report()
+    assert result.culprit() == "culprit: B's '3' (relu), which A lacks: no counterpart", result.report()
