@@ -33,7 +33,7 @@ def _device(text: str) -> str:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available here (torch.cuda.is_available() is False)")
     if device.type not in ("cpu", "cuda"):
-        raise argparse.ArgumentTypeError(f"{text!r}: verify runs on cpu or cuda")
+        raise argparse.ArgumentTypeError(f"{text!r}: the models run on cpu or cuda")
     return text
 
 
@@ -180,6 +180,7 @@ def diff_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         x = case.input_space.sample(shape, dtype=dtype)
     else:
         x = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    x = x.to(args.device)  # drawn on the CPU: the same input on every device
     try:
         result, notes = layers.diff(a, b, x, port=args.port, grads=args.grads, train=args.train, exact=args.exact)
     except (ValueError, TypeError, RuntimeError) as error:
@@ -187,12 +188,25 @@ def diff_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         return 2
     mode = "train mode, the same seed before each forward" if args.train else "eval mode"
     print(f"A: {args.a} ({type(a.model).__name__})\nB: {args.b} ({type(b.model).__name__})\n"
-          f"input {'x'.join(map(str, shape))} {args.dtype}, {mode}; {describe({'rtol': result.rtol, 'atol': result.atol})}")  # fmt: skip
+          f"input {'x'.join(map(str, shape))} {args.dtype} on {args.device}, {mode}; {describe({'rtol': result.rtol, 'atol': result.atol})}")  # fmt: skip
     print("\n".join([*notes, result.alignment.describe()]) + "\n")
-    print(_table(("A", "B", "shape", "max |Δ|", "own max |Δ|", "max |Δ| / max |B|", ""), layers.table(result)))
+    header = (
+        "A",
+        "B",
+        "shape",
+        "max |Δ|",
+        "own max |Δ|",
+        "max |Δ| / max |B|",
+        "rtol needed",
+        "atol needed",
+        "ULPs",
+        "",
+    )
+    print(_table(header, layers.table(result)))
     first = result.first_divergence()
     if first is not None:
         print(f"\nfirst diverging layer: {first.layer!r} (counterpart {first.counterpart!r})\n{result.culprit()}")
+    print(result.would_pass())
     if args.grads:
         print("\n".join([f"\ngradients: max |Δ| = {result.grad_max:.3g}", *result.grad_failures]))
     print("\nagree" if result.passed else "\ndiverge")
@@ -257,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  help=f"keyword arguments for {side.upper()}'s builder, e.g. num_classes=10")  # fmt: skip
     diff_parser.add_argument("--input", type=_shape, default=None, help="input shape, e.g. 2,3,224,224")
     diff_parser.add_argument("--dtype", choices=DTYPE_BY_NAME, default="float32")
+    diff_parser.add_argument("--device", type=_device, default="cpu", help="where A and B run: cpu (default), cuda[:N]")
     diff_parser.add_argument("--grads", action="store_true", help="compare gradients too")
     diff_parser.add_argument("--port", action="store_true", help="copy B's weights into A first")
     diff_parser.add_argument("--train", action="store_true", help="train mode, the same seed before each forward")

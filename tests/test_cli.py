@@ -246,7 +246,7 @@ def test_unknown_name(capsys):
 
 @pytest.mark.parametrize(
     ("device", "message"),
-    [("tpu", "'tpu' is not a torch device"), ("meta", "'meta': verify runs on cpu or cuda")]
+    [("tpu", "'tpu' is not a torch device"), ("meta", "'meta': the models run on cpu or cuda")]
     + ([] if torch.cuda.is_available() else [("cuda", "'cuda': CUDA is not available here")]),
 )
 def test_verify_device(device, message, capsys):
@@ -281,6 +281,18 @@ def test_diff_exit_codes(capsys):
             f"layer={_middle_weighted_layer(case)}", "--exact", "--grads"]  # fmt: skip
     assert cli.main(argv) == 1
     assert capsys.readouterr().out.rstrip().endswith("diverge")
+
+
+def test_diff_device(capsys):
+    """diff runs both models on ``--device`` and says so; a device this machine lacks is a usage error (exit 2)."""
+    case = get_case(SMALLEST)
+    assert cli.main(["diff", case.name, case.name, "--exact", "--device", "cpu"]) == 0
+    assert " on cpu, eval mode" in capsys.readouterr().out
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit) as stopped:
+            cli.main(["diff", case.name, case.name, "--device", "cuda"])
+        assert stopped.value.code == 2
+        assert "CUDA is not available here" in capsys.readouterr().err
 
 
 def test_costs(tmp_path, monkeypatch, capsys):

@@ -113,3 +113,15 @@ def test_cuda_lrn(deterministic):
         lrn(on_gpu).pow(2).sum().backward()  # must not raise: no avg_pool3d backward in here
         grads.append(on_gpu.grad)
     assert_close(grads[1], grads[0], exact=True, what="LRN input gradient, two deterministic runs")
+
+
+def test_diff_on_cuda(capsys):
+    """``diff --device cuda``: the smallest model against itself, built under one seed, agrees bit for bit on the
+    GPU."""
+    from reference import cli
+
+    name = min(MODELS, key=lambda case: case.trainable_params).name
+    assert cli.main(["diff", name, name, "--exact", "--device", "cuda"]) == 0
+    out = capsys.readouterr().out
+    assert " on cuda, eval mode" in out
+    assert out.rstrip().endswith("agree")

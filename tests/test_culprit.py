@@ -91,3 +91,27 @@ def test_culprit_lacking_step():
     assert result.alignment.describe().startswith("layers aligned by execution order, shape and name: 5 of A's 5")
     assert result.first_divergence().layer == "c5", result.report()
     assert result.culprit() == "culprit: B's '3' (relu), which A lacks: no counterpart", result.report()
+
+
+@pytest.mark.parametrize("shift", [1e-6, 1e-3, 0.5])
+def test_needed(shift):
+    """The bounds that would have passed equal the measured errors: atol (rtol 0) is the largest |Δ| (values under
+    1: not scaled), rtol (atol 0) the largest |Δ| / |b|; each passes the comparison exactly and a hair less fails
+    it. The error in ULPs is |Δ| over B's float64 spacing at |b|."""
+    a, b = _chain(), _planted(False, None)
+    with torch.no_grad():
+        b.fc3.bias += shift
+    result = compare_models(a, b, X, own=True)
+    with torch.no_grad():
+        out_a, out_b = a(X), b(X)
+    difference = (out_a - out_b).abs()
+    assert result.needed.atol == difference.max().item()
+    assert result.needed.rtol == (difference / out_b.abs()).max().item()
+    spacing = torch.nextafter(out_b.abs(), torch.tensor(float("inf"), dtype=torch.float64)) - out_b.abs()
+    assert result.needed.ulps == pytest.approx((difference / spacing).max().item())
+    for key in ("atol", "rtol"):
+        bound = {"rtol": 0.0, "atol": 0.0, key: getattr(result.needed, key)}
+        assert compare_models(a, b, X, layers={}, **bound).passed
+        assert not compare_models(a, b, X, layers={}, **{**bound, key: bound[key] * (1 - 1e-9)}).passed
+    assert result.would_pass() == (f"would pass at rtol >= {result.needed.rtol:.3g} (atol 0), "
+                                   f"or atol >= {result.needed.atol:.3g} (rtol 0)")  # fmt: skip

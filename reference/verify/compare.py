@@ -187,6 +187,35 @@ def _diff(a: Tensor, b: Tensor, rtol: float, atol: float) -> tuple[float, bool]:
     return largest.item(), bool(close)
 
 
+@dataclass(frozen=True)
+class Needed:
+    """The smallest bounds that would have passed a comparison: ``rtol`` at atol 0, ``atol`` at rtol 0 (in this
+    suite's units: times max |b| where that exceeds 1, :func:`scaled_atol`), and the largest error in units in the
+    last place of B's value (its spacing at |b|, in B's dtype; None for integers)."""
+
+    rtol: float
+    atol: float
+    ulps: float | None
+
+
+def needed(a: Tensor, b: Tensor) -> Needed:
+    """:class:`Needed` for ``a`` against ``b`` (the same shape), in float64: a chunk at a time, as :func:`_diff`."""
+    if a.numel() == 0 or torch.equal(a, b):
+        return Needed(0.0, 0.0, 0.0 if b.is_floating_point() else None)
+    rtol = ulps = 0.0
+    a, b_all = a.detach().reshape(-1), b.detach().reshape(-1)
+    for start in range(0, a.numel(), _CHUNK):
+        x, y = a[start : start + _CHUNK].double(), b_all[start : start + _CHUNK]
+        d = (x - y.double()).abs()
+        size = y.double().abs()
+        rtol = max(rtol, torch.where(d > 0, d / size, 0.0).max().item())  # d > 0 at |b| = 0: inf
+        if y.is_floating_point():
+            spacing = (torch.nextafter(y.abs(), torch.tensor(float("inf"), dtype=y.dtype)) - y.abs()).double()
+            ulps = max(ulps, (d / spacing).max().item())
+    largest = (a.double() - b_all.double()).abs().max().item()
+    return Needed(rtol, largest / max(1.0, _scale(b)), ulps if b.is_floating_point() else None)
+
+
 def _scale(t: Tensor) -> float:
     """max |t| (0 for an empty tensor), from the extremes: no temporary the size of fc6's gradient."""
     if not t.numel():
@@ -254,6 +283,7 @@ class LayerDiff:
     scale: float = 0.0  # max |value| on the counterpart's side: what max |Δ| is relative to in a report
     counterpart_shape: tuple[int, ...] | None = None  # where it differs from ``shape``
     own: Own | None = None  # B's layer on A's input to it (None: not computed; everything agreed)
+    needed: Needed | None = None  # the bounds that would have passed it (``compare_models(..., own=True)``)
     position: int = 0  # its index among the alignment's pairs (the map's entries)
 
     @property
@@ -279,6 +309,16 @@ class Comparison:
     alignment: Alignment | None = None  # how the layers were paired where no map was given
     forward_scale: float = 0.0  # max |output| of model_b
     forward_shape: tuple[int, ...] = ()
+    needed: Needed | None = None  # the outputs' (``own=True``)
+
+    def would_pass(self) -> str | None:
+        """``would pass at rtol >= R (atol 0), or atol >= A (rtol 0)``: the outputs' and every layer's needs; None
+        where they were not computed."""
+        needs = [n for n in (self.needed, *(d.needed for d in self.layers)) if n is not None]
+        if self.needed is None:
+            return None
+        rtol, atol = max(n.rtol for n in needs), max(n.atol for n in needs)
+        return f"would pass at rtol >= {rtol:.3g} (atol 0), or atol >= {atol:.3g} (rtol 0)"
 
     @property
     def passed(self) -> bool:
@@ -424,6 +464,10 @@ def compare_models(
                             lambda a, b: _diff(a, b, rtol, atol), seed)  # fmt: skip
         for layer, error in zip(result.layers, judged, strict=True):
             layer.own = error
+    if own:
+        for layer, (_, _, _, a, b) in zip(result.layers, seen, strict=True):
+            layer.needed = needed(a, b.to(a.device)) if a.shape == b.shape else None
+        result.needed = needed(out_a.detach(), out_b.detach().to(out_a.device))
     del seen, seen_a, seen_b  # the layers' copies go before B's backward pass, the suite's peak
     if grads:
         _compare_grads(result, model_a, model_b, cotangent, out_b, x_a, x_b, grads_to_a)

@@ -103,11 +103,11 @@ def diff(
     train: bool = False,
     exact: bool = False,
 ) -> tuple[Comparison, list[str]]:
-    """Compare ``a`` and ``b`` on ``x`` (in its dtype), layers aligned automatically; returns the comparison and
-    notes on how the weights and gradients were matched."""
+    """Compare ``a`` and ``b`` on ``x`` (in its dtype, on its device: both models are moved there), layers aligned
+    automatically; returns the comparison and notes on how the weights and gradients were matched."""
     notes = []
     for subject in (a, b):
-        subject.model.to(x.dtype).train(train)
+        subject.model.to(device=x.device, dtype=x.dtype).train(train)
     grads_to_a: GradMap | None = None
     if port:
         how, grads_to_a = _port(a, b, x)
@@ -137,7 +137,8 @@ def _by_names(pairs: Mapping[str, str]) -> GradMap:
 
 def table(result: Comparison) -> list[tuple[str, ...]]:
     """Rows: A's layer, B's layer, shape, max |Δ|, its own part (B's layer run on A's input to it: "-" where not
-    replayed), max |Δ| relative to B's largest |value|, and the first divergence and the culprit marked; a step one
+    replayed), max |Δ| relative to B's largest |value|, the rtol (at atol 0) and atol (at rtol 0) that would have
+    passed it and its error in units in the last place, and the first divergence and the culprit marked; a step one
     side lacks where it falls, with "-" for the other side; an ambiguous pair as such; the outputs last."""
     first = result.first_divergence()
     culprit = result.culprit() or ""
@@ -155,20 +156,22 @@ def table(result: Comparison) -> list[tuple[str, ...]]:
                 if f"{side}'s {step.name!r}" in culprit
                 else f"no counterpart in {'B' if side == 'A' else 'A'}"
             )
-            rows.append((*names, "x".join(map(str, step.shape)), "", "", "", mark))
+            rows.append((*names, "x".join(map(str, step.shape)), "", "", "", "", "", "", mark))
         if position == positions:
             break
         d = by_position.get(position)
         if d is None:  # an ambiguous pair: not compared
             a, b = result.alignment.pairs[position]
-            rows.append((a.name, b.name, "x".join(map(str, a.shape)), "", "", "", "ambiguous: not compared"))
+            rows.append(
+                (a.name, b.name, "x".join(map(str, a.shape)), "", "", "", "", "", "", "ambiguous: not compared")
+            )
             continue
         marks = ["culprit"] * (f"culprit: {d.layer!r}" in culprit) + ["first divergence"] * (d is first)
         mark = "<- " + " and ".join(marks) if marks else ""
-        rows.append(_row(d.layer, d.counterpart, d.shapes, d.max_abs_diff, _own(d), d.scale, mark))
+        rows.append(_row(d.layer, d.counterpart, d.shapes, d.max_abs_diff, _own(d), d.scale, d.needed, mark))
     mark = "" if result.forward_close else ("<- differs" if first is not None else "<- first divergence")
     shape = "x".join(map(str, result.forward_shape))
-    rows.append(_row("output", "output", shape, result.forward_max, "", result.forward_scale, mark))
+    rows.append(_row("output", "output", shape, result.forward_max, "", result.forward_scale, result.needed, mark))
     return rows
 
 
@@ -178,8 +181,10 @@ def _own(layer) -> str:
     return "-" if layer.own.max_abs_diff is None else f"{layer.own.max_abs_diff:.3g}"
 
 
-def _row(a: str, b: str, shape: str, difference: float, own: str, scale: float, mark: str) -> tuple[str, ...]:
-    return a, b, shape, f"{difference:.3g}", own, _relative(difference, scale), mark
+def _row(a: str, b: str, shape: str, difference: float, own: str, scale: float, need, mark: str) -> tuple[str, ...]:
+    needs = ("", "", "") if need is None else (f"{need.rtol:.3g}", f"{need.atol:.3g}",
+                                               "" if need.ulps is None else f"{need.ulps:.3g}")  # fmt: skip
+    return a, b, shape, f"{difference:.3g}", own, _relative(difference, scale), *needs, mark
 
 
 def _relative(difference: float, scale: float) -> str:
