@@ -204,9 +204,9 @@ def diff_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     )
     print(_table(header, layers.table(result)))
     first = result.first_divergence()
-    if first is not None:
-        print(f"\nfirst diverging layer: {first.layer!r} (counterpart {first.counterpart!r})\n{result.culprit()}")
-    print(result.would_pass())
+    summary = [] if first is None else [f"first diverging layer: {first.layer!r} (counterpart {first.counterpart!r})",
+                                        result.culprit()]  # fmt: skip
+    print("\n" + "\n".join([*summary, result.would_pass()]))
     if args.grads:
         print("\n".join([f"\ngradients: max |Δ| = {result.grad_max:.3g}", *result.grad_failures]))
     print("\nagree" if result.passed else "\ndiverge")
