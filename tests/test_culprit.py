@@ -11,6 +11,7 @@ from torch import nn
 
 from reference.verify.align import port_by_order
 from reference.verify.compare import compare_models
+from reference.verify.replay import Own
 
 ATOL = 1e-3  # the test's tolerance (rtol 0): every value here is under 1, where the table's atol is not scaled
 
@@ -115,3 +116,21 @@ def test_needed(shift):
         assert not compare_models(a, b, X, layers={}, **{**bound, key: bound[key] * (1 - 1e-9)}).passed
     assert result.would_pass() == (f"would pass at rtol >= {result.needed.rtol:.3g} (atol 0), "
                                    f"or atol >= {result.needed.atol:.3g} (rtol 0)")  # fmt: skip
+
+
+def test_not_replayed():
+    """A step that cannot be replayed says why: in train mode a dropout (it draws a new mask), and with no seed every
+    step (A's second run would draw other masks); with a seed the linear layer is replayed."""
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5)).train()
+    b = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5)).train()
+    b.load_state_dict(a.state_dict())
+    with torch.no_grad():
+        b[0].bias += 1.0
+    x = torch.randn(3, 4)
+    seeded = {d.layer: d.own for d in compare_models(a, b, x, seed=0).layers}
+    assert seeded["0"].max_abs_diff == pytest.approx(1.0)
+    assert seeded["1"].why == "a dropout in train mode draws a new mask"
+    unseeded = {d.layer: d.own for d in compare_models(a, b, x).layers}
+    assert unseeded["0"] == Own(why="A's dropout would draw other masks on a second run (compare with a seed)")
+    assert unseeded["1"].why == "a dropout in train mode draws a new mask"

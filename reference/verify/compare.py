@@ -460,8 +460,10 @@ def compare_models(
         result.layers.append(LayerDiff(name_a, name_b, tuple(a.shape), *_diff(a, b, rtol, atol), _scale(b), other,
                                        position=index))  # fmt: skip
     if own or result.first_divergence() is not None:  # where a layer parts: which one is wrong
-        judged = own_errors(model_a, model_b, inputs, [(name_a, name_b, a) for _, name_a, name_b, a, _ in seen],
-                            lambda a, b: _diff(a, b, rtol, atol), seed)  # fmt: skip
+        dropout = any(m.training and isinstance(m, nn.modules.dropout._DropoutNd) for m in model_a.modules())
+        judged = own_errors(model_a, model_b, lambda: _forward(model_a, inputs, seed),
+                            [(name_a, name_b, a) for _, name_a, name_b, a, _ in seen],
+                            lambda a, b: _diff(a, b, rtol, atol), repeatable=seed is not None or not dropout)  # fmt: skip
         for layer, error in zip(result.layers, judged, strict=True):
             layer.own = error
     if own:

@@ -3,15 +3,15 @@
 An error that starts under the tolerance and grows (float32 sums, a cancellation) makes the first layer whose output
 parts an innocent one; the layer that is wrong is the one whose own error exceeds the tolerance, on the same input
 as A's (nobuco's per-node check). :func:`own_errors` re-runs A once, keeping the arguments of the calls it needs
-(cloned as each call is made), and replays each of B's modules on them in B's own state and mode: its buffers are
-restored afterwards, and no gradient is kept. A step with no module (a functional op), joined branches, or a
+(cloned as each call is made; the caller says how it ran A), and replays each of B's modules on them in B's own
+state and mode: its buffers are restored afterwards, and no gradient is kept. A step with no module (a functional op), joined branches, or a
 dropout in train mode (it draws a new mask) is not replayed, and says why.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -103,24 +103,26 @@ def _why_not(model_a: nn.Module, model_b: nn.Module, name_a: str, name_b: str) -
 def own_errors(
     model_a: nn.Module,
     model_b: nn.Module,
-    x: Tensor,
+    run_a: Callable[[], object],
     pairs: Sequence[tuple[str, str, Tensor]],
-    judge,
-    seed: int | None = None,
+    judge: Callable[[Tensor, Tensor], tuple[float, bool]],
+    *,
+    repeatable: bool = True,
 ) -> list[Own]:
     """For each (A's step, B's step, A's output at it): B's module on the arguments A's module received there, judged
-    by ``judge(a, b) -> (max |Δ|, close)``. A is run once more on ``x`` (under ``seed`` where given, its buffers
-    restored); nothing is replayed where no step is replayable."""
-    from reference.verify.compare import _forward  # the comparison's own forward: the same seed, the same way
-
+    by ``judge(a, b) -> (max |Δ|, close)``. ``run_a()`` runs A once more as the comparison ran it (its buffers are
+    restored); where that would not repeat the first run (``repeatable`` false: a train-mode dropout with no seed),
+    or no step is replayable, nothing is replayed."""
     why = [_why_not(model_a, model_b, name_a, name_b) for name_a, name_b, _ in pairs]
+    if not repeatable:
+        why = [reason or "A's dropout would draw other masks on a second run (compare with a seed)" for reason in why]
     needed = sorted({split_call(name_a)[0] for (name_a, _, _), reason in zip(pairs, why, strict=True) if not reason})
     if not needed:
         return [Own(why=reason) for reason in why]
     with torch.no_grad(), _state_kept(model_a), _calls(model_a, needed) as calls:
-        _forward(model_a, x, seed)
-    dtype = next((p.dtype for p in model_b.parameters() if p.is_floating_point()), x.dtype)
-    device = next((p.device for p in model_b.parameters()), x.device)
+        run_a()
+    dtype_b = next((p.dtype for p in model_b.parameters() if p.is_floating_point()), None)
+    device_b = next((p.device for p in model_b.parameters()), None)
     out = []
     for (name_a, name_b, a), reason in zip(pairs, why, strict=True):
         if reason:
@@ -128,8 +130,8 @@ def own_errors(
             continue
         (base_a, call), base_b = split_call(name_a), split_call(name_b)[0]
         args = calls[base_a][call - 1]
-        args = tuple(arg.to(dtype=dtype, device=device) if isinstance(arg, Tensor) and arg.is_floating_point()
-                     else arg for arg in args)  # fmt: skip
+        where = {"dtype": dtype_b or a.dtype, "device": device_b or a.device}  # B's, or A's where B has no weights
+        args = tuple(arg.to(**where) if isinstance(arg, Tensor) and arg.is_floating_point() else arg for arg in args)
         module_b = model_b.get_submodule(base_b)
         try:
             with torch.no_grad(), _state_kept(module_b):
