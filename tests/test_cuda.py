@@ -116,8 +116,8 @@ def test_cuda_lrn(deterministic):
 
 
 def test_diff_on_cuda(capsys):
-    """``diff --device cuda``: the smallest model against itself, built under one seed, agrees bit for bit on the
-    GPU."""
+    """The smallest model against itself, built under one seed, agrees bit for bit on the GPU with ``diff --device
+    cuda``."""
     from reference import cli
 
     name = min(MODELS, key=lambda case: case.trainable_params).name
