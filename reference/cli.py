@@ -172,6 +172,8 @@ def diff_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     except (ValueError, TypeError, ImportError, AttributeError) as error:
         parser.error(str(error))
     case = a.case or b.case
+    if args.plot is not None and not args.plot.endswith((".png", ".svg")):
+        parser.error(f"--plot writes .png or .svg; got {args.plot!r}")
     if args.input is None and case is None:
         parser.error("--input is needed where neither A nor B is a registry name, e.g. --input 2,3,224,224")
     dtype = DTYPE_BY_NAME[args.dtype]
@@ -207,6 +209,14 @@ def diff_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     summary = [] if first is None else [f"first diverging layer: {first.layer!r} (counterpart {first.counterpart!r})",
                                         result.culprit()]  # fmt: skip
     print("\n" + "\n".join([*summary, result.would_pass()]))
+    if args.plot:
+        from reference.verify.plot import plot
+
+        try:
+            print(f"plot: {plot(result, args.plot, title=f'{args.a} vs {args.b}, {args.dtype}')}")
+        except ValueError as error:
+            print(f"diff {args.a} {args.b}: {error}")
+            return 2
     if args.grads:
         print("\n".join([f"\ngradients: max |Δ| = {result.grad_max:.3g}", *result.grad_failures]))
     print("\nagree" if result.passed else "\ndiverge")
@@ -272,6 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     diff_parser.add_argument("--input", type=_shape, default=None, help="input shape, e.g. 2,3,224,224")
     diff_parser.add_argument("--dtype", choices=DTYPE_BY_NAME, default="float32")
     diff_parser.add_argument("--device", type=_device, default="cpu", help="where A and B run: cpu (default), cuda[:N]")
+    diff_parser.add_argument("--plot", default=None, metavar="FILE",
+                             help="draw the errors per layer to FILE (.png or .svg; needs matplotlib)")  # fmt: skip
     diff_parser.add_argument("--grads", action="store_true", help="compare gradients too")
     diff_parser.add_argument("--port", action="store_true", help="copy B's weights into A first")
     diff_parser.add_argument("--train", action="store_true", help="train mode, the same seed before each forward")

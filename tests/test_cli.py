@@ -295,6 +295,32 @@ def test_diff_device(capsys):
         assert "CUDA is not available here" in capsys.readouterr().err
 
 
+def test_diff_plot(tmp_path, capsys):
+    """``diff --plot`` writes the errors per layer, here of two models that part, as a PNG (its signature, its size in
+    the header) or an SVG (an XML document whose root is <svg>); another suffix is a usage error."""
+    import struct
+    import xml.etree.ElementTree as ElementTree
+
+    case = get_case(SMALLEST)
+    argv = ["diff", "tests.helpers:perturbed", case.name, "--a-kwargs", f"name={case.name}",
+            f"layer={_middle_weighted_layer(case)}", "--plot"]  # fmt: skip
+    png, svg = tmp_path / "errors.png", tmp_path / "errors.svg"
+    assert cli.main([*argv, str(png)]) == 1
+    assert cli.main([*argv, str(svg)]) == 1
+    assert f"plot: {png}" in capsys.readouterr().out
+    head = png.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    assert head[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", head[16:24])
+    assert width >= 400
+    assert height >= 300
+    assert ElementTree.parse(svg).getroot().tag.endswith("svg")
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["diff", case.name, case.name, "--plot", str(tmp_path / "errors.pdf")])
+    assert stopped.value.code == 2
+    assert "--plot writes .png or .svg" in capsys.readouterr().err
+
+
 def test_costs(tmp_path, monkeypatch, capsys):
     """``costs --write`` measures each case named (here in this process, not a fresh one) and stores what ``load``
     reads back: seconds and peaks for float32 and float64, the build, forward and pairs of the smallest model

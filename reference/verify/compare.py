@@ -147,6 +147,12 @@ def scaled_atol(atol: float, expected: Tensor) -> float:
     return atol * max(1.0, _scale(expected)) if atol else atol
 
 
+def scaled_bound(rtol: float, atol: float, scale: float) -> float:
+    """The largest |Δ| a tensor whose largest |value| is ``scale`` may have at its largest value: what a plot draws
+    as the tolerance of a layer."""
+    return atol * max(1.0, scale) + rtol * scale
+
+
 def describe(tol: Mapping[str, float]) -> str:
     """``"exact"``, or a bound as the reports print it."""
     if tol["rtol"] == tol["atol"] == 0:
