@@ -172,8 +172,11 @@ def diff_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     except (ValueError, TypeError, ImportError, AttributeError) as error:
         parser.error(str(error))
     case = a.case or b.case
-    if args.plot is not None and not args.plot.endswith((".png", ".svg")):
-        parser.error(f"--plot writes .png or .svg; got {args.plot!r}")
+    if args.plot is not None:
+        from reference.verify.plot import FORMATS
+
+        if not args.plot.endswith(FORMATS):
+            parser.error(f"--plot writes {' or '.join(FORMATS)}; got {args.plot!r}")
     if args.input is None and case is None:
         parser.error("--input is needed where neither A nor B is a registry name, e.g. --input 2,3,224,224")
     dtype = DTYPE_BY_NAME[args.dtype]

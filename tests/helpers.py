@@ -149,10 +149,7 @@ def by_dtype(params: list, dtypes: list[torch.dtype]) -> list:
 def registry_model(name: str) -> nn.Module:
     """The registry's model ``name`` as ``diff`` builds a registry name: built, then prepared (``Case.prepare``)."""
     case = CASES[name]
-    model = case.build()
-    if case.prepare is not None:
-        case.prepare(model)
-    return model
+    return case.prepared(case.build())
 
 
 def perturbed(name: str, layer: str, by: float = 1e-3) -> nn.Module:

@@ -17,10 +17,7 @@ from tests.helpers import BUILD_SEED, CASES, MODELS, case_params
 def test_same_seed_same_weights(modules, case):
     """The same seed gives the same initial weights, bit for bit."""
     shared = modules.reference(case).state_dict()  # built under BUILD_SEED (and prepared)
-    again = seeded(case.build, BUILD_SEED)
-    if case.prepare is not None:
-        case.prepare(again)
-    again = again.state_dict()
+    again = case.prepared(seeded(case.build, BUILD_SEED)).state_dict()
     assert again.keys() == shared.keys()
     for key in shared:
         assert_close(again[key], shared[key], exact=True, what=key)

@@ -27,8 +27,7 @@ def test_gradcheck(case, check):
     layer = case.build(**check.options).double()
     for param in layer.parameters():
         torch.nn.init.uniform_(param, -0.5, 0.5)
-    if case.prepare is not None:
-        case.prepare(layer)
+    case.prepared(layer)
     x = torch.randn(check.shape, dtype=torch.float64, requires_grad=True)
     names = [name for name, _ in layer.named_parameters()]
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from reference.verify.align import Alignment, align, record
+from reference.verify.align import Alignment, Step, align, record
 from reference.verify.build import trim
 from reference.verify.replay import Own, own_errors
 
@@ -208,17 +208,16 @@ def needed(a: Tensor, b: Tensor) -> Needed:
     """:class:`Needed` for ``a`` against ``b`` (the same shape), in float64: a chunk at a time, as :func:`_diff`."""
     if a.numel() == 0 or torch.equal(a, b):
         return Needed(0.0, 0.0, 0.0 if b.is_floating_point() else None)
-    rtol = ulps = 0.0
+    largest = rtol = ulps = 0.0
     a, b_all = a.detach().reshape(-1), b.detach().reshape(-1)
     for start in range(0, a.numel(), _CHUNK):
         x, y = a[start : start + _CHUNK].double(), b_all[start : start + _CHUNK]
         d = (x - y.double()).abs()
-        size = y.double().abs()
-        rtol = max(rtol, torch.where(d > 0, d / size, 0.0).max().item())  # d > 0 at |b| = 0: inf
+        largest = max(largest, d.max().item())
+        rtol = max(rtol, torch.where(d > 0, d / y.double().abs(), 0.0).max().item())  # d > 0 at |b| = 0: inf
         if y.is_floating_point():
             spacing = (torch.nextafter(y.abs(), torch.tensor(float("inf"), dtype=y.dtype)) - y.abs()).double()
             ulps = max(ulps, (d / spacing).max().item())
-    largest = (a.double() - b_all.double()).abs().max().item()
     return Needed(rtol, largest / max(1.0, _scale(b)), ulps if b.is_floating_point() else None)
 
 
@@ -333,10 +332,10 @@ class Comparison:
     def first_divergence(self) -> LayerDiff | None:
         return next((d for d in self.layers if not d.close), None)
 
-    def culprit(self) -> str | None:
-        """Where the divergence starts, as a line: a step one side lacks between the last agreeing layer and the
-        first diverging one; else the first layer whose own error (B's layer on A's input) exceeds the tolerance;
-        else that none does (the error accumulated). None where every layer agrees."""
+    def culprit_at(self) -> LayerDiff | tuple[str, Step] | None:
+        """Where the divergence starts: a step one side lacks (its side, "A" or "B", and the step) between the last
+        agreeing layer and the first diverging one; else the first layer whose own error (B's layer on A's input)
+        exceeds the tolerance; None where there is no divergence or no such layer."""
         first = self.first_divergence()
         if first is None:
             return None
@@ -344,12 +343,21 @@ class Comparison:
         lone = self.alignment.lone if self.alignment is not None else []
         for side, step, position in lone:
             if agreed < position <= first.position:
-                other = "B" if side == "A" else "A"
-                return f"culprit: {side}'s {step.name!r} ({step.kind}), which {other} lacks: no counterpart"
-        own = next((d for d in self.layers if d.own is not None and d.own.close is False), None)
-        if own is not None:
-            return (f"culprit: {own.layer!r} (counterpart {own.counterpart!r}): its own error, B's layer on A's input "
-                    f"to it, is max |Δ| = {own.own.max_abs_diff:.3g}")  # fmt: skip
+                return side, step
+        return next((d for d in self.layers if d.own is not None and d.own.close is False), None)
+
+    def culprit(self) -> str | None:
+        """:meth:`culprit_at` as a line; where no layer is to blame, that none's own error exceeds the tolerance (the
+        error accumulated). None where every layer agrees."""
+        if self.first_divergence() is None:
+            return None
+        found = self.culprit_at()
+        if isinstance(found, tuple):
+            side, step = found
+            return f"culprit: {side}'s {step.name!r} ({step.kind}), which {'B' if side == 'A' else 'A'} lacks: no counterpart"
+        if found is not None:
+            return (f"culprit: {found.layer!r} (counterpart {found.counterpart!r}): its own error, B's layer on A's "
+                    f"input to it, is max |Δ| = {found.own.max_abs_diff:.3g}")  # fmt: skip
         if all(d.own is None or d.own.max_abs_diff is None for d in self.layers):
             return "culprit: not found (no layer could be run again on the other's input)"
         return "culprit: none: no layer's own error exceeds the tolerance; the divergence is accumulated, not local"

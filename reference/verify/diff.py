@@ -61,10 +61,7 @@ def build(spec: str, kwargs: Mapping[str, Any] | None = None, seed: int = SEED) 
     kwargs = dict(kwargs or {})
     if canonical_name(spec) in CASES:
         case = CASES[canonical_name(spec)]
-        model = seeded(lambda: case.build(**kwargs), seed)
-        if case.prepare is not None:
-            case.prepare(model)
-        return Built(spec, model, case)
+        return Built(spec, case.prepared(seeded(lambda: case.build(**kwargs), seed)), case)
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise ValueError(f"{spec!r} is neither a registry name ({', '.join(CASES)}) nor package.module:callable")
@@ -140,8 +137,7 @@ def table(result: Comparison) -> list[tuple[str, ...]]:
     replayed), max |Δ| relative to B's largest |value|, the rtol (at atol 0) and atol (at rtol 0) that would have
     passed it and its error in units in the last place, and the first divergence and the culprit marked; a step one
     side lacks where it falls, with "-" for the other side; an ambiguous pair as such; the outputs last."""
-    first = result.first_divergence()
-    culprit = result.culprit() or ""
+    first, culprit = result.first_divergence(), result.culprit_at()
     by_position = {d.position: d for d in result.layers}
     lone: dict[int, list] = {}
     for side, step, position in result.alignment.lone if result.alignment is not None else []:
@@ -151,11 +147,7 @@ def table(result: Comparison) -> list[tuple[str, ...]]:
     for position in range(positions + 1):
         for side, step in lone.get(position, []):
             names = (step.name, "-") if side == "A" else ("-", step.name)
-            mark = (
-                "<- culprit"
-                if f"{side}'s {step.name!r}" in culprit
-                else f"no counterpart in {'B' if side == 'A' else 'A'}"
-            )
+            mark = "<- culprit" if culprit == (side, step) else f"no counterpart in {'B' if side == 'A' else 'A'}"
             rows.append((*names, "x".join(map(str, step.shape)), "", "", "", "", "", "", mark))
         if position == positions:
             break
@@ -166,7 +158,7 @@ def table(result: Comparison) -> list[tuple[str, ...]]:
                 (a.name, b.name, "x".join(map(str, a.shape)), "", "", "", "", "", "", "ambiguous: not compared")
             )
             continue
-        marks = ["culprit"] * (f"culprit: {d.layer!r}" in culprit) + ["first divergence"] * (d is first)
+        marks = ["culprit"] * (d is culprit) + ["first divergence"] * (d is first)
         mark = "<- " + " and ".join(marks) if marks else ""
         rows.append(_row(d.layer, d.counterpart, d.shapes, d.max_abs_diff, _own(d), d.scale, d.needed, mark))
     mark = "" if result.forward_close else ("<- differs" if first is not None else "<- first divergence")

@@ -80,9 +80,7 @@ def golden_model(case: Case) -> nn.Module:
                 _fill_closed_form(param, salt, scale=math.sqrt(24.0 / param[0].numel()))
             else:
                 _fill_closed_form(param, salt, scale=0.1, offset=0.25)
-    if case.prepare is not None:
-        case.prepare(model)  # e.g. the seed LeNet-5's Gaussian widths, which would underflow
-    return model.eval()
+    return case.prepared(model).eval()  # e.g. the seed LeNet-5's Gaussian widths, which would underflow
 
 
 def golden_input(case: Case) -> Tensor:

@@ -39,9 +39,7 @@ def reference_module(
     case: Case, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu", **options: Any
 ) -> nn.Module:
     """The case's module built under :data:`BUILD_SEED` (the global RNG untouched), prepared, in eval mode."""
-    module = seeded(lambda: case.build(**options), BUILD_SEED)
-    if case.prepare is not None:
-        case.prepare(module)
+    module = case.prepared(seeded(lambda: case.build(**options), BUILD_SEED))
     return module.to(device=device, dtype=dtype).eval()
 
 

@@ -41,9 +41,9 @@ def plot(result: Comparison, path: str | Path, title: str = "") -> Path:
     axes.plot(own_steps, [max(own[i], FLOOR) for i in own_steps], marker="x", linestyle="none",
               label="own max |Δ| (B's layer on A's input)")  # fmt: skip
     axes.step(steps, [max(v, FLOOR) for v in bounds], where="mid", color="grey", linestyle="--", label="tolerance")
-    culprit = result.culprit() or ""
+    culprit = result.culprit_at()
     for i, d in enumerate(result.layers):
-        if f"culprit: {d.layer!r}" in culprit:
+        if d is culprit:
             axes.axvline(i, color="red", linewidth=1)
             axes.annotate("culprit", (i, max(propagated[i], FLOOR)), color="red", textcoords="offset points",
                           xytext=(4, 6))  # fmt: skip

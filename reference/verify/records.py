@@ -202,6 +202,13 @@ class Case:
     narrow: int | None = None
     contrasts: tuple[Contrast, ...] = ()
 
+    def prepared(self, module: nn.Module) -> nn.Module:
+        """``module`` (this case's, built) with its weights adjusted as the comparisons use them (``prepare``), in
+        place; returned."""
+        if self.prepare is not None:
+            self.prepare(module)
+        return module
+
     @property
     def is_model(self) -> bool:
         return self.table is not None
