@@ -14,33 +14,37 @@ from tests.distributions import ALPHA  # the false-failure rate of each check (H
 from tests.helpers import BUILD_SEED, MODELS, case_params, meta_model, meta_seconds, narrowable
 
 
-def _fed_by_dropout(model: nn.Module, x: torch.Tensor) -> list[list[str]]:
-    """For each dropout call of a forward pass, the modules that take its output as their input. Hooks, not an
-    FX graph: a GraphModule's reference cycle would keep an AlexNet's weights alive until the next collection."""
-    outputs: list[torch.Tensor] = []
-    consumers: list[list[str]] = []
+def _dropout_calls(model: nn.Module, x: torch.Tensor) -> list[tuple[list[str], torch.Tensor, torch.Tensor]]:
+    """Each dropout call of a forward pass: the modules that take its output as their input, its input and its
+    output. Hooks, not an FX graph: a GraphModule's reference cycle would keep an AlexNet's weights alive until the
+    next collection."""
+    calls: list[tuple[list[str], torch.Tensor, torch.Tensor]] = []
 
-    def dropped(_module, _args, out):
-        outputs.append(out)
-        consumers.append([])
+    def dropped(_module, args, out):
+        calls.append(([], args[0].clone(), out))
 
     def consumes(name):
         def hook(_module, args):
-            for index, out in enumerate(outputs):
+            for consumers, _, out in calls:
                 if args and args[0] is out:
-                    consumers[index].append(name)
+                    consumers.append(name)
 
         return hook
 
     handles = [m.register_forward_hook(dropped) for m in model.modules() if isinstance(m, nn.Dropout)]
     handles += [m.register_forward_pre_hook(consumes(name)) for name, m in model.named_modules() if name]
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        with torch.no_grad():
             model(x)
     finally:
         for handle in handles:
             handle.remove()
-    return consumers
+    return calls
+
+
+def _sites(case) -> dict[str, float]:
+    """Each layer dropout feeds, as the paper states it, with its rate."""
+    return {layer: site.p for site in case.paper.dropout for layer in site.before}
 
 
 @pytest.mark.cost(seconds=meta_seconds, aim="dropout")
@@ -61,33 +65,34 @@ def test_dropout_place_narrow(case):
 def _dropout_place(case, narrow: bool) -> None:
     model = meta_model(case, train=True, narrow=narrow)
     fed = set()
-    for consumers in _fed_by_dropout(model, case.input_space.sample().to("meta")):
+    with torch.random.fork_rng(devices=[]):
+        calls = _dropout_calls(model, case.input_space.sample().to("meta"))
+    for consumers, _, _ in calls:
         assert consumers, "a dropout's output goes to no layer (a functional op, or nowhere)"
-        fed |= {name.rsplit(".", 1)[-1] for name in consumers}  # tower_a.fc6 -> fc6
-    assert fed == set(case.paper.dropout.before if case.paper.dropout else ()), f"dropout feeds {sorted(fed)}"
+        fed |= {name.rsplit(".", 1)[-1] for name in consumers}  # tower_a.fc6 -> fc6, aux1.fc2 -> fc2
+    assert fed == set(_sites(case)), f"dropout feeds {sorted(fed)}"
 
 
 @pytest.mark.cost(forwards=2)
-@pytest.mark.parametrize("case", case_params(MODELS, lambda case: case.paper.dropout is not None))
+@pytest.mark.parametrize("case", case_params(MODELS, lambda case: bool(case.paper.dropout)))
 def test_dropout_rate(modules, case):
-    """Each dropout zeroes units with the stated probability and scales the rest by exactly 1 / (1 - p)."""
+    """Each dropout zeroes units with its stated probability (the rate of the layer it feeds) and scales the rest by
+    exactly 1 / (1 - p)."""
     model = modules.reference(case, train=True)
-    p, calls = case.paper.dropout.p, []
-    dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout)]
-    handles = [
-        m.register_forward_hook(lambda _m, args, out: calls.append((args[0].clone(), out.clone()))) for m in dropouts
-    ]
-    try:
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(BUILD_SEED)
-            model(case.input_space.sample((2, *case.input_space.default[1:])))
-    finally:
-        for handle in handles:
-            handle.remove()
-    assert len(calls) == len(case.paper.dropout.before)  # one application per site, each site once
-    for x, out in calls:
+    sites = _sites(case)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(BUILD_SEED)
+        calls = _dropout_calls(model, case.input_space.sample((2, *case.input_space.default[1:])))
+    consumers = [tuple(sorted(names)) for names, _, _ in calls]
+    assert len(set(consumers)) == len(consumers), "a layer's input dropped twice in one pass"
+    fed = [{name.rsplit(".", 1)[-1] for name in names} for names in consumers]  # tower_a.fc6 -> fc6
+    assert all(len(layers) == 1 for layers in fed), f"one dropout feeds layers of two sites: {fed}"
+    assert {layer for (layer,) in fed} == set(sites)  # every site, each once per module it stands before
+    for (layer,), (_, x, out) in zip(fed, calls, strict=True):
+        p = sites[layer]
         kept = out != 0
-        assert torch.equal(out[kept], x[kept] / (1 - p)), "kept units not scaled by exactly 1 / (1 - p)"
+        # torch multiplies by the scale 1 / (1 - p) (not a division by 1 - p: for p = 0.7 the two round apart).
+        assert torch.equal(out[kept], x[kept] * (1 / (1 - p))), "kept units not scaled by exactly 1 / (1 - p)"
         live = x != 0  # a unit that was already 0 tells nothing
         dropped = (~kept & live).sum().item() / live.sum().item()
         margin = math.sqrt(math.log(2 / ALPHA) / (2 * live.sum().item()))

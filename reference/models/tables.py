@@ -35,7 +35,9 @@ __all__ = [
     "AdaptiveAvgPool2dSpec",
     "AddSpec",
     "Architecture",
+    "AvgPool2dSpec",
     "BatchNorm2dSpec",
+    "ConcatSpec",
     "Conv2dSpec",
     "FlattenSpec",
     "InvalidInputSize",
@@ -108,8 +110,14 @@ class InvalidInputSize(ValueError):
     """A layer cannot accept the shape that reaches it."""
 
 
-def _window_side(side: int, kernel_size: int, stride: int, padding: int) -> int:
-    return (side + 2 * padding - kernel_size) // stride + 1
+def _window_side(side: int, kernel_size: int, stride: int, padding: int, ceil_mode: bool = False) -> int:
+    """torch's pooling arithmetic: with ``ceil_mode`` the last window may run past the edge (Caffe's rounding), as
+    long as it starts inside the input or its left padding."""
+    span = side + 2 * padding - kernel_size
+    if not ceil_mode:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    return out - 1 if (out - 1) * stride >= side + padding else out
 
 
 def _require(condition: bool, message: str) -> None:
@@ -222,15 +230,30 @@ class MaxPool2dSpec:
     kernel_size: int
     stride: int
     padding: int = 0
+    ceil_mode: bool = False
 
     def build(self) -> nn.MaxPool2d:
-        return nn.MaxPool2d(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding)
+        return nn.MaxPool2d(self.kernel_size, self.stride, self.padding, ceil_mode=self.ceil_mode)
 
     def output_shape(self, shape: Shape) -> Shape:
         c, h, w = shape
-        oh, ow = (_window_side(s, self.kernel_size, self.stride, self.padding) for s in (h, w))
+        oh, ow = (_window_side(s, self.kernel_size, self.stride, self.padding, self.ceil_mode) for s in (h, w))
         _require(oh >= 1 and ow >= 1, f"input {h}x{w} is smaller than its {self.kernel_size}x{self.kernel_size} window")
         return (c, oh, ow)
+
+
+@dataclass(frozen=True)
+class AvgPool2dSpec:
+    """An average over each ``kernel_size`` window (no padding: every window lies inside the map)."""
+
+    kernel_size: int
+    stride: int
+
+    def build(self) -> nn.AvgPool2d:
+        return nn.AvgPool2d(self.kernel_size, self.stride)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return MaxPool2dSpec(self.kernel_size, self.stride).output_shape(shape)
 
 
 @dataclass(frozen=True)
@@ -271,9 +294,10 @@ class BatchNorm2dSpec:
     running statistics as buffers."""
 
     channels: int
+    eps: float = 1e-5
 
     def build(self) -> nn.BatchNorm2d:
-        return nn.BatchNorm2d(num_features=self.channels)
+        return nn.BatchNorm2d(num_features=self.channels, eps=self.eps)
 
     def output_shape(self, shape: Shape) -> Shape:
         _require(shape[0] == self.channels, f"expects {self.channels} channels, got {shape[0]}")
@@ -295,6 +319,17 @@ class AddSpec:
     def output_shape(self, *shapes: Shape) -> Shape:
         _require(len(set(shapes)) == 1, f"adds unequal shapes {' + '.join('x'.join(map(str, s)) for s in shapes)}")
         return shapes[0]
+
+
+@dataclass(frozen=True)
+class ConcatSpec:
+    """Its inputs joined along the channels (an inception module's branches, :attr:`Architecture.sources`), all of
+    one height and width. Its module is the block that ends in it."""
+
+    def output_shape(self, *shapes: Shape) -> Shape:
+        sides = {shape[1:] for shape in shapes}
+        _require(len(sides) == 1, f"joins maps of unequal sides {', '.join('x'.join(map(str, s)) for s in sides)}")
+        return (sum(shape[0] for shape in shapes), *shapes[0][1:])
 
 
 @dataclass(frozen=True)
@@ -400,21 +435,27 @@ LayerSpec = (
     | LinearSpec
     | RBFSpec
     | AddSpec
+    | ConcatSpec
+    | AvgPool2dSpec
     | ZeroPadShortcutSpec
 )
 WEIGHTED = (Conv2dSpec, SparseConv2dSpec, SubsamplingSpec, BatchNorm2dSpec, LinearSpec, RBFSpec)
+MULTIPLYING = (Conv2dSpec, SparseConv2dSpec, LinearSpec)  # the layers whose multiply-accumulates are counted
 
 
 @dataclass(frozen=True)
 class Architecture:
     """A model's named layers in order, its input channels and the input side it was drawn for. Each layer takes
     the previous layer's output, or the outputs of the layers ``sources`` names for it (a shortcut branching off
-    earlier, an addition joining two paths)."""
+    earlier, an addition or a concatenation joining paths). ``heads`` are the auxiliary classifiers (their layers'
+    common prefix: ``aux1``), which branch off the network, run in train mode only and end in outputs of their own:
+    their layers constrain the valid sides and hold parameters, but the counts at inference leave them out."""
 
     layers: Mapping[str, LayerSpec]
     in_channels: int
     default_side: int
     sources: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    heads: tuple[str, ...] = ()
 
     def __iter__(self) -> Iterator[tuple[str, LayerSpec]]:
         return iter(self.layers.items())
@@ -438,7 +479,18 @@ class Architecture:
 
     @property
     def output_layer(self) -> str:
-        return next(reversed(list(self.layers)))
+        return next(name for name in reversed(list(self.layers)) if name not in self.auxiliary)
+
+    @cached_property
+    def auxiliary(self) -> frozenset[str]:
+        """The layers of the auxiliary classifiers (:attr:`heads`)."""
+        return frozenset(name for name in self.layers if name.split(".", 1)[0] in self.heads)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The layers whose widths are the classes: the output layer, and each auxiliary classifier's last."""
+        ends = [next(n for n in reversed(list(self.layers)) if n.split(".", 1)[0] == head) for head in self.heads]
+        return (self.output_layer, *ends)
 
     @cached_property
     def shortened(self) -> Architecture:
@@ -512,24 +564,25 @@ class Architecture:
             _NARROWED[key] = (self, narrow)
         return _NARROWED[key][1]
 
+    def _inference(self, kinds: tuple[type, ...]) -> Iterator[tuple[str, LayerSpec]]:
+        """The layers of ``kinds`` an eval-mode forward pass runs: the auxiliary classifiers' left out."""
+        return ((name, layer) for name, layer in self if isinstance(layer, kinds) and name not in self.auxiliary)
+
     def connections(self, side: int | None = None) -> dict[str, int]:
+        """Connections per layer at inference (LeCun et al.'s count)."""
         shapes = self.shapes(side or self.default_side, side or self.default_side)
-        return {name: layer.connections(shapes[name]) for name, layer in self if isinstance(layer, WEIGHTED)}
+        return {name: layer.connections(shapes[name]) for name, layer in self._inference(WEIGHTED)}
 
     def macs(self, side: int | None = None) -> dict[str, int]:
-        """Multiply-accumulates per image and layer, weights only: no bias, activation or pooling."""
+        """Multiply-accumulates per image and layer at inference, weights only: no bias, activation or pooling."""
         shapes = self.shapes(side or self.default_side, side or self.default_side)
-        return {
-            name: layer.macs(shapes[name])
-            for name, layer in self
-            if isinstance(layer, (Conv2dSpec, SparseConv2dSpec, LinearSpec))
-        }
+        return {name: layer.macs(shapes[name]) for name, layer in self._inference(MULTIPLYING)}
 
     def neurons(self, side: int | None = None) -> dict[str, int]:
-        """Output units of every convolution (sparse ones too) and fully connected layer (Krizhevsky et al.'s count)."""
+        """Output units of every convolution (sparse ones too) and fully connected layer at inference (Krizhevsky et
+        al.'s count)."""
         shapes = self.shapes(side or self.default_side, side or self.default_side)
-        convolutions = (Conv2dSpec, SparseConv2dSpec, LinearSpec)
-        return {name: math.prod(shapes[name]) for name, layer in self if isinstance(layer, convolutions)}
+        return {name: math.prod(shapes[name]) for name, _ in self._inference(MULTIPLYING)}
 
 
 _NARROWED: dict[tuple[int, int], tuple[Architecture, Architecture]] = {}  # the table kept alive beside its id
@@ -558,7 +611,7 @@ def _shortened(table: Architecture) -> Architecture:
     layers = {name: spec for name, spec in table.layers.items() if name not in gone}
     sources = {name: tuple(dropped.get(source, source) for source in feeding)
                for name, feeding in table.sources.items() if name not in gone}  # fmt: skip
-    return Architecture(layers, table.in_channels, table.default_side, sources)
+    return Architecture(layers, table.in_channels, table.default_side, sources, table.heads)
 
 
 def _bisect(holds: Callable[[int], bool], low: int, high: int) -> int:
@@ -589,7 +642,7 @@ def _start(table: Architecture, add: str, position: Mapping[str, int]) -> str:
 
 def _narrow(table: Architecture, divisor: int) -> Architecture:
     def hidden(name: str, width: int) -> int:
-        if name == table.output_layer:
+        if name in table.outputs:
             return width
         if width % divisor:
             raise ValueError(f"{name}: a width of {width} cannot be divided by {divisor}")
@@ -601,7 +654,9 @@ def _narrow(table: Architecture, divisor: int) -> Architecture:
     for name, spec in table:
         if name in table.sources:
             channels = widths[table.sources[name][0]]
-        if isinstance(spec, Conv2dSpec):
+        if isinstance(spec, ConcatSpec):
+            channels = sum(widths[source] for source in table.sources[name])
+        elif isinstance(spec, Conv2dSpec):
             spec = dataclasses.replace(spec, in_channels=channels, out_channels=hidden(name, spec.out_channels))
             channels = spec.out_channels
         elif isinstance(spec, BatchNorm2dSpec):
@@ -619,4 +674,4 @@ def _narrow(table: Architecture, divisor: int) -> Architecture:
             raise ValueError(f"{name}: a {type(spec).__name__}'s width is fixed; this table cannot be narrowed")
         layers[name] = spec
         widths[name] = channels
-    return Architecture(layers, table.in_channels, table.default_side, table.sources)
+    return Architecture(layers, table.in_channels, table.default_side, table.sources, table.heads)

@@ -83,7 +83,8 @@ class Pair:
     ``"torchvision:<name>"`` (its builder, published weights and metadata are torchvision's). ``same_dropout``: the
     two draw dropout's masks in the same order, so train mode with one seed agrees too; ``same_init``: they draw their
     initial weights alike, so one seed builds the same weights (not where the paper states another init than the
-    library's).
+    library's). ``weights_options``: the builder options that keep, with the library's weights enum, the configuration
+    the case builds (torchvision's googlenet turns ``transform_input`` on and drops the heads unless told).
     """
 
     name: str
@@ -95,6 +96,7 @@ class Pair:
     model: str | None = None
     same_dropout: bool = False
     same_init: bool = True
+    weights_options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,8 @@ class QuotedTable:
 
 @dataclass(frozen=True)
 class Dropout:
-    """Where dropout stands: the table layers whose input it drops, each unit with probability ``p``."""
+    """Where dropout stands: the table layers whose input it drops, each unit with probability ``p`` (a model with
+    several rates, GoogLeNet's 40 % and its heads' 70 %, has one record per rate)."""
 
     before: tuple[str, ...]
     p: float = 0.5
@@ -142,7 +145,7 @@ class Paper:
     totals: Mapping[str, float] = field(default_factory=dict)
     breakdown: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     errata: Mapping[str, Mapping[str, tuple[int, str]]] = field(default_factory=dict)
-    dropout: Dropout | None = None
+    dropout: tuple[Dropout, ...] = ()
     inits: tuple[tuple[Mapping[str, Any], InitMap], ...] = ()
     departures: tuple[str, ...] = ()
     tables: Mapping[str, QuotedTable] = field(default_factory=dict)

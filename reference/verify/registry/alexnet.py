@@ -56,7 +56,7 @@ def _paper_2012(citation: str, table, departures: tuple[str, ...], **more) -> Pa
     """What the 2012 paper states of a form of its network: 60,965,224 parameters, dropout before fc6 and fc7, its
     init (section 5)."""
     init = (({}, lambda model: inits.krizhevsky_2012(model, table(), SECTION_5_BIAS_ONE)),)
-    return Paper(citation, {"trainable parameters": 60_965_224}, dropout=KRIZHEVSKY_DROPOUT, inits=init, departures=departures,
+    return Paper(citation, {"trainable parameters": 60_965_224}, dropout=(KRIZHEVSKY_DROPOUT,), inits=init, departures=departures,
                  **more)  # fmt: skip
 
 
@@ -214,7 +214,7 @@ CASES = (
         paper=Paper(
             citation=KRIZHEVSKY_2014 + "; torchvision.models.AlexNet_Weights.IMAGENET1K_V1.meta",
             totals={"trainable parameters": 61_100_840, "multiply-accumulates": 714_188_480},
-            dropout=KRIZHEVSKY_DROPOUT,
+            dropout=(KRIZHEVSKY_DROPOUT,),
             inits=(({}, lambda model: inits.torch_default(model, alexnet_architecture())),),
             departures=(
                 "layers named after the papers (conv1..fc8), not features.N / classifier.N",

@@ -127,7 +127,7 @@ def _paper_case(config: str, dense: bool) -> Case:
             citation=SIMONYAN_2014 + (", section 3.2" if dense else ""),
             totals={"parameters, millions": TABLE_2_MILLIONS[config], "weight layers": TABLE_1_WEIGHT_LAYERS[config]},
             breakdown={"layers": _as_dense(TABLE_1_LAYERS[config]) if dense else TABLE_1_LAYERS[config]},
-            dropout=SIMONYAN_DROPOUT,
+            dropout=(SIMONYAN_DROPOUT,),
             inits=(
                 ({}, lambda model: inits.simonyan_2014(model, table(), WEIGHT_STD)),
                 ({"init": "glorot"}, lambda model: inits.glorot_2010(model, table())),
@@ -188,7 +188,7 @@ def _torchvision_case(config: str, batch_norm: bool) -> Case:
             citation=f"{SIMONYAN_2014}; torchvision.models.{name.upper()}_Weights.IMAGENET1K_V1.meta",
             totals={"weight layers": TABLE_1_WEIGHT_LAYERS[config]}
             | ({} if batch_norm else {"parameters, millions": TABLE_2_MILLIONS[config]}),
-            dropout=SIMONYAN_DROPOUT,
+            dropout=(SIMONYAN_DROPOUT,),
             inits=(({}, lambda model: inits.torchvision_vgg(model, table())),),
             departures=TORCHVISION_DEPARTURES,
         ),
