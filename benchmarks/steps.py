@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from benchmarks.flops import train_step_flops
 from benchmarks.machine import synchronize
+from reference.verify.compare import outputs
 from reference.verify.records import Case
 
 __all__ = [
@@ -98,7 +99,7 @@ def train_step(
     def step(x: Tensor, y: Tensor) -> Tensor:
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
-            loss = F.cross_entropy(model(x), y)
+            loss = sum(F.cross_entropy(out, y) for out in outputs(model(x)))  # the heads' losses too, where it has them
         loss.backward()
         optimizer.step()
         synchronize(device)

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from reference.models.tables import Architecture, narrowed
 from reference.verify.build import trim
-from reference.verify.compare import layer_modules
+from reference.verify.compare import layer_modules, outputs
 from reference.verify.pairs import BUILD_SEED, ported, reference_module
 from reference.verify.records import Case, Inert, Pair
 from reference.verify.registry import CASES
@@ -215,8 +215,10 @@ class Subject:
 
     def layer_names(self, module: nn.Module) -> list[str]:
         """The modules computing the table's layers: the reference's own names, the counterpart's mapped ones."""
-        if self.pair is None:
-            return [name for layer in self.case.architecture.layers for name in layer_modules(module, layer)]
+        if self.pair is None:  # those an eval-mode pass runs: not the auxiliary classifiers'
+            table = self.case.architecture
+            return [name for layer in table.layers if layer not in table.auxiliary
+                    for name in layer_modules(module, layer)]  # fmt: skip
         mapped = self.pair.layers.values()
         return [name for names in mapped for name in ([names] if isinstance(names, str) else names)]
 
@@ -244,7 +246,7 @@ def subject_params(*, tool: str | None = None, models_only: bool = False, refere
 
 @dataclass(frozen=True)
 class TrainStep:
-    """One train-mode forward and backward of ``output.sum()``: the output and every gradient."""
+    """One train-mode forward and backward of the outputs' sum: the outputs (flattened, joined) and every gradient."""
 
     output: Tensor
     input_grad: Tensor
@@ -256,7 +258,7 @@ def train_step(model: nn.Module, x: Tensor, seed: int) -> TrainStep:
     model.zero_grad(set_to_none=True)  # fresh gradient tensors: an earlier step's are left untouched
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # dropout's masks
-        output = model(x)
+        output = torch.cat([out.flatten() for out in outputs(model(x))])  # the heads' too, where it has them
     output.sum().backward()
     step = TrainStep(output.detach(), x.grad, {name: p.grad for name, p in model.named_parameters()})
     model.zero_grad(set_to_none=True)  # the step holds the gradient tensors; the model lets go

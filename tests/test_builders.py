@@ -102,10 +102,10 @@ def test_library_checkpoint(case, pair, tmp_path, monkeypatch):
         checkpoints = tmp_path / "hub" / "checkpoints"
         checkpoints.mkdir(parents=True)
         torch.save(theirs.state_dict(), checkpoints / enum.url.rsplit("/", 1)[-1])
-        from_enum = reference.get_model(case.name, weights=enum)
+        from_enum = reference.get_model(case.name, weights=enum, **pair.weights_options)
         categories = len(enum.meta["categories"])
         with pytest.raises(ValueError, match=rf"num_classes=10, but .* has {categories} categories"):
-            reference.get_model(case.name, weights=enum, num_classes=10)
+            reference.get_model(case.name, weights=enum, num_classes=10, **pair.weights_options)
     expected = source.state_dict()
     for model in (built, from_enum):
         assert model.state_dict().keys() == expected.keys()

@@ -144,7 +144,7 @@ def test_export_static(modules, subject):
 
 
 @pytest.mark.cost(seconds=1.0, forwards=24)
-@pytest.mark.parametrize("subject", subject_params(tool="export", models_only=True))
+@pytest.mark.parametrize("subject", subject_params(tool="export-sides", models_only=True))
 def test_export_sides(modules, subject):
     """torch.export with dynamic H and W runs the edges of its range and refuses a side past each of them."""
     if not _export_keeps_pooled_sides_dynamic():

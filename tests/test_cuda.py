@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from reference import LocalResponseNorm
-from reference.verify.compare import assert_close, assert_equivalent, tolerance
+from reference.verify.compare import assert_close, assert_equivalent, outputs, tolerance
 from reference.verify.pairs import grads_to_reference, ported, reference_module
 from tests.helpers import MODELS, case_params, pair_params
 
@@ -77,9 +77,9 @@ def test_cuda_deterministic(case, deterministic):
     for _ in range(2):
         torch.manual_seed(1)
         model.zero_grad(set_to_none=True)
-        out = model(x)
-        out.sum().backward()  # must not raise: no adaptive_avg_pool2d / avg_pool3d backward in here
-        runs.append([out.detach()] + [p.grad.clone() for p in model.parameters()])
+        out = outputs(model(x))  # the heads' too, where it has them
+        sum(o.sum() for o in out).backward()  # must not raise: no adaptive_avg_pool2d / avg_pool3d backward in here
+        runs.append([o.detach() for o in out] + [p.grad.clone() for p in model.parameters()])
     for first, second in zip(*runs, strict=True):
         assert_close(second, first, exact=True)
 

@@ -12,7 +12,7 @@ import torchvision
 from reference import AlexNet, AlexNet2012, AlexNet2012TwoTower, LeNet5, port
 from reference.models.alexnet2012 import SEED_LRN_ALPHA
 from reference.verify.build import uninitialised
-from reference.verify.compare import assert_close
+from reference.verify.compare import assert_close, outputs
 from reference.verify.pairs import ported, ported_back
 from tests.helpers import CASES, meta_model, pair_params
 
@@ -85,14 +85,20 @@ def _options(case) -> dict:
     return {name: value for name, value in OPTIONS.items() if name in accepted}
 
 
-def _carries(model: torch.nn.Module, case, options: dict) -> None:
+def _rates(model: torch.nn.Module) -> set[float]:
+    return {module.p for module in model.modules() if isinstance(module, torch.nn.Dropout)}
+
+
+def _carries(model: torch.nn.Module, reference: torch.nn.Module, case, options: dict) -> None:
     with torch.device("meta"):
-        out = model(case.input_space.sample().to("meta"))
+        out = outputs(model(case.input_space.sample().to("meta")))  # in train mode: the heads' outputs too
     if "num_classes" in options:
-        assert out.shape[1] == options["num_classes"], f"{type(model).__name__}: {out.shape[1]} classes"
-    if "dropout" in options:
-        rates = {module.p for module in model.modules() if isinstance(module, torch.nn.Dropout)}
-        assert rates == {options["dropout"]}, f"{type(model).__name__}: dropout {rates}"
+        widths = [o.shape[1] for o in out]
+        assert set(widths) == {options["num_classes"]}, f"{type(model).__name__}: {widths} classes"
+    if "dropout" in options:  # the option's rate, and the other rates (GoogLeNet's heads' 0.7) as the reference's
+        rates = _rates(model)
+        assert options["dropout"] in rates, f"{type(model).__name__}: dropout {rates}"
+        assert rates == _rates(reference), f"{type(model).__name__}: dropout {rates}"
 
 
 @pytest.mark.cost(seconds=0.06)  # builds and forwards on the meta device: their Python alone
@@ -105,9 +111,9 @@ def test_options_carried(case, pair):
     with torch.device("meta"):
         reference = case.build(**options)
         other = ported(pair, reference, share=True)
-        _carries(other, case, options)
+        _carries(other, reference, case, options)
         if pair.back is not None:
-            _carries(ported_back(pair, other), case, options)
+            _carries(ported_back(pair, other), reference, case, options)
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference.models.tables import SCAN_LIMIT
-from reference.verify.compare import assert_close, capture_outputs, layer_modules
+from reference.verify.compare import assert_close, capture_outputs, layer_modules, outputs
 from reference.verify.pairs import DTYPES, reference_module
 from tests.helpers import (
     LAYERS,
@@ -50,16 +50,22 @@ def test_shapes_narrow(case, data):
 
 def _shapes(case, data, narrow: bool) -> None:
     x = data.draw(valid_inputs(case, dtypes=(torch.float32,))).to("meta")
-    model, table = meta_model(case, narrow=narrow), table_of(case, narrow=narrow)
-    layers = {name: layer_modules(model, name) for name in table.layers}
+    table = table_of(case, narrow=narrow)
+    _layer_shapes(meta_model(case, narrow=narrow), table, x, [n for n in table.layers if n not in table.auxiliary])
+    if table.heads:  # the auxiliary classifiers run in train mode (where batch norm needs two values a channel)
+        _layer_shapes(meta_model(case, train=True, narrow=narrow), table, torch.cat([x, x]), sorted(table.auxiliary))
+
+
+def _layer_shapes(model, table, x, names) -> None:
+    layers = {name: layer_modules(model, name) for name in names}
     with torch.no_grad(), capture_outputs(model, [n for names in layers.values() for n in names]) as seen:
-        out = model(x)
+        out = outputs(model(x))[0]
     expected = table.shapes(x.shape[2], x.shape[3])
     assert out.shape == (x.shape[0], *expected[table.output_layer])
-    for name, names in layers.items():
-        if names:
-            channels = sum(seen[n].shape[1] for n in names)
-            assert (channels, *seen[names[0]].shape[2:]) == expected[name], name
+    for name, modules in layers.items():
+        if modules:
+            channels = sum(seen[n].shape[1] for n in modules)
+            assert (channels, *seen[modules[0]].shape[2:]) == expected[name], name
 
 
 @pytest.mark.cost(seconds=lambda case: 3 * meta_seconds(case))

@@ -38,6 +38,7 @@ __all__ = [
     "describe",
     "grad_tolerance",
     "layer_modules",
+    "outputs",
     "tolerance",
 ]
 
@@ -398,12 +399,29 @@ def _cotangent(like: Tensor) -> Tensor:
     return torch.randn(like.shape, generator=generator, dtype=torch.float64).to(like)
 
 
+def outputs(out: object) -> tuple[Tensor, ...]:
+    """A model's outputs as a tuple: a tensor alone, or the tensors of a (named) tuple in its order (torchvision's
+    GoogLeNet in train mode: the logits, then its auxiliary classifiers'); a head that is off (None) is left out."""
+    if isinstance(out, Tensor):
+        return (out,)
+    if isinstance(out, (tuple, list)):
+        return tuple(value for value in out if value is not None)
+    raise TypeError(f"a model's output is a tensor or a tuple of tensors; got {type(out).__name__}")
+
+
+def _joined(out: object) -> Tensor:
+    """The outputs as one tensor: a lone tensor itself, several flattened and concatenated (compared, scaled and
+    differentiated as one; outputs of another number or size make another length, which compares as different)."""
+    parts = outputs(out)
+    return parts[0] if len(parts) == 1 else torch.cat([part.flatten() for part in parts])
+
+
 def _forward(model: nn.Module, x: Tensor, seed: int | None) -> Tensor:
     if seed is None:
-        return model(x)
+        return _joined(model(x))
     with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
         torch.manual_seed(seed)
-        return model(x)
+        return _joined(model(x))
 
 
 def compare_models(

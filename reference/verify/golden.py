@@ -89,7 +89,8 @@ def golden_input(case: Case) -> Tensor:
 
 
 def fingerprint(case: Case, model: nn.Module, x: Tensor) -> dict[str, Any]:
-    modules = {layer: layer_modules(model, layer) for layer in case.architecture.layers}
+    table = case.architecture  # an eval-mode pass: its layers, not the auxiliary classifiers' (train mode's)
+    modules = {layer: layer_modules(model, layer) for layer in table.layers if layer not in table.auxiliary}
     with torch.no_grad(), capture_outputs(model, [m for names in modules.values() for m in names]) as seen:
         logits = model(x)
     layers = {}

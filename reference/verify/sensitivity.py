@@ -34,6 +34,7 @@ __all__ = [
     "effects",
     "redraw_biases",
     "redraw_statistics",
+    "trained_statistics",
 ]
 
 
@@ -341,3 +342,16 @@ def redraw_statistics(model: nn.Module, x: Tensor, *, seed: int = 0) -> None:
         bn.bias.copy_(uniform(-0.5, 0.5))
 
     _redraw(model, x, lambda module: isinstance(module, _BatchNorm), redraw)
+
+
+def trained_statistics(shape: tuple[int, ...]) -> Callable[[nn.Module], None]:
+    """A ``Case.prepare``: running statistics near those of each batch norm's input at a drawn input of ``shape``, in
+    the model's dtype (:func:`redraw_statistics`): a trained network's, which keep the signal's size from layer to
+    layer where fresh ones (mean 0, variance 1) let a small init shrink it to nothing or a large one overflow."""
+
+    def prepare(model: nn.Module) -> None:
+        parameter = next(model.parameters())
+        x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(parameter)
+        redraw_statistics(model, x)
+
+    return prepare

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 from functools import partial
 
-import torch
-from torch import nn
-
 from reference.models._api import get_model_builder
 from reference.models.layers import ZeroPadShortcut
 from reference.models.resnet import (
@@ -23,7 +20,7 @@ from reference.models.resnet import (
 from reference.verify import inits, port
 from reference.verify.counterparts import ConcatZeroed
 from reference.verify.records import Case, Contrast, Inert, InputSpace, ModuleInput, Pair, Paper
-from reference.verify.sensitivity import redraw_biases, redraw_statistics
+from reference.verify.sensitivity import redraw_biases, redraw_statistics, trained_statistics
 
 HE_2015 = "He, Zhang, Ren, Sun. Deep residual learning for image recognition. CVPR 2016, arXiv:1512.03385"
 # Table 1, "FLOPs": multiply-adds at 224x224, x10^9, as printed.
@@ -220,14 +217,6 @@ def _paper_case(depth: int, shortcut: str) -> Case:
 FRESH_STATISTICS_DEPTH = 110
 
 
-def _trained_statistics(model: nn.Module) -> None:
-    """Running statistics near those of each batch norm's input at a drawn CIFAR input, in the model's dtype (see
-    :func:`~reference.verify.sensitivity.redraw_statistics`): a trained network's, which keep the signal finite."""
-    parameter = next(model.parameters())
-    x = torch.randn(CIFAR_INPUT, generator=torch.Generator().manual_seed(0)).to(parameter)
-    redraw_statistics(model, x)
-
-
 def _cifar_case(depth: int, layout: str = "append") -> Case:
     name = f"cifar_resnet{depth}" + ("_both" if layout == "both" else "")
     table = partial(cifar_resnet_architecture, depth, "A", 10, layout)
@@ -260,7 +249,7 @@ def _cifar_case(depth: int, layout: str = "append") -> Case:
             inits=(({}, lambda model: inits.he_2015(model, table())),),
             departures=CIFAR_DEPARTURES,
         ),
-        prepare=_trained_statistics if depth > FRESH_STATISTICS_DEPTH else None,
+        prepare=trained_statistics(CIFAR_INPUT) if depth > FRESH_STATISTICS_DEPTH else None,
         inert=(FRESH_STATISTICS, ZERO_FC_BIAS) if depth <= FRESH_STATISTICS_DEPTH else (ZERO_FC_BIAS,),
         narrow=CIFAR_NARROW,
         contrasts=contrasts,
