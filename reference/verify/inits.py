@@ -21,6 +21,7 @@ __all__ = [
     "InitMap",
     "Normal",
     "Uniform",
+    "bvlc_googlenet",
     "glorot_2010",
     "he_2015",
     "krizhevsky_2012",
@@ -28,6 +29,7 @@ __all__ = [
     "simonyan_2014",
     "sparse_lecun_1998",
     "torch_default",
+    "torchvision_googlenet",
     "torchvision_resnet",
     "torchvision_vgg",
 ]
@@ -195,4 +197,30 @@ def he_2015(model: nn.Module, architecture: tables.Architecture) -> dict:
                 out[f"{layer}.bias"] = Constant(0.0)
         elif isinstance(spec, tables.BatchNorm2dSpec):
             out[f"{layer}.weight"], out[f"{layer}.bias"] = Constant(1.0), Constant(0.0)
+    return out
+
+
+def torchvision_googlenet(model: nn.Module, architecture: tables.Architecture) -> dict:
+    """torchvision's GoogLeNet: every convolution and FC weight ``trunc_normal_(std=0.01, a=-2, b=2)``, bounds of 200
+    standard deviations, so N(0, 0.01) up to a tail of mass below 1e-8000; batch norms scale 1, shift 0; the FC
+    biases torch's default, U(-1/sqrt(F), 1/sqrt(F))."""
+    out: dict[str, Init] = {}
+    for layer, spec in architecture:
+        if isinstance(spec, (tables.Conv2dSpec, tables.LinearSpec)):
+            out[f"{layer}.weight"] = Normal(0.01)
+            if isinstance(spec, tables.LinearSpec):
+                out[f"{layer}.bias"] = Uniform(1.0 / math.sqrt(spec.in_features))
+        elif isinstance(spec, tables.BatchNorm2dSpec):
+            out[f"{layer}.weight"], out[f"{layer}.bias"] = Constant(1.0), Constant(0.0)
+    return out
+
+
+def bvlc_googlenet(model: nn.Module, architecture: tables.Architecture, classifiers: Collection[str]) -> dict:
+    """The BVLC Caffe replication's fillers (the paper states none): Caffe's "xavier", U(-sqrt(3 / F), sqrt(3 / F)),
+    F the fan-in, for every weight; biases the constant 0.2, those of the ``classifiers`` 0."""
+    out: dict[str, Init] = {}
+    for layer, spec in architecture:
+        if (fan_in := _fan_in(spec)) is not None:
+            out[f"{layer}.weight"] = Uniform(math.sqrt(3.0 / fan_in))
+            out[f"{layer}.bias"] = Constant(0.0 if layer in classifiers else 0.2)
     return out

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from reference.models import tables as arch
 from reference.models.alexnet import TORCHVISION_NAMES, AlexNet
 from reference.models.alexnet2012 import TOWERS, AlexNet2012, AlexNet2012TwoTower, tower_architecture
+from reference.models.googlenet import GoogLeNet
 from reference.models.resnet import BLOCKS, TABLE_1, ResNet, ResNet2015, _Residual
 from reference.models.vgg import (
     TORCHVISION_BUILDERS,
@@ -41,6 +42,9 @@ __all__ = [
     "Towers",
     "alexnet_from_torchvision",
     "alexnet_to_torchvision",
+    "googlenet_from_torchvision",
+    "googlenet_like",
+    "googlenet_to_torchvision",
     "grouped_from_two_tower",
     "grouped_like",
     "grouped_parts_from_two_tower",
@@ -52,6 +56,7 @@ __all__ = [
     "resnet_like",
     "resnet_to_torchvision",
     "torchvision_alexnet_like",
+    "torchvision_googlenet_like",
     "torchvision_resnet_like",
     "torchvision_vgg_like",
     "two_tower_from_grouped",
@@ -328,12 +333,18 @@ def torchvision_resnet_like(model: _Residual) -> torchvision.models.ResNet:
     block = getattr(tv, type(model.layer1[0]).__name__)
     tv_model = torchvision.models.ResNet(block, _stage_counts(model), num_classes=model.num_classes,
                                          groups=model.groups, width_per_group=model.base_width)  # fmt: skip
+    return _at_table_widths(tv_model, table)
+
+
+def _at_table_widths(tv_model: nn.Module, table: arch.Architecture) -> nn.Module:
+    """``tv_model`` with each convolution, batch norm and FC layer whose shape differs from ``table``'s (a table
+    narrowed by :func:`reference.models.tables.narrowed`) rebuilt at the table's widths, in place: torchvision's own
+    blocks and forward, each module's kernel, stride and padding kept."""
     modules = dict(tv_model.named_modules())
     for name, spec in table:
         module = modules[name] if isinstance(spec, (arch.Conv2dSpec, arch.BatchNorm2dSpec, arch.LinearSpec)) else None
         if module is None or module.weight.shape == spec.build().weight.shape:
             continue
-        # A narrowed table's widths in torchvision's own module: its kernel, stride and padding, not the table's.
         if isinstance(module, nn.Conv2d):
             built = nn.Conv2d(spec.in_channels, spec.out_channels, module.kernel_size, module.stride, module.padding,
                               groups=module.groups, bias=module.bias is not None)  # fmt: skip
@@ -374,3 +385,39 @@ def resnet_from_torchvision(tv_model: torchvision.models.ResNet) -> ResNet:
 
     _require_type(tv_model, torchvision.models.ResNet, "resnet_from_torchvision")
     return port(tv_model, lambda: resnet_like(tv_model), Views(), back=True)
+
+
+# torchvision's GoogLeNet ---------------------------------------------------------------------------------------------
+
+
+def torchvision_googlenet_like(model: GoogLeNet) -> torchvision.models.GoogLeNet:
+    """torchvision's GoogLeNet of ``model``'s classes, heads and input transform; of its table's widths where they
+    are not torchvision's (a narrowed table)."""
+    import torchvision
+
+    tv_model = torchvision.models.GoogLeNet(num_classes=model.num_classes, aux_logits=model.aux_logits,
+                                            transform_input=model.transform_input, init_weights=False,
+                                            dropout=model.dropout.p,
+                                            dropout_aux=model.aux1.dropout.p if model.aux_logits else 0.7)  # fmt: skip
+    return _at_table_widths(tv_model, model.architecture)
+
+
+def googlenet_like(tv_model: torchvision.models.GoogLeNet) -> GoogLeNet:
+    heads = tv_model.aux1 is not None
+    return GoogLeNet(num_classes=tv_model.fc.out_features, aux_logits=heads, transform_input=tv_model.transform_input,
+                     init_weights=False, dropout=tv_model.dropout.p,
+                     dropout_aux=tv_model.aux1.dropout.p if heads else 0.7)  # fmt: skip
+
+
+def googlenet_to_torchvision(model: GoogLeNet, *, share: bool = False) -> torchvision.models.GoogLeNet:
+    """torchvision's GoogLeNet with ``model``'s weights, batch-norm statistics and auxiliary classifiers (the same
+    names): copied, or with ``share`` the same tensors."""
+    _require_type(model, GoogLeNet, "googlenet_to_torchvision")
+    return port(model, lambda: torchvision_googlenet_like(model), Views(), share=share)
+
+
+def googlenet_from_torchvision(tv_model: torchvision.models.GoogLeNet) -> GoogLeNet:
+    import torchvision
+
+    _require_type(tv_model, torchvision.models.GoogLeNet, "googlenet_from_torchvision")
+    return port(tv_model, lambda: googlenet_like(tv_model), Views(), back=True)
