@@ -65,12 +65,11 @@ __all__ = [
 AIMS = ("init", "dropout", "structure", "facts", "counts", "sensitivity", "acting", "weights", "contrast")
 
 SECONDS = 40.0
-# Measured on the 2-core machine (docs/measurements.md, "ResNet"): with ResNet in, the cheapest check of each aim
-# alone is 30.1 s by these estimates, and at 30.5 s of checks 675 tests ran in 28.6-28.9 s of pytest time, 33.1-33.5 s
-# wall with CI set, on the Xeon (issue 22's figures, 24 s of checks in 34.8-36.1 s, were the AMD EPYC's). The estimates
-# run ~30 % over what the checks take since the full init check and the checkpoint pay their own seconds (they ran
-# ~15 % under before); the VM moves +-10 % between runs.
-CHECK_SECONDS = 30.5
+# Measured on the 2-core machine (docs/measurements.md, "GoogLeNet"): with GoogLeNet in and AlexNet's cheap checks
+# narrowed, the cheapest check of each aim alone is 28.0 s by these estimates, and at 28.5 s of checks 692 tests ran
+# in 33.5-36.1 s of pytest time, 38.5-41.5 s wall with CI set, on a Xeon where the tree before them (690 tests at
+# 30.5 s) took 34.0-34.4 s, 39.4-39.9 s wall, alternating runs. The VM moves +-10 % between runs.
+CHECK_SECONDS = 28.5
 PEAK_MB = 3000.0
 # What any test of a case costs beyond what it declares: pytest's own work around it (setup, the autouse fixtures,
 # the report), its parameters' lookups, a meta forward or a table's shapes (measured: the checks that declare nothing

@@ -35,13 +35,14 @@ def test_narrowed_table(case):
     assert list(table.layers) == list(full.layers)
     assert [type(spec) for _, spec in table] == [type(spec) for _, spec in full]
     widths, narrowed = _widths(full), _widths(table)
-    assert narrowed.pop(full.output_layer) == widths.pop(full.output_layer)
+    for output in full.outputs:  # the classes: the output layer's, each auxiliary head's
+        assert narrowed.pop(output) == widths.pop(output)
     assert narrowed == {name: width // case.narrow for name, width in widths.items()}
     assert table.in_channels == full.in_channels
     assert sum(table.trainable_params().values()) == sum(p.numel() for p in model.parameters())
     x = case.input_space.sample().to("meta")
     for other in others:
-        assert other(x).shape == model(x).shape == meta_model(case)(x).shape
+        assert other.eval()(x).shape == model.eval()(x).shape == meta_model(case)(x).shape
 
 
 def test_narrow_refused():

@@ -92,7 +92,8 @@ def torchvision_alexnet_like(model: AlexNet) -> torchvision.models.AlexNet:
     """torchvision's AlexNet of ``model``'s configuration (its weights to be ported in)."""
     import torchvision
 
-    return torchvision.models.alexnet(weights=None, num_classes=model.num_classes, dropout=model.dropout6.p)
+    tv_model = torchvision.models.alexnet(weights=None, num_classes=model.num_classes, dropout=model.dropout6.p)
+    return _at_table_widths(tv_model, model.architecture, TORCHVISION_NAMES)
 
 
 def alexnet_like(tv_model: torchvision.models.AlexNet) -> AlexNet:
@@ -336,12 +337,16 @@ def torchvision_resnet_like(model: _Residual) -> torchvision.models.ResNet:
     return _at_table_widths(tv_model, table)
 
 
-def _at_table_widths(tv_model: nn.Module, table: arch.Architecture) -> nn.Module:
+def _at_table_widths(
+    tv_model: nn.Module, table: arch.Architecture, paths: Mapping[str, str] | None = None
+) -> nn.Module:
     """``tv_model`` with each convolution, batch norm and FC layer whose shape differs from ``table``'s (a table
     narrowed by :func:`reference.models.tables.narrowed`) rebuilt at the table's widths, in place: torchvision's own
-    blocks and forward, each module's kernel, stride and padding kept."""
+    blocks and forward, each module's kernel, stride and padding kept. ``paths``: a table layer's module path in
+    ``tv_model`` where it is not the layer's name."""
     modules = dict(tv_model.named_modules())
-    for name, spec in table:
+    for layer, spec in table:
+        name = (paths or {}).get(layer, layer)
         module = modules[name] if isinstance(spec, (arch.Conv2dSpec, arch.BatchNorm2dSpec, arch.LinearSpec)) else None
         if module is None or module.weight.shape == spec.build().weight.shape:
             continue
