@@ -118,6 +118,38 @@ def test_jit_trace(modules, subject):
     assert_close(loaded(x), module(x), exact=True)
 
 
+HEADED = [param for param in subject_params(tool="train", models_only=True) if param.values[0].case.architecture.heads]
+
+
+@pytest.mark.cost(seconds=3.0, forwards=8)
+@pytest.mark.parametrize("subject", HEADED)
+def test_train_outputs(modules, subject):
+    """In train mode a model with auxiliary heads returns their logits beside its own (torchvision's
+    ``GoogLeNetOutputs``): FX's graph and torch.export's program return the same named tuple, jit.trace's a plain
+    tuple, each with the same bits under the same seed (dropout's masks drawn alike)."""
+    module = subject.module(modules).train()
+    x = _batch(subject, 2)  # two images: batch norm in train mode needs two values a channel
+
+    def run(function) -> tuple:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return function(x)
+
+    expected = run(module)
+    assert isinstance(expected, tuple), type(expected)
+    assert len(expected) == 1 + len(subject.case.architecture.heads)
+    tools = {
+        "fx": torch.fx.symbolic_trace(module),
+        "jit.trace": torch.jit.trace(module, x, check_trace=False, strict=False),  # dropout: no second run to check
+        "export": torch.export.export(module, (x,)).module(),
+    }
+    for tool, function in tools.items():
+        got = run(function)
+        assert type(got) is (tuple if tool == "jit.trace" else type(expected)), f"{tool}: {type(got).__name__}"
+        for index, (a, b) in enumerate(zip(got, expected, strict=True)):
+            assert_close(a, b, exact=True, what=f"{tool}, output {index}")
+
+
 def _export(subject: Subject, module: nn.Module, x: Tensor, **dims: bool) -> nn.Module:
     dynamic = subject.dynamic_shapes(**dims) if dims else None
     return torch.export.export(module, (x,), dynamic_shapes=dynamic).module()
@@ -238,7 +270,9 @@ def test_vmap(subject, dtype):
     per_sample = vmap(grad(loss, argnums=(0, 1)), in_dims=(None, 0))(params, x)
     for i in range(x.shape[0]):
         sample = x[i].clone().requires_grad_()
-        expected = torch.autograd.grad(loss(dict(module.named_parameters()), sample), [*module.parameters(), sample])
+        # An eval-mode pass leaves the auxiliary heads unused: their gradient is zero, as vmap's grad gives it.
+        expected = torch.autograd.grad(loss(dict(module.named_parameters()), sample), [*module.parameters(), sample],
+                                       allow_unused=True, materialize_grads=True)  # fmt: skip
         # vmap runs batched kernels (a grouped convolution for the batch): float64's table tolerance.
         for (name, got), want in zip([*per_sample[0].items(), ("input", per_sample[1])], expected, strict=True):
             assert_close(got[i], want, what=f"sample {i}: {name}")

@@ -31,9 +31,11 @@ def _public_models(cls: type[nn.Module]) -> dict[str, type[nn.Module]]:
 MODEL_CLASSES = _public_models(ReferenceModel)
 # A builder named as its file (alexnet) is bound over the submodule, as the builders are what users import.
 globals().update(MODEL_CLASSES | {name: get_model_builder(name) for name in list_models()})
+from reference.models.googlenet import GoogLeNetOutputs  # noqa: E402 (train mode's outputs)
 from reference.models.vgg import spatial_average, vgg2014, vgg2014_dense  # noqa: E402 (family builders of any config)
 
 __all__ = [
+    "GoogLeNetOutputs",
     "LocalResponseNorm",
     "get_model",
     "get_model_builder",

@@ -345,13 +345,20 @@ def redraw_statistics(model: nn.Module, x: Tensor, *, seed: int = 0) -> None:
 
 
 def trained_statistics(shape: tuple[int, ...]) -> Callable[[nn.Module], None]:
-    """A ``Case.prepare``: running statistics near those of each batch norm's input at a drawn input of ``shape``, in
-    the model's dtype (:func:`redraw_statistics`): a trained network's, which keep the signal's size from layer to
-    layer where fresh ones (mean 0, variance 1) let a small init shrink it to nothing or a large one overflow."""
+    """A ``Case.prepare``: running statistics near those of each batch norm's input over a drawn batch of ``shape``
+    (:func:`redraw_statistics`): a trained network's, which keep the signal's size from layer to layer where fresh ones
+    (mean 0, variance 1) let a small init shrink it to nothing or a large one overflow. Taken in float64 on one thread
+    and rounded into the model's dtype: the same values on every machine and worker (oneDNN's float32 sums split by
+    thread, and the statistics' last bits, amplified where a channel's spread is small, moved a float64 golden)."""
 
     def prepare(model: nn.Module) -> None:
-        parameter = next(model.parameters())
-        x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(parameter)
-        redraw_statistics(model, x)
+        dtype, threads = next(model.parameters()).dtype, torch.get_num_threads()
+        x = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        torch.set_num_threads(1)
+        try:
+            redraw_statistics(model.double(), x)
+        finally:
+            torch.set_num_threads(threads)
+            model.to(dtype)  # float32 -> float64 -> float32 is exact; the statistics round once
 
     return prepare
