@@ -237,3 +237,43 @@ def test_alignment_joins_towers():
         towers.tower_b.bias[0] += 1e-3
     first = compare_models(whole, towers, x, **tolerance(torch.float64)).first_divergence()
     assert (first.layer, first.counterpart) == ("0", "tower_a+tower_b")
+
+
+class _FourBranches(nn.Module):
+    """An inception module's shape: four branches of different depths off one input, joined along the channels; run
+    in the order they are joined, or (``reversed_run``) the last first."""
+
+    def __init__(self, reversed_run: bool = False) -> None:
+        super().__init__()
+        self.reversed_run = reversed_run
+        self.branch1 = nn.Conv2d(4, 2, 1)
+        self.branch2 = nn.Sequential(nn.Conv2d(4, 3, 1), nn.ReLU(), nn.Conv2d(3, 2, 3, padding=1))
+        self.branch3 = nn.Sequential(nn.Conv2d(4, 3, 1), nn.ReLU(), nn.Conv2d(3, 2, 5, padding=2))
+        self.branch4 = nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.Conv2d(4, 2, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        order = (
+            ["branch4", "branch3", "branch2", "branch1"]
+            if self.reversed_run
+            else ["branch1", "branch2", "branch3", "branch4"]
+        )
+        out = {name: self.get_submodule(name)(x) for name in order}
+        return torch.cat([out[f"branch{i}"] for i in range(1, 5)], 1)
+
+
+def test_alignment_orders_branches():
+    """Four branches a ``cat`` joins meet branch for branch, whichever order each side ran them in (every pair
+    certain), and a change in one branch is named there."""
+    torch.manual_seed(0)
+    in_order, x = _FourBranches().double(), torch.randn(2, 4, 6, 6, dtype=torch.float64)
+    reordered = copy.deepcopy(in_order)
+    reordered.reversed_run = True
+    alignment = align(_steps(in_order, x), _steps(reordered, x))
+    assert not alignment.ambiguous, alignment.describe()
+    assert alignment.as_map() == {name: name for name in alignment.as_map()}  # each step meets its namesake
+    assert len(alignment.pairs) == len(_steps(in_order, x))
+    assert compare_models(in_order, reordered, x).passed  # the same operations: exact
+    with torch.no_grad():
+        reordered.branch3[2].bias[0] += 1e-3
+    first = compare_models(in_order, reordered, x).first_divergence()
+    assert (first.layer, first.counterpart) == ("branch3.2", "branch3.2")

@@ -10,7 +10,8 @@ are no computation and are left out.
 kind, then of the same name, where that disambiguates (a longest common subsequence); steps of one name and kind
 meet even where their shapes differ, and there they part. Parallel branches that a ``torch.cat`` joins along
 dim 1 (the towers of the 2012 AlexNet, a connection table written as one convolution per map) are first zipped
-into joined steps, so that one grouped layer on one side meets its towers on the other. Where another pairing
+into joined steps, so that one grouped layer on one side meets its towers on the other; other branches a ``cat`` joins
+(an inception module's four, of different depths) are put in the order it joins them, whatever order they ran in. Where another pairing
 of the same quality exists, the alignment is ambiguous there: it says where, and the caller compares the certain pairs
 only. The steps one side lacks are kept, with where they fall.
 """
@@ -233,6 +234,37 @@ def _join_branches(steps: list[Step]) -> list[Step]:
     return out
 
 
+def _ancestors(step: Step) -> set[int]:
+    """The ids of ``step`` and of every step its output was computed from."""
+    seen: set[int] = set()
+    stack = [step]
+    while stack:
+        current = stack.pop()
+        if current is not None and id(current) not in seen:
+            seen.add(id(current))
+            stack.extend(current.inputs)
+    return seen
+
+
+def _in_branch_order(steps: list[Step]) -> list[Step]:
+    """``steps`` with the branches of each ``cat`` along dim 1 (an inception module's four) in the order the ``cat``
+    joins them, each branch's own steps in their order: where the model ran its branches in another order (the fourth
+    first), the alignment then meets branch with branch, as it would for a model that ran them in order. A branch is
+    the steps only that input of the ``cat`` was computed from."""
+    for cat in [step for step in steps if step.kind in _CATS and _is_channel_cat(step)]:
+        reaches = [_ancestors(source) for source in cat.inputs]
+        shared = {key for i, one in enumerate(reaches) for other in reaches[i + 1 :] for key in one & other}
+        own = [one - shared for one in reaches]
+        members = set().union(*own)
+        if len(members) == 0:
+            continue
+        first = next(index for index, step in enumerate(steps) if id(step) in members)
+        ordered = [step for branch in own for step in steps if id(step) in branch]
+        rest = [step for step in steps if id(step) not in members]
+        steps = rest[:first] + ordered + rest[first:]
+    return steps
+
+
 def _is_channel_cat(step: Step) -> bool:
     """Whether a ``cat`` step joined along dim 1: its output's dim 1 is the sum of its inputs' (checked on shapes,
     since the recorder keeps no arguments but tensors)."""
@@ -311,7 +343,7 @@ def _on_every_best(a: Sequence[Step], b: Sequence[Step], best: list[list[int]]) 
 
 def align(steps_a: Sequence[Step], steps_b: Sequence[Step]) -> Alignment:
     """Pair A's steps with B's in execution order, by shape and kind (parallel branches joined first)."""
-    a, b = _join_branches(list(steps_a)), _join_branches(list(steps_b))
+    a, b = (_in_branch_order(_join_branches(list(steps))) for steps in (steps_a, steps_b))
     best = _best(a, b)
     pairs, i, j = [], 0, 0
     while i < len(a) and j < len(b):
