@@ -14,18 +14,18 @@ from tests.distributions import ALPHA  # the false-failure rate of each check (H
 from tests.helpers import BUILD_SEED, MODELS, case_params, meta_model, meta_seconds, narrowable
 
 
-def _dropout_calls(model: nn.Module, x: torch.Tensor) -> list[tuple[list[str], torch.Tensor, torch.Tensor]]:
-    """Each dropout call of a forward pass: the modules that take its output as their input, its input and its
-    output. Hooks, not an FX graph: a GraphModule's reference cycle would keep an AlexNet's weights alive until the
+def _dropout_calls(model: nn.Module, x: torch.Tensor) -> list[tuple[list[str], torch.Tensor, torch.Tensor, float]]:
+    """Each dropout call of a forward pass: the modules that take its output as their input, its input, its output
+    and its rate. Hooks, not an FX graph: a GraphModule's reference cycle would keep an AlexNet's weights alive until the
     next collection."""
-    calls: list[tuple[list[str], torch.Tensor, torch.Tensor]] = []
+    calls: list[tuple[list[str], torch.Tensor, torch.Tensor, float]] = []
 
-    def dropped(_module, args, out):
-        calls.append(([], args[0].clone(), out))
+    def dropped(module, args, out):
+        calls.append(([], args[0].clone(), out, module.p))
 
     def consumes(name):
         def hook(_module, args):
-            for consumers, _, out in calls:
+            for consumers, _, out, _ in calls:
                 if args and args[0] is out:
                     consumers.append(name)
 
@@ -50,8 +50,8 @@ def _sites(case) -> dict[str, float]:
 @pytest.mark.cost(seconds=meta_seconds, aim="dropout")
 @pytest.mark.parametrize("case", case_params(MODELS))
 def test_dropout_place(case):
-    """Dropout feeds exactly the layers the paper names. Which module takes which output: the graph, not the values
-    (on the meta device)."""
+    """Dropout feeds exactly the layers the paper names, each at the rate stated for it. Which module takes which
+    output: the graph, not the values (on the meta device)."""
     _dropout_place(case, narrow=False)
 
 
@@ -67,10 +67,13 @@ def _dropout_place(case, narrow: bool) -> None:
     fed = set()
     with torch.random.fork_rng(devices=[]):
         calls = _dropout_calls(model, case.input_space.sample().to("meta"))
-    for consumers, _, _ in calls:
+    sites = _sites(case)
+    for consumers, _, _, p in calls:
         assert consumers, "a dropout's output goes to no layer (a functional op, or nowhere)"
-        fed |= {name.rsplit(".", 1)[-1] for name in consumers}  # tower_a.fc6 -> fc6, aux1.fc2 -> fc2
-    assert fed == set(_sites(case)), f"dropout feeds {sorted(fed)}"
+        layers = {name.rsplit(".", 1)[-1] for name in consumers}  # tower_a.fc6 -> fc6, aux1.fc2 -> fc2
+        assert all(sites.get(layer) == p for layer in layers), f"dropout at rate {p} feeds {sorted(layers)}: {sites}"
+        fed |= layers
+    assert fed == set(sites), f"dropout feeds {sorted(fed)}"
 
 
 @pytest.mark.cost(forwards=2)
@@ -83,12 +86,12 @@ def test_dropout_rate(modules, case):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(BUILD_SEED)
         calls = _dropout_calls(model, case.input_space.sample((2, *case.input_space.default[1:])))
-    consumers = [tuple(sorted(names)) for names, _, _ in calls]
+    consumers = [tuple(sorted(names)) for names, _, _, _ in calls]
     assert len(set(consumers)) == len(consumers), "a layer's input dropped twice in one pass"
     fed = [{name.rsplit(".", 1)[-1] for name in names} for names in consumers]  # tower_a.fc6 -> fc6
     assert all(len(layers) == 1 for layers in fed), f"one dropout feeds layers of two sites: {fed}"
     assert {layer for (layer,) in fed} == set(sites)  # every site, each once per module it stands before
-    for (layer,), (_, x, out) in zip(fed, calls, strict=True):
+    for (layer,), (_, x, out, _) in zip(fed, calls, strict=True):
         p = sites[layer]
         kept = out != 0
         # torch multiplies by the scale 1 / (1 - p) (not a division by 1 - p: for p = 0.7 the two round apart).

@@ -342,7 +342,7 @@ def _at_table_widths(
 ) -> nn.Module:
     """``tv_model`` with each convolution, batch norm and FC layer whose shape differs from ``table``'s (a table
     narrowed by :func:`reference.models.tables.narrowed`) rebuilt at the table's widths, in place: torchvision's own
-    blocks and forward, each module's kernel, stride and padding kept. ``paths``: a table layer's module path in
+    blocks and forward, each module's kernel, stride, padding (a batch norm's eps) kept. ``paths``: a table layer's module path in
     ``tv_model`` where it is not the layer's name."""
     modules = dict(tv_model.named_modules())
     for layer, spec in table:
@@ -353,6 +353,8 @@ def _at_table_widths(
         if isinstance(module, nn.Conv2d):
             built = nn.Conv2d(spec.in_channels, spec.out_channels, module.kernel_size, module.stride, module.padding,
                               groups=module.groups, bias=module.bias is not None)  # fmt: skip
+        elif isinstance(module, nn.BatchNorm2d):  # the library's eps and momentum (GoogLeNet's 1e-3), not the table's
+            built = nn.BatchNorm2d(spec.channels, eps=module.eps, momentum=module.momentum)
         else:
             built = spec.build()
         parent, _, attribute = name.rpartition(".")
