@@ -23,7 +23,8 @@ a test declares its cost.
 
 Thinning keeps aim: a test that checks a property of its case (``aim="init"``, ``"dropout"``, ``"structure"`` (the model
 against its table), ``"facts"`` (the table against the paper), ``"counts"`` (the table's counts against the running
-model), ``"sensitivity"``, ``"acting"``, ``"weights"``, ``"contrast"`` (a network it is not, and where they part):
+model), ``"sensitivity"``, ``"acting"``, ``"weights"``, ``"contrast"`` (a network it is not, and where they part), ``"options"``
+(a port carries the constructor options), ``"examples"`` (a layer at each of its example inputs):
 :data:`AIMS`) stands for that property at its parameters (its
 id). Of the tests with one aim and one id, the cheapest is kept before anything else is shared out (a cheap form of a
 check carries its full form's aim and ids: on a narrowed build, on the shared module); where those alone do not fit the
@@ -62,14 +63,15 @@ __all__ = [
     "unmeasured",
 ]
 
-AIMS = ("init", "dropout", "structure", "facts", "counts", "sensitivity", "acting", "weights", "contrast")
+AIMS = ("init", "dropout", "structure", "facts", "counts", "sensitivity", "acting", "weights", "contrast", "options",
+        "examples")  # fmt: skip
 
 SECONDS = 40.0
-# Measured on the 2-core machine (docs/measurements.md, "GoogLeNet"): with GoogLeNet in and AlexNet's cheap checks
-# narrowed, the cheapest check of each aim alone is 28.0 s by these estimates, and at 28.5 s of checks 692 tests ran
-# in 33.5-36.1 s of pytest time, 38.5-41.5 s wall with CI set, on a Xeon where the tree before them (690 tests at
-# 30.5 s) took 34.0-34.4 s, 39.4-39.9 s wall, alternating runs. The VM moves +-10 % between runs.
-CHECK_SECONDS = 28.5
+# Measured on the 2-core machine (docs/measurements.md, "GoogLeNet"): with GoogLeNet in, AlexNet's cheap checks
+# narrowed and the "options" and "examples" aims, the cheapest check of each aim alone is 29.3 s by these estimates,
+# and at 29.5 s of checks 693 tests ran in 30.8-31.7 s of pytest time, 35.5-36.4 s wall with CI set, on a Xeon where
+# 30.5 s of checks (775 tests) took 39.0-40.2 s wall. The VM moves +-10 % between runs.
+CHECK_SECONDS = 29.5
 PEAK_MB = 3000.0
 # What any test of a case costs beyond what it declares: pytest's own work around it (setup, the autouse fixtures,
 # the report), its parameters' lookups, a meta forward or a table's shapes (measured: the checks that declare nothing

@@ -164,7 +164,7 @@ MODULE_INPUTS = [
 ]
 
 
-@pytest.mark.cost(pairs=1)
+@pytest.mark.cost(pairs=1, aim="examples")  # an example is where a layer's edge cases are (an even LRN window)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize(("case", "pair", "example"), MODULE_INPUTS)
 def test_pair_examples(case, pair, example, dtype):
