@@ -317,6 +317,9 @@ CASES = (
             examples=(
                 ModuleInput((2, 2, 5, 7), {"output_size": 3}, gradcheck=True),
                 ModuleInput((1, 2, 3, 3), {"output_size": 3}, gradcheck=True),
+                # Bins of three that overlap (7 to 3: rows 0-2, 2-4, 4-6): each share divided by 3 twice, as torch's
+                # CPU backward divides, compared bit for bit (a division by 9 rounds apart; by powers of 2 it would not).
+                ModuleInput((2, 4, 7, 7), {"output_size": 3}, "overlapping_thirds"),
             ),
         ),
         # Forward: torch's kernel. Backward: each bin's share added in row-major order, torch's CPU order.
