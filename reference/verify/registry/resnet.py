@@ -272,6 +272,7 @@ CASES = (
             default=(2, 8, 9, 8),
             examples=(
                 ModuleInput((2, 8, 5, 7), gradcheck=True),
+                ModuleInput((2, 8, 5, 7), desc="odd_sides"),  # against the concatenation: where the zeros go
                 ModuleInput((2, 4, 5, 5), error=(ValueError, r"^ZeroPadShortcut expects .*\(4 channels\)$")),
                 ModuleInput(
                     options={"layout": "middle"},
