@@ -65,7 +65,7 @@ MUTANTS = (
     Mutant("shape ignored", "harness", "reference/verify/compare.py", '    if a.shape != b.shape:\n        return float("inf"), False\n    if a.numel() == 0:', '    if a.numel() == 0:'),
     Mutant("missing gradient skipped", "harness", "reference/verify/compare.py", "            if name not in found and param.grad is not None:", "            if False:"),
     Mutant("googlenet bn eps", "architecture", "reference/models/googlenet.py", "TORCHVISION_BN_EPS = 1e-3", "TORCHVISION_BN_EPS = 1e-5"),
-    Mutant("googlenet 4e pool", "architecture", "reference/models/googlenet.py", "kernel = 2 if module == POOLED[-1] and not paper else 3", "kernel = 3"),
+    Mutant("googlenet 4e pool", "architecture", "reference/models/googlenet.py", "kernel = 2 if module == \"4e\" and not paper else 3", "kernel = 3"),
     Mutant("googlenet head rate", "train mode", "reference/models/googlenet.py", "self.dropout = nn.Dropout(p=dropout)\n        self.avgpool", "self.dropout = nn.Dropout(p=0.5)\n        self.avgpool"),
     Mutant("towers not joined", "alignment", ALIGN, "    a, b = (_in_branch_order(_join_branches(list(steps))) for steps in (steps_a, steps_b))", "    a, b = (_in_branch_order(list(steps)) for steps in (steps_a, steps_b))"),
     Mutant("branches in run order", "alignment", ALIGN, "    a, b = (_in_branch_order(_join_branches(list(steps))) for steps in (steps_a, steps_b))", "    a, b = (_join_branches(list(steps)) for steps in (steps_a, steps_b))"),

@@ -77,7 +77,7 @@ INCEPTION: dict[str, tuple[int, int, int, int, int, int]] = {
     "5b": (384, 192, 384, 48, 128, 128),
 }
 STEM = (64, 64, 192)  # conv1 7x7/2, conv2 the 1x1 reduce, conv3 the 3x3 (Table 1's "convolution 3x3/1", depth 2)
-POOLED = ("3b", "4e")  # a 3x3/2 max pool after each (maxpool3, maxpool4)
+POOLS = {"3b": "maxpool3", "4e": "maxpool4"}  # the 3x3/2 max pool after each
 # Section 5: the auxiliary classifiers, on the outputs of (4a) and (4d); a 1x1 convolution of 128 filters, a fully
 # connected layer of 1024 units, dropout of 70 %, a linear layer; "their loss gets added to the total loss of the
 # network with a discount weight (the losses of the auxiliary classifiers were weighted by 0.3)".
@@ -153,7 +153,7 @@ def googlenet_architecture(
     if paper:
         layers["norm2"] = CAFFE_LRN
     layers["maxpool2"] = arch.MaxPool2dSpec(3, 2, ceil_mode=True)
-    channels, previous, pools = STEM[2], "maxpool2", 2
+    channels, previous = STEM[2], "maxpool2"
     for module, widths in INCEPTION.items():
         name = f"inception{module}"
         channels = _inception(layers, sources, name, channels, widths, paper=paper, fed_by=previous)
@@ -161,13 +161,11 @@ def googlenet_architecture(
         for head, after in AUX.items():
             if aux_logits and after == module:
                 _aux(layers, sources, head, channels, num_classes, paper=paper, fed_by=name)
-        if module in POOLED:
-            pools += 1
+        if module in POOLS:
             # torchvision's last is 2x2/2 (the same sides here: a 3x3/2 rounding up); the paper's 3x3/2.
-            kernel = 2 if module == POOLED[-1] and not paper else 3
-            layers[f"maxpool{pools}"] = arch.MaxPool2dSpec(kernel, 2, ceil_mode=True)
-            sources[f"maxpool{pools}"] = (name,)
-            previous = f"maxpool{pools}"
+            kernel = 2 if module == "4e" and not paper else 3
+            previous = POOLS[module]
+            layers[previous], sources[previous] = arch.MaxPool2dSpec(kernel, 2, ceil_mode=True), (name,)
     layers["avgpool"] = arch.AvgPool2dSpec(7, 1) if paper else arch.AdaptiveAvgPool2dSpec(output_size=1)
     sources["avgpool"] = (previous,)
     layers["flatten"] = arch.FlattenSpec(expected=(channels, 1, 1))
@@ -176,17 +174,13 @@ def googlenet_architecture(
     return arch.Architecture(layers, 3, IMAGENET_SIDE, sources, heads)
 
 
-def _spec(table: arch.Architecture, name: str) -> nn.Module:
-    return table.layers[name].build()
-
-
 class BasicConv2d(nn.Module):
     """A convolution, torchvision's batch norm where the table has one, a ReLU (in place, as torchvision's)."""
 
     def __init__(self, table: arch.Architecture, prefix: str) -> None:
         super().__init__()
-        self.conv = _spec(table, f"{prefix}.conv")
-        self.bn = _spec(table, f"{prefix}.bn") if f"{prefix}.bn" in table.layers else None
+        self.conv = table.build(f"{prefix}.conv")
+        self.bn = table.build(f"{prefix}.bn") if f"{prefix}.bn" in table.layers else None
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv(x)
@@ -208,7 +202,7 @@ class Inception(nn.Module):
         self.branch3 = nn.Sequential(
             BasicConv2d(table, f"{prefix}.branch3.0"), BasicConv2d(table, f"{prefix}.branch3.1")
         )
-        self.branch4 = nn.Sequential(_spec(table, f"{prefix}.branch4.0"), BasicConv2d(table, f"{prefix}.branch4.1"))
+        self.branch4 = nn.Sequential(table.build(f"{prefix}.branch4.0"), BasicConv2d(table, f"{prefix}.branch4.1"))
 
     def forward(self, x: Tensor) -> Tensor:
         branches = [self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)]  # each (N, C_i, H, W)
@@ -222,10 +216,10 @@ class InceptionAux(nn.Module):
     def __init__(self, table: arch.Architecture, prefix: str, dropout: float) -> None:
         super().__init__()
         self.conv = BasicConv2d(table, f"{prefix}.conv")
-        self.fc1 = _spec(table, f"{prefix}.fc1")
-        self.fc2 = _spec(table, f"{prefix}.fc2")
+        self.fc1 = table.build(f"{prefix}.fc1")
+        self.fc2 = table.build(f"{prefix}.fc2")
         self.dropout = nn.Dropout(p=dropout)
-        self.avgpool = _spec(table, f"{prefix}.avgpool")
+        self.avgpool = table.build(f"{prefix}.avgpool")
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv(self.avgpool(x))  # (N, 128, 4, 4)
@@ -244,23 +238,21 @@ class _GoogLeNet(ReferenceModel):
         super().__init__(table)
         self.aux_logits = bool(table.heads)
         self.conv1 = BasicConv2d(table, "conv1")
-        self.maxpool1 = _spec(table, "maxpool1")
-        self.norm1 = _spec(table, "norm1") if "norm1" in table.layers else None
+        self.maxpool1 = table.build("maxpool1")
+        self.norm1 = table.build("norm1") if "norm1" in table.layers else None
         self.conv2 = BasicConv2d(table, "conv2")
         self.conv3 = BasicConv2d(table, "conv3")
-        self.norm2 = _spec(table, "norm2") if "norm2" in table.layers else None
-        self.maxpool2 = _spec(table, "maxpool2")
-        pools = 2
+        self.norm2 = table.build("norm2") if "norm2" in table.layers else None
+        self.maxpool2 = table.build("maxpool2")
         for module in INCEPTION:
             self.add_module(f"inception{module}", Inception(table, f"inception{module}"))
-            if module in POOLED:
-                pools += 1
-                self.add_module(f"maxpool{pools}", _spec(table, f"maxpool{pools}"))
+            if module in POOLS:
+                self.add_module(POOLS[module], table.build(POOLS[module]))
         heads = {head: InceptionAux(table, head, aux_dropout) if head in table.heads else None for head in AUX}
         self.aux1, self.aux2 = heads["aux1"], heads["aux2"]
-        self.avgpool = _spec(table, "avgpool")
+        self.avgpool = table.build("avgpool")
         self.dropout = nn.Dropout(p=dropout)
-        self.fc = _spec(table, "fc")
+        self.fc = table.build("fc")
 
     def _transform(self, x: Tensor) -> Tensor:
         return x
@@ -279,8 +271,8 @@ class _GoogLeNet(ReferenceModel):
             for head, after in AUX.items():
                 if after == module and self.training and getattr(self, head) is not None:
                     aux[head] = getattr(self, head)(x)  # (N, num_classes)
-            if module in POOLED:
-                x = self.get_submodule(f"maxpool{3 + POOLED.index(module)}")(x)
+            if module in POOLS:
+                x = self.get_submodule(POOLS[module])(x)
         x = torch.flatten(self.avgpool(x), 1)  # (N, 1024)
         x = self.fc(self.dropout(x))  # (N, num_classes)
         if self.training and self.aux_logits:

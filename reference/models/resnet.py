@@ -213,17 +213,13 @@ def cifar_resnet_architecture(
     return arch.Architecture(layers | _head(channels, num_classes), 3, CIFAR_SIDE, sources)
 
 
-def _spec(table: arch.Architecture, name: str) -> nn.Module:
-    return table.layers[name].build()
-
-
 def _shortcut(table: arch.Architecture, prefix: str) -> nn.Module | None:
     """The block's shortcut as its table has it: a projection (1x1 convolution and batch norm), option A's
     zero padding, or None (the identity)."""
     if f"{prefix}.downsample.0" in table.layers:
-        return nn.Sequential(_spec(table, f"{prefix}.downsample.0"), _spec(table, f"{prefix}.downsample.1"))
+        return nn.Sequential(table.build(f"{prefix}.downsample.0"), table.build(f"{prefix}.downsample.1"))
     if f"{prefix}.downsample" in table.layers:
-        return _spec(table, f"{prefix}.downsample")
+        return table.build(f"{prefix}.downsample")
     return None
 
 
@@ -235,11 +231,11 @@ class BasicBlock(nn.Module):
     def __init__(self, table: arch.Architecture, prefix: str) -> None:
         super().__init__()
         downsample = _shortcut(table, prefix)  # built first, as torchvision's _make_layer builds it
-        self.conv1 = _spec(table, f"{prefix}.conv1")
-        self.bn1 = _spec(table, f"{prefix}.bn1")
+        self.conv1 = table.build(f"{prefix}.conv1")
+        self.bn1 = table.build(f"{prefix}.bn1")
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = _spec(table, f"{prefix}.conv2")
-        self.bn2 = _spec(table, f"{prefix}.bn2")
+        self.conv2 = table.build(f"{prefix}.conv2")
+        self.bn2 = table.build(f"{prefix}.bn2")
         self.downsample = downsample
 
     def forward(self, x: Tensor) -> Tensor:
@@ -258,12 +254,12 @@ class Bottleneck(nn.Module):
     def __init__(self, table: arch.Architecture, prefix: str) -> None:
         super().__init__()
         downsample = _shortcut(table, prefix)
-        self.conv1 = _spec(table, f"{prefix}.conv1")
-        self.bn1 = _spec(table, f"{prefix}.bn1")
-        self.conv2 = _spec(table, f"{prefix}.conv2")
-        self.bn2 = _spec(table, f"{prefix}.bn2")
-        self.conv3 = _spec(table, f"{prefix}.conv3")
-        self.bn3 = _spec(table, f"{prefix}.bn3")
+        self.conv1 = table.build(f"{prefix}.conv1")
+        self.bn1 = table.build(f"{prefix}.bn1")
+        self.conv2 = table.build(f"{prefix}.conv2")
+        self.bn2 = table.build(f"{prefix}.bn2")
+        self.conv3 = table.build(f"{prefix}.conv3")
+        self.bn3 = table.build(f"{prefix}.bn3")
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
@@ -284,10 +280,10 @@ class _Residual(ReferenceModel):
 
     def __init__(self, table: arch.Architecture) -> None:
         super().__init__(table)
-        self.conv1 = _spec(table, "conv1")
-        self.bn1 = _spec(table, "bn1")
+        self.conv1 = table.build("conv1")
+        self.bn1 = table.build("bn1")
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = _spec(table, "maxpool") if "maxpool" in table.layers else None
+        self.maxpool = table.build("maxpool") if "maxpool" in table.layers else None
         stage = 1
         while f"layer{stage}.0" in table.layers:
             blocks, index = [], 0
@@ -298,8 +294,8 @@ class _Residual(ReferenceModel):
             stage += 1
         self.stages = stage - 1
         self.groups, self.base_width = 1, 64  # torchvision's attributes: a bottleneck's groups and width per group
-        self.avgpool = _spec(table, "avgpool")
-        self.fc = _spec(table, "fc")
+        self.avgpool = table.build("avgpool")
+        self.fc = table.build("fc")
 
     def _forward_impl(self, x: Tensor) -> Tensor:
         x = self.relu(self.bn1(self.conv1(x)))  # (N, 64, H / 2, W / 2) on ImageNet; (N, 16, H, W) on CIFAR

@@ -460,6 +460,10 @@ class Architecture:
     def __iter__(self) -> Iterator[tuple[str, LayerSpec]]:
         return iter(self.layers.items())
 
+    def build(self, name: str) -> nn.Module:
+        """The module of layer ``name``, built from its spec (a model's layers, made where its class says)."""
+        return self.layers[name].build()
+
     def shapes(self, height: int, width: int) -> dict[str, Shape]:
         """Per-layer output shape (without the batch dimension) for a (C, height, width) input."""
         shape: Shape = (self.in_channels, height, width)
