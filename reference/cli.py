@@ -162,38 +162,90 @@ def _shape(text: str) -> tuple[int, ...]:
     return shape
 
 
+def _is_run(spec: str) -> bool:
+    """Whether diff's B names a stored run (a file, or a path to a .safetensors file) rather than a model."""
+    return spec.endswith(".safetensors") or Path(spec).is_file()
+
+
+def _run_input(run, args: argparse.Namespace) -> str | None:
+    """What of ``--input``, ``--dtype``, ``--train`` and ``--grads`` a stored run cannot give (a run compares on its own
+    input, dtype and mode, and has gradients only if saved with them), as a usage error; None where all agree."""
+    shape = "x".join(map(str, run.input.shape))
+    stored = {"input": shape, "dtype": str(run.input.dtype).removeprefix("torch."), "train": run.train}
+    asked = {"input": args.input and "x".join(map(str, args.input)), "dtype": args.dtype, "train": args.train or None}
+    for key, value in asked.items():
+        if value is not None and value != stored[key]:
+            return f"{args.b} was made with {key} {stored[key]}; --{key} {value} asked (a run compares on its own)"
+    if args.grads and run.grads is None:
+        return f"{args.b} has no gradients to compare (--grads): store it with them, diff A --save RUN --grads"
+    return None
+
+
 def diff_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from reference.verify import diff as layers
+    from reference.verify import runs
     from reference.verify.compare import describe
 
+    if args.b is None and args.save is None:
+        parser.error("B is needed: a model or a stored run to compare A with (or --save RUN alone, to store A's run)")
+    if args.save is not None and args.port:
+        parser.error("--save stores A as built, --port would change it afterwards: save first, then diff with --port")
+    run = b = None
     try:
         a = layers.build(args.a, layers.parse_kwargs(args.a_kwargs))
-        b = layers.build(args.b, layers.parse_kwargs(args.b_kwargs))
+        if args.b is not None and _is_run(args.b):
+            run = runs.load_run(args.b)
+        elif args.b is not None:
+            b = layers.build(args.b, layers.parse_kwargs(args.b_kwargs))
     except (ValueError, TypeError, ImportError, AttributeError) as error:
         parser.error(str(error))
-    case = a.case or b.case
+    if run is not None and (args.b_kwargs or args.b_device):
+        parser.error("--b-kwargs and --b-device are for a model; B is a stored run (made on "
+                     f"{run.about.get('device')})")  # fmt: skip
+    case = a.case or (b.case if b is not None else None)
     if args.plot is not None:
         from reference.verify.plot import FORMATS
 
         if not args.plot.endswith(FORMATS):
             parser.error(f"--plot writes {' or '.join(FORMATS)}; got {args.plot!r}")
-    if args.input is None and case is None:
-        parser.error("--input is needed where neither A nor B is a registry name, e.g. --input 2,3,224,224")
-    dtype = DTYPE_BY_NAME[args.dtype]
-    shape = args.input or case.input_space.default
-    if case is not None:
-        x = case.input_space.sample(shape, dtype=dtype)
+    if run is not None:
+        mismatch = _run_input(run, args)
+        if mismatch:
+            parser.error(mismatch)
+        x, args.train, args.dtype, shape = run.input, run.train, str(run.input.dtype)[6:], tuple(run.input.shape)
     else:
-        x = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
+        if args.input is None and case is None:
+            parser.error("--input is needed where neither A nor B is a registry name, e.g. --input 2,3,224,224")
+        args.dtype = args.dtype or "float32"
+        dtype = DTYPE_BY_NAME[args.dtype]
+        shape = args.input or case.input_space.default
+        if case is not None:
+            x = case.input_space.sample(shape, dtype=dtype)
+        else:
+            x = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
     x = x.to(args.device)  # drawn on the CPU: the same input on every device
+    if args.save is not None:
+        a.model.to(device=x.device, dtype=x.dtype).train(args.train)
+        try:
+            saved = runs.record_run(a.model, x, grads=args.grads, seed=layers.SEED if args.train else None,
+                                    about={"model": args.a, "kwargs": list(args.a_kwargs)})  # fmt: skip
+        except (ValueError, TypeError, RuntimeError) as error:
+            print(f"diff {args.a}: {error}")
+            return 2
+        print(f"saved {runs.save_run(saved, args.save)}: {saved.describe()}")
+        if args.b is None:
+            return 0
     try:
-        result, notes = layers.diff(a, b, x, port=args.port, grads=args.grads, train=args.train, exact=args.exact)
+        result, notes = layers.diff(a, run if run is not None else b, x, port=args.port, grads=args.grads,
+                                    train=args.train, exact=args.exact, device_b=args.b_device)  # fmt: skip
     except (ValueError, TypeError, RuntimeError) as error:
         print(f"diff {args.a} {args.b}: {error}")
         return 2
     mode = "train mode, the same seed before each forward" if args.train else "eval mode"
-    print(f"A: {args.a} ({type(a.model).__name__})\nB: {args.b} ({type(b.model).__name__})\n"
-          f"input {'x'.join(map(str, shape))} {args.dtype} on {args.device}, {mode}; {describe({'rtol': result.rtol, 'atol': result.atol})}")  # fmt: skip
+    about_b = f"stored run {run.describe()}" if run is not None else f"({type(b.model).__name__})"
+    where = args.device if args.b_device in (None, args.device) else f"{args.device} (B on {args.b_device})"
+    print(f"A: {args.a} ({type(a.model).__name__})\nB: {args.b} {about_b}\n"
+          f"input {'x'.join(map(str, shape))} {args.dtype} on {where}, {mode}; {describe({'rtol': result.rtol, 'atol': result.atol})}")  # fmt: skip
     print("\n".join([*notes, result.alignment.describe()]) + "\n")
     header = (
         "A",
@@ -277,14 +329,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     diff_parser = commands.add_parser(
         "diff", help="any two models, layer by layer with no layer map; exit 1 where they diverge"
     )
-    for side in ("a", "b"):
-        diff_parser.add_argument(side, help="a registry name (python -m reference list) or package.module:callable")
+    diff_parser.add_argument("a", help="a registry name (python -m reference list) or package.module:callable")
+    diff_parser.add_argument("b", nargs="?", default=None,
+                             help="the same, or a stored run (a .safetensors file that --save wrote)")  # fmt: skip
     for side in ("a", "b"):
         diff_parser.add_argument(f"--{side}-kwargs", nargs="+", default=[], metavar="NAME=VALUE",
                                  help=f"keyword arguments for {side.upper()}'s builder, e.g. num_classes=10")  # fmt: skip
     diff_parser.add_argument("--input", type=_shape, default=None, help="input shape, e.g. 2,3,224,224")
-    diff_parser.add_argument("--dtype", choices=DTYPE_BY_NAME, default="float32")
+    diff_parser.add_argument("--dtype", choices=DTYPE_BY_NAME, default=None, help="float32 (default), or a run's")
     diff_parser.add_argument("--device", type=_device, default="cpu", help="where A and B run: cpu (default), cuda[:N]")
+    diff_parser.add_argument("--b-device", type=_device, default=None, help="where B runs, if not on --device")
+    diff_parser.add_argument("--save", default=None, metavar="RUN",
+                             help="store A's run (each layer's output, the input, weights; gradients with --grads) "
+                                  "to RUN, a .safetensors file, to diff against later: diff A RUN")  # fmt: skip
     diff_parser.add_argument("--plot", default=None, metavar="FILE",
                              help="draw the errors per layer to FILE (.png or .svg; needs matplotlib)")  # fmt: skip
     diff_parser.add_argument("--grads", action="store_true", help="compare gradients too")

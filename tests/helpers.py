@@ -43,9 +43,11 @@ __all__ = [
     "acting_in_place",
     "by_dtype",
     "case_params",
+    "diff_rows",
     "fewer_examples",
     "meta_model",
     "meta_seconds",
+    "middle_weighted_layer",
     "narrow",
     "narrowable",
     "pair_params",
@@ -347,3 +349,18 @@ class CaseModules:
             for model in value if isinstance(value, tuple) else (value,):
                 if isinstance(model, nn.Module):
                     model.zero_grad(set_to_none=True)
+
+
+def diff_rows(out: str) -> dict[str, list[str]]:
+    """The diff table's rows (from the line under the header to the first blank one) by A's layer: [B's layer,
+    shape, max |Δ|, relative, mark]."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("---")) + 1
+    rows = lines[start : lines.index("", start)]
+    return {cells[0]: cells[1:] for cells in map(str.split, rows)}
+
+
+def middle_weighted_layer(case: Case) -> str:
+    """A case's weighted table layer halfway down: where the diff tests plant a perturbation."""
+    weighted = [name for name, count in case.architecture.trainable_params().items() if count]
+    return weighted[len(weighted) // 2]

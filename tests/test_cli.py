@@ -24,7 +24,16 @@ from reference.verify import registry
 from reference.verify.compare import layer_modules
 from reference.verify.pairs import compare_pair, library, ported, reference_module
 from reference.verify.registry import CASES, get_case
-from tests.helpers import LAYERS, MODELS, PAIRS, case_params, meta_model, pair_params
+from tests.helpers import (
+    LAYERS,
+    MODELS,
+    PAIRS,
+    case_params,
+    diff_rows,
+    meta_model,
+    middle_weighted_layer,
+    pair_params,
+)
 
 # The cheapest layer with a counterpart and the smallest model: what the CLI's own checks run on.
 LIGHT = min((case for case in LAYERS if case.pairs), key=lambda case: case.input_space.sample().numel())
@@ -91,7 +100,7 @@ def broken(monkeypatch):
     return good, shifted
 
 
-def _verify_rows(out: str) -> dict[str, str]:
+def _verifydiff_rows(out: str) -> dict[str, str]:
     return {line.split("  ")[0]: line for line in out.splitlines() if " vs " in line and not line.startswith("*")}
 
 
@@ -100,7 +109,7 @@ def test_verify_fails(broken, capsys):
     good, shifted = broken
     assert cli.main(["verify", LIGHT.name, "--dtype", "float64"]) == 1
     out = capsys.readouterr().out
-    rows = _verify_rows(out)
+    rows = _verifydiff_rows(out)
     assert " PASS " in rows[f"{LIGHT.name} vs {good.name}"]
     assert " FAIL " in rows[f"{LIGHT.name} vs {shifted.name}"]
     assert f"FAILED {LIGHT.name} vs {shifted.name} [float64]" in out
@@ -149,7 +158,7 @@ def test_verify_fails_unseen_at_output(monkeypatch, capsys, broken):
     monkeypatch.setitem(CASES, case.name, dataclasses.replace(case, pairs=(pair,)))
     assert cli.main(["verify", case.name, "--dtype", "float64"]) == 1
     out = capsys.readouterr().out
-    assert " FAIL " in _verify_rows(out)[f"{case.name} vs {broken}"], out
+    assert " FAIL " in _verifydiff_rows(out)[f"{case.name} vs {broken}"], out
     assert "0 passed, 1 failed" in out
 
 
@@ -158,7 +167,7 @@ def test_verify_passes(capsys):
     assert cli.main(["verify", LIGHT.name.replace("_", "-"), "--dtype", "float32", "float64"]) == 0
     out = capsys.readouterr().out
     assert f"{2 * len(LIGHT.pairs)} passed, 0 failed" in out
-    assert set(_verify_rows(out)) == {f"{LIGHT.name} vs {pair.name}" for pair in LIGHT.pairs}
+    assert set(_verifydiff_rows(out)) == {f"{LIGHT.name} vs {pair.name}" for pair in LIGHT.pairs}
 
 
 def test_verify_pattern(capsys):
@@ -166,7 +175,7 @@ def test_verify_pattern(capsys):
     word = LIGHT.name.split("_")[-1]
     expected = {f"{case.name} vs {pair.name}" for case in CASES.values() if word in case.name for pair in case.pairs}
     assert cli.main(["verify", "-k", word, *(case.name for case in LAYERS)]) == 0
-    assert set(_verify_rows(capsys.readouterr().out)) == {row for row in expected if row.split(" vs ")[0] in
+    assert set(_verifydiff_rows(capsys.readouterr().out)) == {row for row in expected if row.split(" vs ")[0] in
                                                          {case.name for case in LAYERS}}  # fmt: skip
     assert cli.main(["verify", "-k", "no-case-has-this"]) == 1
 
@@ -259,20 +268,6 @@ def test_verify_device(device, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def _rows(out: str) -> dict[str, list[str]]:
-    """The diff table's rows (from the line under the header to the first blank one) by A's layer: [B's layer,
-    shape, max |Δ|, relative, mark]."""
-    lines = out.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("---")) + 1
-    rows = lines[start : lines.index("", start)]
-    return {cells[0]: cells[1:] for cells in map(str.split, rows)}
-
-
-def _middle_weighted_layer(case) -> str:
-    weighted = [name for name, count in case.architecture.trainable_params().items() if count]
-    return weighted[len(weighted) // 2]
-
-
 def test_diff_exit_codes(capsys):
     """diff's exit code on the smallest model, whatever the default run keeps of the per-model checks: 0 where two
     builds under one seed agree, 1 where one has a layer's biases moved by 1e-3, with gradients compared."""
@@ -280,7 +275,7 @@ def test_diff_exit_codes(capsys):
     assert cli.main(["diff", case.name, case.name, "--exact", "--grads"]) == 0
     assert capsys.readouterr().out.rstrip().endswith("agree")
     argv = ["diff", "tests.helpers:perturbed", case.name, "--a-kwargs", f"name={case.name}",
-            f"layer={_middle_weighted_layer(case)}", "--exact", "--grads"]  # fmt: skip
+            f"layer={middle_weighted_layer(case)}", "--exact", "--grads"]  # fmt: skip
     assert cli.main(argv) == 1
     assert capsys.readouterr().out.rstrip().endswith("diverge")
 
@@ -305,7 +300,7 @@ def test_diff_plot(tmp_path, capsys):
 
     case = get_case(SMALLEST)
     argv = ["diff", "tests.helpers:perturbed", case.name, "--a-kwargs", f"name={case.name}",
-            f"layer={_middle_weighted_layer(case)}", "--plot"]  # fmt: skip
+            f"layer={middle_weighted_layer(case)}", "--plot"]  # fmt: skip
     png, svg = tmp_path / "errors.png", tmp_path / "errors.svg"
     assert cli.main([*argv, str(png)]) == 1
     assert cli.main([*argv, str(svg)]) == 1
@@ -347,7 +342,7 @@ def test_costs(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("case", case_params(MODELS))
 def test_diff_perturbation(case, capsys):
     """diff names the layer where a perturbation was planted, and exits 1."""
-    layer = _middle_weighted_layer(case)
+    layer = middle_weighted_layer(case)
     argv = [
         "diff",
         "tests.helpers:perturbed",
@@ -359,7 +354,7 @@ def test_diff_perturbation(case, capsys):
     ]
     assert cli.main(argv) == 1
     out = capsys.readouterr().out
-    rows = _rows(out)
+    rows = diff_rows(out)
     first = "+".join(layer_modules(case.build(), layer))
     assert rows[first][-2:] == ["first", "divergence"], out
     assert [name for name, row in rows.items() if "divergence" in row] == [first], out  # the first, and only it
@@ -375,7 +370,7 @@ def test_diff_import_path(case, capsys):
     argv = ["diff", case.name, builder, "--b-kwargs", f"name={case.name}", "--port", "--exact", "--grads"]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert all(row[2] == "0" for row in _rows(out).values()), out
+    assert all(row[2] == "0" for row in diff_rows(out).values()), out
     assert "gradients: max |Δ| = 0" in out
     assert out.rstrip().endswith("agree")
 
@@ -389,7 +384,7 @@ def test_diff_library(case, pair, capsys):
                      "--grads"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "ported B into A by execution order" in out
-    assert all(row[2] == "0" for row in _rows(out).values()), out
+    assert all(row[2] == "0" for row in diff_rows(out).values()), out
 
 
 @pytest.mark.cost(builds=2, steps=2)
@@ -401,7 +396,7 @@ def test_diff_registry_port(case, pair, capsys):
     assert "ported B into A by the registry's port" in out
     assert "layers aligned by execution order, shape and name" in out
     for layer, mapped in pair.layers.items():
-        assert _rows(out)[layer][0] == (mapped if isinstance(mapped, str) else "+".join(mapped)), out
+        assert diff_rows(out)[layer][0] == (mapped if isinstance(mapped, str) else "+".join(mapped)), out
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from torch import nn
 from reference.verify.align import port_by_order
 from reference.verify.compare import compare_models
 from reference.verify.replay import Own
+from reference.verify.runs import record_run
 
 ATOL = 1e-3  # the test's tolerance (rtol 0): every value here is under 1, where the table's atol is not scaled
 
@@ -53,13 +54,15 @@ X = torch.tensor([[0.4, -0.7], [0.1, 0.9]], dtype=torch.float64)
     ],
     ids=["grown then a bug", "a bug only", "a bug where it grows", "grown only"],
 )
-@pytest.mark.parametrize("mapped", [False, True], ids=["aligned", "mapped"])
-def test_culprit(grown, local, first, culprit, mapped):
+@pytest.mark.parametrize("how", ["aligned", "mapped", "stored", "stored, mapped"])
+def test_culprit(grown, local, first, culprit, how):
     """The first diverging layer is where the outputs part; the culprit, the first layer whose own error (B's layer
     on A's input) exceeds the tolerance: a grown error is not blamed on the layer that grew it, and where nothing is
-    wrong locally the report says the divergence accumulated. With a layer map and without."""
-    layers = {name: name for name in ("fc1", "fc2", "fc3")} if mapped else None
-    result = compare_models(_chain(), _planted(grown, local), X, rtol=0, atol=ATOL, layers=layers)
+    wrong locally the report says the divergence accumulated. With a layer map and without, and against B's stored
+    run (A's layer on the run's input to it)."""
+    layers = {name: name for name in ("fc1", "fc2", "fc3")} if "mapped" in how else None
+    b = record_run(_planted(grown, local), X) if "stored" in how else _planted(grown, local)
+    result = compare_models(_chain(), b, X, rtol=0, atol=ATOL, layers=layers)
     assert result.first_divergence().layer == first, result.report()
     assert result.culprit().startswith(culprit), result.report()
     assert culprit in result.report()

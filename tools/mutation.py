@@ -88,6 +88,9 @@ MUTANTS = (
     Mutant("vgg kaiming fan_in", "init", VGG, 'mode="fan_out"', 'mode="fan_in"'),
     Mutant("vgg torchvision index shifted", "port", VGG, '{name: f"features.{i}" for i, name in enumerate(features)}', '{name: f"features.{i}" for i, name in enumerate(features, start=1)}'),
     Mutant("vgg dense window order", "port", "reference/verify/states.py", "    return tensor.view(shape) if", "    return (tensor.view(shape[0], *shape[2:], -1).movedim(-1, 1) if tensor.dim() == 2 and len(shape) == 4 else tensor.view(shape)) if"),
+    Mutant("stored run replayed in place", "harness", "reference/verify/replay.py", "received.to(**where, copy=True)", "received.to(**where)"),
+    Mutant("stored run's graph lost", "harness", "reference/verify/runs.py", '        inputs = tuple(None if j is None else steps[j] for j in step["inputs"])', "        inputs = ()"),
+    Mutant("stored run's input unchecked", "harness", "reference/verify/compare.py", "    if not torch.equal(stored.to(given.device), given):", "    if False:"),
     Mutant("port by position of definition", "alignment", ALIGN, "    return [*uses.seen, *(name for name in names.values() if name not in uses.seen)]", "    return list(names.values())"),
     # Operations that do nothing at the weights the comparisons use (issue 22): each is caught only where it acts.
     Mutant("alexnet2012 conv4 relu dropped", "inert op", A2012, "        x = self.relu(self.conv4(x))  # (N, 384, 13, 13)", "        x = self.conv4(x)  # (N, 384, 13, 13)"),

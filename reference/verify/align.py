@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -28,7 +28,19 @@ import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["Alignment", "Step", "align", "pair_by_order", "port_by_order", "record", "tensor_order"]
+from reference.verify.replay import state_kept
+
+__all__ = [
+    "Alignment",
+    "Step",
+    "align",
+    "pair_by_order",
+    "pair_orders",
+    "port_by_order",
+    "record",
+    "same_names",
+    "tensor_order",
+]
 
 _CATS = {"cat", "concat", "concatenate"}
 
@@ -390,7 +402,11 @@ def tensor_order(model: nn.Module, x: Tensor) -> list[str]:
     it does not use follow, in registration order."""
     names = {id(t): name for name, t in model.state_dict(keep_vars=True).items()}
     uses = _Uses(names)
-    with torch.no_grad(), uses:
+    with (
+        torch.no_grad(),
+        state_kept(model),
+        uses,
+    ):  # a probe: a train-mode batch norm's statistics are left as they were
         model(x)
     return [*uses.seen, *(name for name in names.values() if name not in uses.seen)]
 
@@ -399,10 +415,31 @@ def pair_by_order(model_a: nn.Module, model_b: nn.Module, x: Tensor) -> dict[str
     """A's state_dict names -> B's: by name where both have the same names and shapes, else one to one in the order
     the forward passes use them. A ValueError with the two lists up to the first mismatch where neither holds."""
     state_a, state_b = model_a.state_dict(), model_b.state_dict()
-    if state_a.keys() == state_b.keys() and all(state_a[k].shape == state_b[k].shape for k in state_a):
+    if same_names(state_a, state_b):
         return {name: name for name in state_a}
-    dtype_b = next((t.dtype for t in state_b.values() if t.is_floating_point()), x.dtype)
-    order_a, order_b = tensor_order(model_a, x), tensor_order(model_b, x.to(dtype_b))
+    floating = [t for t in state_b.values() if t.is_floating_point()]
+    where_b = {"dtype": floating[0].dtype, "device": floating[0].device} if floating else {}  # B's, if another's
+    order_a, order_b = tensor_order(model_a, x), tensor_order(model_b, x.to(**where_b))
+    return pair_orders(order_a, state_a, order_b, state_b, (type(model_a).__name__, type(model_b).__name__))
+
+
+def same_names(state_a: Mapping[str, Tensor], state_b: Mapping[str, Tensor]) -> bool:
+    """Whether two state dicts have the same names with the same shapes: then they pair by name."""
+    return state_a.keys() == state_b.keys() and all(state_a[k].shape == state_b[k].shape for k in state_a)
+
+
+def pair_orders(
+    order_a: Sequence[str],
+    state_a: Mapping[str, Tensor],
+    order_b: Sequence[str],
+    state_b: Mapping[str, Tensor],
+    names: tuple[str, str] = ("A", "B"),
+) -> dict[str, str]:
+    """:func:`pair_by_order` on orders already known (:func:`tensor_order`; a stored run keeps its model's): by name
+    where the names and shapes are the same, else one to one in order, shape for shape; ``names`` are the two models'
+    in the error."""
+    if same_names(state_a, state_b):
+        return {name: name for name in state_a}
     rows = []
     for index in range(max(len(order_a), len(order_b))):
         name_a = order_a[index] if index < len(order_a) else None
@@ -413,7 +450,7 @@ def pair_by_order(model_a: nn.Module, model_b: nn.Module, x: Tensor) -> dict[str
         if shape_a != shape_b:
             table = "\n".join(rows)
             raise ValueError(
-                f"cannot port {type(model_b).__name__} into {type(model_a).__name__} by order: tensor {index} "
+                f"cannot port {names[1]} into {names[0]} by order: tensor {index} "
                 f"differs (A has {len(order_a)}, B {len(order_b)}, in the order each forward pass uses them):\n"
                 f"{'#':>4}  {'A':<28} {'shape':<22} {'B':<28} shape\n{table}  <- first mismatch"
             )

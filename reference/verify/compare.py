@@ -13,14 +13,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from reference.verify.align import Alignment, Step, align, record
 from reference.verify.build import trim
-from reference.verify.replay import Own, own_errors
+from reference.verify.replay import Own, own_errors, own_errors_on_run, split_call
+
+if TYPE_CHECKING:
+    from reference.verify.runs import Run
 
 __all__ = [
     "EXACT",
@@ -174,7 +177,7 @@ def _diff(a: Tensor, b: Tensor, rtol: float, atol: float) -> tuple[float, bool]:
         return float("inf"), False
     if a.numel() == 0:
         return 0.0, True
-    a, b = a.detach().reshape(-1), b.detach().reshape(-1)
+    a, b = a.detach().reshape(-1), b.detach().reshape(-1).to(a.device)  # B may have run on another device
     exact = rtol == atol == 0
     if exact and torch.equal(a, b):
         return 0.0, True
@@ -316,6 +319,7 @@ class Comparison:
     forward_scale: float = 0.0  # max |output| of model_b
     forward_shape: tuple[int, ...] = ()
     needed: Needed | None = None  # the outputs' (``own=True``)
+    replayed: str = "B's layer on A's input to it"  # how each layer's own error was found
 
     def would_pass(self) -> str | None:
         """``would pass at rtol >= R (atol 0), or atol >= A (rtol 0)``: the outputs' and every layer's needs; None
@@ -357,8 +361,8 @@ class Comparison:
             side, step = found
             return f"culprit: {side}'s {step.name!r} ({step.kind}), which {'B' if side == 'A' else 'A'} lacks: no counterpart"
         if found is not None:
-            return (f"culprit: {found.layer!r} (counterpart {found.counterpart!r}): its own error, B's layer on A's "
-                    f"input to it, is max |Δ| = {found.own.max_abs_diff:.3g}")  # fmt: skip
+            return (f"culprit: {found.layer!r} (counterpart {found.counterpart!r}): its own error, {self.replayed}, "
+                    f"is max |Δ| = {found.own.max_abs_diff:.3g}")  # fmt: skip
         if all(d.own is None or d.own.max_abs_diff is None for d in self.layers):
             return "culprit: not found (no layer could be run again on the other's input)"
         return "culprit: none: no layer's own error exceeds the tolerance; the divergence is accumulated, not local"
@@ -426,7 +430,7 @@ def _forward(model: nn.Module, x: Tensor, seed: int | None) -> Tensor:
 
 def compare_models(
     model_a: nn.Module,
-    model_b: nn.Module,
+    model_b: nn.Module | Run,
     inputs: Tensor,
     *,
     rtol: float = 0.0,
@@ -457,9 +461,18 @@ def compare_models(
     A runs forward and backward before B runs: the two graphs are never held at once. B's parameter gradients are
     compared as its backward pass makes them and then let go (``model_b``'s ``.grad`` are left unset), so that a
     VGG's two sets of gradients are never held beside each other in full.
+
+    ``model_b`` may be a stored run (:class:`reference.verify.runs.Run`: another device's, another torch release's,
+    an earlier tree's): ``inputs`` must be its input, A in its mode (and seed), a run with gradients where ``grads``;
+    its parameters' gradients meet A's by name unless ``grads_to_a`` maps them. A ValueError says what differs, where
+    A's output has another shape than the run's or no step meets one of the run's.
     """
+    run = None if isinstance(model_b, nn.Module) else model_b
+    if run is not None:
+        _check_run(run, model_a, inputs, seed, grads)
     x_a = inputs.detach().clone().requires_grad_(grads)
-    x_b = inputs.detach().clone().requires_grad_(grads)
+    device_b = next((t.device for t in model_b.parameters()), inputs.device) if run is None else inputs.device
+    x_b = inputs.detach().to(device_b, copy=True).requires_grad_(grads)  # B may run on another device than A
     names_b = None if layers is None else [n for names in layers.values() for n in _listed(names)]
     with _observed(model_a, None if layers is None else list(layers)) as seen_a:
         out_a = _forward(model_a, x_a, seed)
@@ -468,10 +481,20 @@ def compare_models(
         cotangent = _cotangent(out_a)
         out_a.backward(cotangent)
         trim()  # A's activations, freed, leave the heap before B's are made
-    with _observed(model_b, names_b) as seen_b:
-        out_b = _forward(model_b, x_b, seed)
+    if run is not None:
+        seen_b = _stored(run, names_b)
+        out_b = run.output.to(out_a.device)
+        if out_b.shape != out_a.shape:
+            raise ValueError(f"A's output is {_shape(out_a)}, the stored run's {_shape(out_b)}: another model or "
+                             f"other options than the run's ({run.about.get('model', '?')})")  # fmt: skip
+    else:
+        with _observed(model_b, names_b) as seen_b:
+            out_b = _forward(model_b, x_b, seed)
     if layers is None:
         alignment = align(seen_a, seen_b)
+        if run is not None and seen_a and run.steps and not alignment.pairs:
+            raise ValueError(f"no step of A meets one of the stored run's (A has {len(seen_a)}, the run "
+                             f"{len(run.steps)}): a run of another model ({run.about.get('model', '?')})")  # fmt: skip
         seen = [(index, a.name, b.name, a.output, b.output) for index, (a, b) in enumerate(alignment.pairs)
                 if index not in alignment.uncertain]  # fmt: skip
     else:
@@ -482,7 +505,7 @@ def compare_models(
                 (index, name, "+".join(_listed(names)), seen_a[name],
                  torch.cat(parts, 1) if len(parts) > 1 else parts[0])
             )  # fmt: skip
-    result = Comparison(rtol, atol, *_diff(out_a, out_b, rtol, atol), alignment=alignment,
+    result = Comparison(rtol, atol, *_diff(out_a, out_b.to(out_a.device), rtol, atol), alignment=alignment,
                         forward_scale=_scale(out_b), forward_shape=tuple(out_a.shape))  # fmt: skip
     result.grad_rtol = rtol if grad_rtol is None else grad_rtol
     result.grad_atol = atol if grad_atol is None else grad_atol
@@ -492,10 +515,16 @@ def compare_models(
         result.layers.append(LayerDiff(name_a, name_b, tuple(a.shape), *_diff(a, b, rtol, atol), _scale(b), other,
                                        position=index))  # fmt: skip
     if own or result.first_divergence() is not None:  # where a layer parts: which one is wrong
-        dropout = any(m.training and isinstance(m, nn.modules.dropout._DropoutNd) for m in model_a.modules())
-        judged = own_errors(model_a, model_b, lambda: _forward(model_a, inputs, seed),
-                            [(name_a, name_b, a) for _, name_a, name_b, a, _ in seen],
-                            lambda a, b: _diff(a, b, rtol, atol), repeatable=seed is not None or not dropout)  # fmt: skip
+        judge = lambda a, b: _diff(a, b, rtol, atol)  # noqa: E731
+        if run is not None:
+            result.replayed = "A's layer on the stored run's input to it"
+            judged = own_errors_on_run(model_a, run.steps, run.input.to(inputs.device),
+                                       [(name_a, name_b) for _, name_a, name_b, _, _ in seen], judge)  # fmt: skip
+        else:
+            dropout = any(m.training and isinstance(m, nn.modules.dropout._DropoutNd) for m in model_a.modules())
+            judged = own_errors(model_a, model_b, lambda: _forward(model_a, inputs, seed),
+                                [(name_a, name_b, a) for _, name_a, name_b, a, _ in seen], judge,
+                                repeatable=seed is not None or not dropout)  # fmt: skip
         for layer, error in zip(result.layers, judged, strict=True):
             layer.own = error
     if own:
@@ -503,9 +532,48 @@ def compare_models(
             layer.needed = needed(a, b.to(a.device)) if a.shape == b.shape else None
         result.needed = needed(out_a.detach(), out_b.detach().to(out_a.device))
     del seen, seen_a, seen_b  # the layers' copies go before B's backward pass, the suite's peak
-    if grads:
+    if grads and run is not None:
+        _compare_stored_grads(result, model_a, run, x_a, grads_to_a)
+    elif grads:
         _compare_grads(result, model_a, model_b, cotangent, out_b, x_a, x_b, grads_to_a)
     return result
+
+
+def _shape(t: Tensor) -> str:
+    return "x".join(map(str, t.shape))
+
+
+def _check_run(run: Run, model_a: nn.Module, inputs: Tensor, seed: int | None, grads: bool) -> None:
+    """A comparison with a stored run is on the run's input, in its mode and seed: a ValueError naming what differs."""
+    stored, given = run.input, inputs
+    if stored.shape != given.shape or stored.dtype != given.dtype:
+        raise ValueError(f"the stored run's input is {_shape(stored)} {str(stored.dtype)[6:]}; this comparison's is "
+                         f"{_shape(given)} {str(given.dtype)[6:]}")  # fmt: skip
+    if not torch.equal(stored.to(given.device), given):
+        raise ValueError("the stored run's input has other values than this comparison's: compare on run.input")
+    if model_a.training != run.train:
+        raise ValueError(f"the stored run was made in {'train' if run.train else 'eval'} mode, A is in "
+                         f"{'train' if model_a.training else 'eval'} mode")  # fmt: skip
+    if run.train and seed != run.seed:
+        raise ValueError(f"the stored run was made in train mode with seed {run.seed}; this comparison's is {seed}")
+    if grads and run.grads is None:
+        raise ValueError("the stored run has no gradients: store it with them (record_run(..., grads=True), --grads)")
+
+
+def _stored(run: Run, names: list[str] | None) -> list[Step] | dict[str, Tensor]:
+    """A stored run's steps, or (``names``, a layer map's B side) the named modules' outputs (a module called twice:
+    its last call, as :func:`capture_outputs` keeps it)."""
+    if names is None:
+        return run.steps
+    outputs = {}
+    for step in run.steps:
+        base, _ = split_call(step.name)
+        if base in names:
+            outputs[base] = step.output
+    missing = [name for name in names if name not in outputs]
+    if missing:
+        raise ValueError(f"the stored run has no step of module(s) {missing}")
+    return outputs
 
 
 def _listed(names: str | Sequence[str]) -> list[str]:
@@ -551,21 +619,43 @@ def _compare_grads(result, model_a, model_b, cotangent, out_b, x_a, x_b, grads_t
         if param.requires_grad
     ]
     try:
-        out_b.backward(cotangent)
+        out_b.backward(cotangent.to(out_b.device))
     finally:
         for handle in handles:
             handle.remove()
     if pending:
         compare(grads_to_a(pending))  # what is still waiting must map now, or the map's error says why
-    if grads_to_a is not None:
+    _grad_verdicts(result, found, params_a, x_a, None if x_b.grad is None else x_b.grad.to(x_a.device),
+                   grads_to_a is not None)  # fmt: skip
+
+
+def _compare_stored_grads(result, model_a, run, x_a, grads_to_a) -> None:
+    """A's gradients against a stored run's: its parameters' through ``grads_to_a`` (by name without one), the
+    input's."""
+    params_a = dict(model_a.named_parameters())
+    bounds = (result.grad_rtol, result.grad_atol)
+    device = x_a.device
+    mapped = (grads_to_a or dict)({name: grad.to(device) for name, grad in run.grads.items()})
+    found: dict[str, tuple[float, bool] | str] = {}
+    for name, b in mapped.items():
+        a = params_a[name].grad if name in params_a else None
+        found[name] = "gradient missing on reference side" if a is None else _diff_parts(a, b, *bounds)
+    _grad_verdicts(result, found, params_a, x_a, run.input_grad.to(device), bool(mapped))  # mapped to nothing: the
+    # parameters could not be paired, the input's gradient is compared alone
+
+
+def _grad_verdicts(result, found, params_a, x_a, input_grad_b, mapped: bool) -> None:
+    """``result``'s gradient figures from what was found per parameter (max |Δ| and close, or why it could not be
+    compared), with the input's gradient first; ``mapped``: A's gradients B has none for are failures."""
+    if mapped:
         for name, param in params_a.items():
             if name not in found and param.grad is not None:
                 found[name] = "gradient missing on counterpart side"
-    input_grads = (x_a.grad, x_b.grad)
+    input_grads = (x_a.grad, input_grad_b)
     if None in input_grads:
         found = {"input": f"gradient missing on {'reference' if x_a.grad is None else 'counterpart'} side"} | found
     else:
-        found = {"input": _diff(*input_grads, *bounds)} | found
+        found = {"input": _diff(*input_grads, result.grad_rtol, result.grad_atol)} | found
     result.grad_max = 0.0
     order = {name: index for index, name in enumerate(["input", *params_a])}
     for name in sorted(found, key=lambda name: order.get(name, len(order))):

@@ -1,5 +1,6 @@
 """``python -m reference diff A B``: any two models, each a registry name or ``package.module:callable``, compared
-layer by layer with no layer map (aligned by execution order, shape and name), with B's weights ported into A if asked.
+layer by layer with no layer map (aligned by execution order, shape and name), with B's weights ported into A if asked;
+B may be a stored run instead (``diff A --save RUN`` made it: :mod:`reference.verify.runs`).
 
 Both are built under the same seed, so that two models that draw their initial weights alike (a re-implementation
 and its library's model) start equal even without ``--port``. The port is the registry's own where A and B are
@@ -15,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from reference.models._api import canonical_name
@@ -24,6 +26,7 @@ from reference.verify.compare import Comparison, compare_models, tolerance
 from reference.verify.pairs import grads_to_reference, ported, ported_back
 from reference.verify.records import Case
 from reference.verify.registry import CASES
+from reference.verify.runs import Run, run_pairing
 
 __all__ = ["Built", "build", "diff", "parse_kwargs", "table"]
 
@@ -92,31 +95,37 @@ def _port(a: Built, b: Built, x: Tensor) -> tuple[str, GradMap | None]:
 
 def diff(
     a: Built,
-    b: Built,
+    b: Built | Run,
     x: Tensor,
     *,
     port: bool = False,
     grads: bool = False,
     train: bool = False,
     exact: bool = False,
+    device_b: str | torch.device | None = None,
 ) -> tuple[Comparison, list[str]]:
-    """Compare ``a`` and ``b`` on ``x`` (in its dtype, on its device: both models are moved there), layers aligned
-    automatically; returns the comparison and notes on how the weights and gradients were matched."""
+    """Compare ``a`` and ``b`` (a model, or a stored run: :mod:`reference.verify.runs`) on ``x`` (in its dtype, on its
+    device: A is moved there, B too or to ``device_b``), layers aligned automatically; returns the comparison and notes
+    on how the weights and gradients were matched."""
     notes = []
-    for subject in (a, b):
-        subject.model.to(device=x.device, dtype=x.dtype).train(train)
+    run = b if isinstance(b, Run) else None
+    a.model.to(device=x.device, dtype=x.dtype).train(train)
+    if run is None:
+        b.model.to(device=device_b or x.device, dtype=x.dtype).train(train)
     grads_to_a: GradMap | None = None
     if port:
-        how, grads_to_a = _port(a, b, x)
+        how, grads_to_a = _port(a, b, x) if run is None else _port_run(a, run, x)
         notes.append(how)
     if grads and grads_to_a is None:
         try:
-            grads_to_a = _by_names(pair_by_order(a.model, b.model, x))
+            pairs = run_pairing(a.model, run, x) if run is not None else pair_by_order(a.model, b.model, x)
+            grads_to_a = _by_names(pairs)
         except ValueError as error:
             notes.append(f"parameter gradients not compared (input gradient only): {str(error).splitlines()[0]}")
+            grads_to_a = (lambda grads: {}) if run is not None else None  # a run's default is by name
     result = compare_models(
         a.model,
-        b.model,
+        b.model if run is None else run,
         x,
         **tolerance(x.dtype, exact),
         grads=grads,
@@ -125,6 +134,17 @@ def diff(
         own=True,
     )
     return result, notes
+
+
+@torch.no_grad()
+def _port_run(a: Built, run: Run, x: Tensor) -> tuple[str, GradMap]:
+    """Copies a stored run's weights into A: by name, else by the order the forward passes use them."""
+    pairs = run_pairing(a.model, run, x)
+    state = a.model.state_dict()
+    for name_a, name_run in pairs.items():
+        state[name_a].copy_(run.state[name_run])
+    how = "by name" if all(k == v for k, v in pairs.items()) else "by execution order"
+    return f"ported the stored run's weights into A {how}: {len(pairs)} tensors", _by_names(pairs)
 
 
 def _by_names(pairs: Mapping[str, str]) -> GradMap:

@@ -1,5 +1,5 @@
 """``diff --plot FILE``: how the error grows with depth. Per compared layer, in execution order, the propagated max
-|Δ| (B's layer on B's input) and the layer's own (B's layer on A's input), on a log scale, with the bound the
+|Δ| (B's layer on B's input) and the layer's own (B's layer on A's input, or A's on a stored run's), on a log scale, with the bound the
 tolerance allows there and the culprit marked; the outputs last. matplotlib with its non-interactive backend, only
 when asked for (an optional dependency: ``pip install matplotlib``).
 """
@@ -39,7 +39,7 @@ def plot(result: Comparison, path: str | Path, title: str = "") -> Path:
     axes.plot(steps, [max(v, FLOOR) for v in propagated], marker="o", markersize=3, label="max |Δ| (propagated)")
     own_steps = [i for i, v in enumerate(own) if v is not None]
     axes.plot(own_steps, [max(own[i], FLOOR) for i in own_steps], marker="x", linestyle="none",
-              label="own max |Δ| (B's layer on A's input)")  # fmt: skip
+              label=f"own max |Δ| ({result.replayed.removesuffix(' to it')})")  # fmt: skip
     axes.step(steps, [max(v, FLOOR) for v in bounds], where="mid", color="grey", linestyle="--", label="tolerance")
     culprit = result.culprit_at()
     for i, d in enumerate(result.layers):

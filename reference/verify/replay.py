@@ -14,11 +14,15 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Own", "own_errors", "split_call"]
+if TYPE_CHECKING:
+    from reference.verify.align import Step
+
+__all__ = ["Own", "own_errors", "own_errors_on_run", "split_call", "state_kept"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ def _calls(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, list[tu
 
 
 @contextmanager
-def _state_kept(module: nn.Module) -> Iterator[None]:
+def state_kept(module: nn.Module) -> Iterator[None]:
     """The module's buffers as they were afterwards (a train-mode batch norm updates its running statistics); those
     left unchanged are not written (an eval-mode batch norm's are saved for the comparison's backward pass, which a
     write would invalidate)."""
@@ -119,7 +123,7 @@ def own_errors(
     needed = sorted({split_call(name_a)[0] for (name_a, _, _), reason in zip(pairs, why, strict=True) if not reason})
     if not needed:
         return [Own(why=reason) for reason in why]
-    with torch.no_grad(), _state_kept(model_a), _calls(model_a, needed) as calls:
+    with torch.no_grad(), state_kept(model_a), _calls(model_a, needed) as calls:
         run_a()
     dtype_b = next((p.dtype for p in model_b.parameters() if p.is_floating_point()), None)
     device_b = next((p.device for p in model_b.parameters()), None)
@@ -134,10 +138,59 @@ def own_errors(
         args = tuple(arg.to(**where) if isinstance(arg, Tensor) and arg.is_floating_point() else arg for arg in args)
         module_b = model_b.get_submodule(base_b)
         try:
-            with torch.no_grad(), _state_kept(module_b):
+            with torch.no_grad(), state_kept(module_b):
                 b = module_b(*args)
         except Exception as error:  # B's layer does not take A's input (another shape): that is its own error
             out.append(Own(float("inf"), False, f"B's layer refuses A's input: {type(error).__name__}"))
             continue
         out.append(Own(*judge(a, b.to(a.device))))
     return out
+
+
+def own_errors_on_run(
+    model_a: nn.Module,
+    steps: Sequence[Step],
+    run_input: Tensor,
+    pairs: Sequence[tuple[str, str]],
+    judge: Callable[[Tensor, Tensor], tuple[float, bool]],
+) -> list[Own]:
+    """For each (A's step, a stored run's step): A's module on the input the stored step received (the stored output
+    of the step that made it; where no step made it, the run's input: what else a leaf module reads is a weight, which
+    the recorder leaves out, or a tensor the model holds unregistered), judged against the stored output by ``judge(a, b)``: a layer's own
+    error where B is a run with no module to replay (:mod:`reference.verify.runs`)."""
+    by_name = {step.name: step for step in steps}
+    where = {"dtype": run_input.dtype, "device": run_input.device}
+    out = []
+    for name_a, name_b in pairs:
+        step = by_name.get(name_b)
+        reason = _why_not_on_run(model_a, name_a, step, run_input)
+        if reason:
+            out.append(Own(why=reason))
+            continue
+        source = step.inputs[0]
+        received = run_input if source is None else source.output
+        module_a = model_a.get_submodule(split_call(name_a)[0])
+        try:
+            with torch.no_grad(), state_kept(module_a):
+                a = module_a(received.to(**where, copy=True))  # a copy: an in-place ReLU would overwrite the run
+        except Exception as error:  # A's layer does not take the run's input (another shape): its own error
+            out.append(Own(float("inf"), False, f"A's layer refuses the run's input: {type(error).__name__}"))
+            continue
+        out.append(Own(*judge(a, step.output.to(a.device))))
+    return out
+
+
+def _why_not_on_run(model_a: nn.Module, name_a: str, step: Step | None, run_input: Tensor) -> str:
+    if step is None or "+" in name_a:
+        return "joined branches"
+    base_a = split_call(name_a)[0]
+    if base_a.endswith("()") or step.name.endswith("()") or "()#" in step.name:
+        return "a function, no module"
+    module_a = _leaf(model_a, base_a)
+    if module_a is None:
+        return "not a leaf module"
+    if module_a.training and isinstance(module_a, nn.modules.dropout._DropoutNd):
+        return "a dropout in train mode draws a new mask"
+    if len(step.inputs) != 1:
+        return f"the stored step read {len(step.inputs)} tensors"
+    return ""
