@@ -13,7 +13,7 @@ import torch
 from reference import cli
 from reference.verify.registry import get_case
 from reference.verify.runs import load_run, record_run, save_run
-from tests.helpers import MODELS, diff_rows, middle_weighted_layer
+from tests.helpers import MODELS, case_params, diff_rows, middle_weighted_layer
 
 SMALLEST = min(MODELS, key=lambda case: case.trainable_params).name
 # A run of the smallest model with gradients, made by the tree and torch release its header names: regenerate it only
@@ -148,6 +148,27 @@ def test_train_run(tmp_path):
     with pytest.raises(ValueError, match="the stored run's input has other values than this comparison's"):
         compare_models(model, run, x + 1, seed=3)
     assert [len(step.inputs) for step in run.steps] == [len(step.inputs) for step in record_run(model, x).steps]
+
+
+@pytest.mark.cost(builds=1, steps=3, forwards=2)
+@pytest.mark.parametrize("case", case_params(MODELS))
+def test_run_models(case, tmp_path):
+    """Every model, in train mode under a seed (several outputs, dropout, batch statistics), against its own run
+    written and read back: bit for bit, every layer's output and own error, and every gradient by name."""
+    from reference.verify.compare import compare_models
+    from reference.verify.diff import build
+
+    model = build(case.name).model.train()
+    x = case.input_space.sample()
+    path = save_run(record_run(model, x, grads=True, seed=1), tmp_path / "run.safetensors")
+    run = load_run(path)
+    path.unlink()  # a VGG's is a gigabyte
+    result = compare_models(model, run, x, grads=True, seed=1, own=True)
+    assert result.passed, result.report()
+    assert result.grad_max == 0, result.report()
+    alignment = result.alignment  # the run's graph joins its branches as the live one's does: every step meets
+    assert len(alignment.pairs) == alignment.steps_a == alignment.steps_b == len(result.layers), alignment.describe()
+    assert all(d.own.max_abs_diff in (0, None) for d in result.layers), result.report()
 
 
 @pytest.mark.cuda

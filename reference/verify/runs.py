@@ -93,9 +93,9 @@ def record_run(
     if grads:
         model.zero_grad(set_to_none=True)
         out.backward(_cotangent(out))
-        input_grad = x.grad.detach().clone()
-        parameter_grads = {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
-        model.zero_grad(set_to_none=True)
+        input_grad = x.grad.detach()
+        parameter_grads = {name: p.grad.detach() for name, p in model.named_parameters() if p.grad is not None}
+        model.zero_grad(set_to_none=True)  # the run holds them now: no copy
     made = {
         "model": type(model).__name__,
         "kwargs": [],
@@ -132,9 +132,9 @@ def save_run(run: Run, path: str | Path) -> Path:
         "grads": None if run.grads is None else list(run.grads),
     }
     path = Path(path)
-    # safetensors writes contiguous tensors that share no memory (tied weights share it): each its own copy
-    save_file({key: t.detach().to("cpu").contiguous().clone() for key, t in tensors.items()}, path,
-              metadata={_KEY: json.dumps(description)})  # fmt: skip
+    # safetensors writes contiguous tensors that share no memory: record_run's are copies of their own already
+    written = {key: tensor.detach().to("cpu").contiguous() for key, tensor in tensors.items()}
+    save_file(written, path, metadata={_KEY: json.dumps(description)})
     return path
 
 
