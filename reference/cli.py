@@ -1,5 +1,6 @@
-"""``python -m reference {verify,summary,list,goldens,diff}``: check the hand-written models and layers against
-their counterparts, the papers' facts and the stored goldens, all read from the case registry; diff any two."""
+"""``python -m reference {verify,summary,list,goldens,costs,diff,distributed}``: check the hand-written models and
+layers against their counterparts, the papers' facts and the stored goldens, all read from the case registry; diff any
+two; train one under torch.distributed against one process."""
 
 from __future__ import annotations
 
@@ -278,6 +279,37 @@ def diff_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     return 0 if result.passed else 1
 
 
+def distributed_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Train a model under ``--world-size`` processes and compare every rank with the single-process reference."""
+    from reference.verify import distributed
+    from reference.verify.registry import CASES
+
+    case = CASES.get(args.name)
+    if args.input is None and case is None:
+        parser.error("--input is needed for a model that is not a registry name, e.g. --input 4,3,224,224")
+    default = case.input_space.default if case is not None else None
+    shape = args.input or (args.world_size * 2, *default[1:])  # two samples a rank: batch norm needs more than one
+    dtype = DTYPE_BY_NAME[args.dtype]
+    x = case.input_space.sample(shape, dtype=dtype) if case is not None else torch.randn(shape, dtype=dtype)
+    try:
+        result = distributed.assert_distributed_equivalent(
+            args.name, x.to(args.device), world_size=args.world_size, steps=args.steps, wrap=args.wrap,
+            timeout=args.timeout,
+        )  # fmt: skip
+    except ValueError as error:
+        parser.error(str(error))
+    except distributed.DistributedError as error:
+        print(f"{args.name} under {args.wrap}, {args.world_size} ranks on {args.device}: parts\n{error}")
+        return 1
+    print(f"{args.name} under {args.wrap}, {args.world_size} ranks on {args.device}, global batch "
+          f"{'x'.join(map(str, shape))} {args.dtype}, {args.steps} SGD steps at lr {result.lr:.3g}; tolerance "
+          f"{distributed.describe({'rtol': result.rtol, 'atol': result.atol})}\n")  # fmt: skip
+    rows = [(str(s.step), str(s.rank), f"{s.grads:.3g}", f"{s.params:.3g}", f"{s.buffers:.3g}") for s in result.steps]
+    print(_table(("step", "rank", "max |Δ| gradients", "max |Δ| parameters", "max |Δ| buffers"), rows))
+    print(f"\ncheckpoint: {result.checkpoint}\nagree")
+    return 0
+
+
 def _case_name(text: str) -> str:
     """argparse type: a registry name (an alias too), else a usage error listing them."""
     from reference.verify.registry import get_case
@@ -348,7 +380,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     diff_parser.add_argument("--port", action="store_true", help="copy B's weights into A first")
     diff_parser.add_argument("--train", action="store_true", help="train mode, the same seed before each forward")
     diff_parser.add_argument("--exact", action="store_true", help="bitwise (default: the dtype's tolerance)")
+    distributed_parser = commands.add_parser(
+        "distributed",
+        help="train a model under DDP or FSDP and compare every rank with one process; exit 1 where they part",
+    )
+    distributed_parser.add_argument("name", help="a registry name or package.module:callable")
+    distributed_parser.add_argument("--world-size", type=int, default=2, help="processes (default 2)")
+    distributed_parser.add_argument("--steps", type=int, default=3, help="SGD steps (default 3)")
+    distributed_parser.add_argument("--wrap", choices=("ddp", "fsdp"), default="ddp")
+    distributed_parser.add_argument("--device", type=_device, default="cpu", help="cpu (gloo) or cuda (nccl)")
+    distributed_parser.add_argument("--input", type=_shape, default=None,
+                                    help="the global batch's shape (default: two samples a rank at the case's input)")  # fmt: skip
+    distributed_parser.add_argument("--dtype", choices=DTYPE_BY_NAME, default="float32")
+    distributed_parser.add_argument("--timeout", type=float, default=120.0, help="seconds a rank may take a step")
     args = parser.parse_args(argv)
+    if args.command == "distributed":
+        return distributed_command(args, parser)
     if args.command == "diff":
         return diff_command(args, parser)
     if args.command == "costs":

@@ -28,10 +28,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     float32 before float64 (a stable sort: otherwise in file order), so that each case's modules are built once per
     dtype and held only while its tests run (tests.helpers.CaseModules); put each case's tests in one xdist group
     (``-n 2 --dist loadgroup``: no worker holds two cases' models at once)."""
-    for item in items:
+    budgeted = [item for item in items if "distributed" not in item.keywords]  # its own battery: -m distributed
+    for item in budgeted:
         if item.get_closest_marker("cost") is None and _case_of(item) is not None and "cuda" not in item.keywords:
             raise pytest.UsageError(f"{item.nodeid} takes a case but declares no cost: mark it @pytest.mark.cost(...)")
-    for item in policy.decide(items):
+    for item in policy.decide(budgeted):
         item.add_marker(pytest.mark.slow)
     for item in items:
         case = _case_of(item)
