@@ -5,6 +5,7 @@ structure, a worker that dies or hangs (no process left behind). ``pytest -m dis
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 import os
 import signal
@@ -98,56 +99,22 @@ TOY_X = torch.randn(4, 3, 6, 6, generator=torch.Generator().manual_seed(0))
 
 @distributed
 @pytest.mark.parametrize(
-    ("build", "message"),
+    ("fault", "message"),
     [
-        ("tests.test_distributed:rank_scaled", "after step 0, rank 0's parameter 'bn.bias' parts"),
-        ("tests.test_distributed:unused", "parameter(s) ['unused.weight', 'unused.bias'] get no gradient"),
-        ("tests.test_distributed:one_rank_buffer", "after step 0, rank 1's buffer 'calls' parts"),
-        (
-            "tests.test_distributed:one_rank_parameter",
-            "after step 0, rank 1's parameters or gradients are not rank 0's",
-        ),
-        (
-            "tests.test_distributed:rank_structure",
-            "step 0: rank 1's outputs are (5, 5) a sample, the single-process run's (5)",
-        ),
+        ("rank", "after step 0, rank 0's parameter 'bn.bias' parts"),
+        ("unused", "parameter(s) ['unused.weight', 'unused.bias'] get no gradient"),
+        ("buffer", "after step 0, rank 1's buffer 'calls' parts"),
+        ("parameter", "after step 0, rank 1's parameters or gradients are not rank 0's"),
+        ("structure", "step 0: rank 1's outputs are (5, 5) a sample, the single-process run's (5)"),
     ],
     ids=["rank in forward", "unused parameter", "buffer on one rank", "parameter on one rank", "outputs' structure"],
 )
-def test_planted(build, message):
+def test_planted(fault, message):
     """Each planted fault fails with a message naming what parted and where."""
     with pytest.raises(DistributedError) as failed:
-        assert_distributed_equivalent(build, TOY_X, timeout=60)
+        assert_distributed_equivalent(functools.partial(toy, fault), TOY_X, timeout=60)
     assert message in str(failed.value)
     assert not any(_alive(pid) for pid in failed.value.pids)
-
-
-def rank_scaled() -> nn.Module:
-    return toy("rank")
-
-
-def unused() -> nn.Module:
-    return toy("unused")
-
-
-def one_rank_buffer() -> nn.Module:
-    return toy("buffer")
-
-
-def one_rank_parameter() -> nn.Module:
-    return toy("parameter")
-
-
-def rank_structure() -> nn.Module:
-    return toy("structure")
-
-
-def killed() -> nn.Module:
-    return toy("killed")
-
-
-def hung() -> nn.Module:
-    return toy("hung")
 
 
 def _alive(pid: int) -> bool:
@@ -160,22 +127,22 @@ def _alive(pid: int) -> bool:
 
 @distributed
 @pytest.mark.parametrize(
-    ("build", "message"),
+    ("fault", "message"),
     [
-        ("tests.test_distributed:killed", "rank 1 died (killed by SIGKILL, exit code -9) after step 0"),
-        ("tests.test_distributed:hung", "did not finish step 1 within the timeout (8 s); rank 0 in step 1's backward"),
+        ("killed", "rank 1 died (killed by SIGKILL, exit code -9) after step 0"),
+        ("hung", "did not finish step 1 within the timeout (8 s); rank 0 in step 1's backward"),
     ],
     ids=["killed", "hung"],
 )
-def test_worker_lost(build, message):
+def test_worker_lost(fault, message):
     """A rank killed mid-run, or one that hangs, is named (a hung rank's stack shown) and no process is left: every
     worker is gone when the error reaches the caller."""
     with pytest.raises(DistributedError) as failed:
-        assert_distributed_equivalent(build, TOY_X, timeout=8)
+        assert_distributed_equivalent(functools.partial(toy, fault), TOY_X, timeout=8)
     assert message in str(failed.value)
     assert len(failed.value.pids) == 2
     assert not any(_alive(pid) for pid in failed.value.pids)
-    if "hung" in build:
+    if fault == "hung":
         assert "rank 1's stack:" in str(failed.value)
         assert "in forward" in str(failed.value)
 
@@ -211,7 +178,20 @@ def test_synchronised_reference(batch_norm):
     bounds = tolerance(torch.float32)
     trained = []
     for sync in (False, True):
-        cfg = _Config(toy if batch_norm else no_batch_norm, 0, 2, 0.1, "ddp", "gloo", "cpu", 2, 0, "", 60, sync)
+        cfg = _Config(
+            functools.partial(toy, "" if batch_norm else "no batch norm"),
+            0,
+            2,
+            0.1,
+            "ddp",
+            "gloo",
+            "cpu",
+            2,
+            0,
+            "",
+            60,
+            sync,
+        )
         with torch.random.fork_rng(devices=[]):
             reference = _Reference(cfg, TOY_X)
             reference.step()
@@ -219,10 +199,6 @@ def test_synchronised_reference(batch_norm):
         trained.append([p.detach() for p in reference.model.parameters()])
     close = all(_diff(a, b, **bounds)[1] for a, b in zip(*trained, strict=True))
     assert close is not batch_norm
-
-
-def no_batch_norm() -> nn.Module:
-    return toy("no batch norm")
 
 
 def test_refused():
