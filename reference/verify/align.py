@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from reference.verify.replay import state_kept
+from reference.verify.build import state_kept
 
 __all__ = [
     "Alignment",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-__all__ = ["seeded", "trim", "uninitialised"]
+__all__ = ["seeded", "state_kept", "trim", "uninitialised"]
 
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("c") else None
 
@@ -53,3 +54,18 @@ def uninitialised(
     for norm in norms:
         norm.reset_running_stats()
     return model
+
+
+@contextmanager
+def state_kept(module: nn.Module) -> Iterator[None]:
+    """The module's buffers as they were afterwards (a train-mode batch norm updates its running statistics); those
+    left unchanged are not written (an eval-mode batch norm's are saved for the comparison's backward pass, which a
+    write would invalidate)."""
+    saved = {name: buffer.detach().clone() for name, buffer in module.named_buffers()}
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name, buffer in module.named_buffers():
+                if not torch.equal(buffer, saved[name]):
+                    buffer.copy_(saved[name])

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from reference.verify.align import Alignment, Step, align, record
 from reference.verify.build import trim
+from reference.verify.forward import cotangent, forward, outputs
 from reference.verify.replay import Own, own_errors, own_errors_on_run, split_call
 
 if TYPE_CHECKING:
@@ -397,37 +398,6 @@ def _own_part(layer: LayerDiff) -> str:
     return f"  (own: {own.max_abs_diff:.3g})" if own.max_abs_diff is not None else f"  (own: not replayed, {own.why})"
 
 
-def _cotangent(like: Tensor) -> Tensor:
-    """A fixed pseudo-random upstream gradient (its own generator: the global RNG is left alone)."""
-    generator = torch.Generator().manual_seed(0)
-    return torch.randn(like.shape, generator=generator, dtype=torch.float64).to(like)
-
-
-def outputs(out: object) -> tuple[Tensor, ...]:
-    """A model's outputs as a tuple: a tensor alone, or the tensors of a (named) tuple in its order (torchvision's
-    GoogLeNet in train mode: the logits, then its auxiliary classifiers'); a head that is off (None) is left out."""
-    if isinstance(out, Tensor):
-        return (out,)
-    if isinstance(out, (tuple, list)):
-        return tuple(value for value in out if value is not None)
-    raise TypeError(f"a model's output is a tensor or a tuple of tensors; got {type(out).__name__}")
-
-
-def _joined(out: object) -> Tensor:
-    """The outputs as one tensor: a lone tensor itself, several flattened and concatenated (compared, scaled and
-    differentiated as one; outputs of another number or size make another length, which compares as different)."""
-    parts = outputs(out)
-    return parts[0] if len(parts) == 1 else torch.cat([part.flatten() for part in parts])
-
-
-def _forward(model: nn.Module, x: Tensor, seed: int | None) -> Tensor:
-    if seed is None:
-        return _joined(model(x))
-    with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
-        torch.manual_seed(seed)
-        return _joined(model(x))
-
-
 def compare_models(
     model_a: nn.Module,
     model_b: nn.Module | Run,
@@ -475,11 +445,11 @@ def compare_models(
     x_b = inputs.detach().to(device_b, copy=True).requires_grad_(grads)  # B may run on another device than A
     names_b = None if layers is None else [n for names in layers.values() for n in _listed(names)]
     with _observed(model_a, None if layers is None else list(layers)) as seen_a:
-        out_a = _forward(model_a, x_a, seed)
+        out_a = forward(model_a, x_a, seed)
     if grads:
         model_a.zero_grad(set_to_none=True)
-        cotangent = _cotangent(out_a)
-        out_a.backward(cotangent)
+        upstream = cotangent(out_a)
+        out_a.backward(upstream)
         trim()  # A's activations, freed, leave the heap before B's are made
     if run is not None:
         seen_b = _stored(run, names_b)
@@ -489,7 +459,7 @@ def compare_models(
                              f"other options than the run's ({run.about.get('model', '?')})")  # fmt: skip
     else:
         with _observed(model_b, names_b) as seen_b:
-            out_b = _forward(model_b, x_b, seed)
+            out_b = forward(model_b, x_b, seed)
     if layers is None:
         alignment = align(seen_a, seen_b)
         if run is not None and seen_a and run.steps and not alignment.pairs:
@@ -522,7 +492,7 @@ def compare_models(
                                        [(name_a, name_b) for _, name_a, name_b, _, _ in seen], judge)  # fmt: skip
         else:
             dropout = any(m.training and isinstance(m, nn.modules.dropout._DropoutNd) for m in model_a.modules())
-            judged = own_errors(model_a, model_b, lambda: _forward(model_a, inputs, seed),
+            judged = own_errors(model_a, model_b, lambda: forward(model_a, inputs, seed),
                                 [(name_a, name_b, a) for _, name_a, name_b, a, _ in seen], judge,
                                 repeatable=seed is not None or not dropout)  # fmt: skip
         for layer, error in zip(result.layers, judged, strict=True):
@@ -535,7 +505,7 @@ def compare_models(
     if grads and run is not None:
         _compare_stored_grads(result, model_a, run, x_a, grads_to_a)
     elif grads:
-        _compare_grads(result, model_a, model_b, cotangent, out_b, x_a, x_b, grads_to_a)
+        _compare_grads(result, model_a, model_b, upstream, out_b, x_a, x_b, grads_to_a)
     return result
 
 

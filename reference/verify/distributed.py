@@ -39,9 +39,9 @@ import torch
 import torch.multiprocessing as mp
 from torch import Tensor, nn
 
-from reference.verify.build import seeded
-from reference.verify.compare import _diff, describe, outputs, tolerance
-from reference.verify.replay import state_kept
+from reference.verify.build import seeded, state_kept
+from reference.verify.compare import _diff, describe, tolerance
+from reference.verify.forward import outputs
 
 __all__ = ["WRAPS", "DistributedError", "DistributedResult", "assert_distributed_equivalent", "fsdp_unsupported"]
 

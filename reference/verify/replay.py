@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from reference.verify.build import state_kept
+
 if TYPE_CHECKING:
     from reference.verify.align import Step
 
-__all__ = ["Own", "own_errors", "own_errors_on_run", "split_call", "state_kept"]
+__all__ = ["Own", "own_errors", "own_errors_on_run", "split_call"]
 
 
 @dataclass(frozen=True)
@@ -73,21 +75,6 @@ def _calls(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, list[tu
     finally:
         for handle in handles:
             handle.remove()
-
-
-@contextmanager
-def state_kept(module: nn.Module) -> Iterator[None]:
-    """The module's buffers as they were afterwards (a train-mode batch norm updates its running statistics); those
-    left unchanged are not written (an eval-mode batch norm's are saved for the comparison's backward pass, which a
-    write would invalidate)."""
-    saved = {name: buffer.detach().clone() for name, buffer in module.named_buffers()}
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for name, buffer in module.named_buffers():
-                if not torch.equal(buffer, saved[name]):
-                    buffer.copy_(saved[name])
 
 
 def _why_not(model_a: nn.Module, model_b: nn.Module, name_a: str, name_b: str) -> str:

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from reference.verify.align import Step, pair_orders, record, same_names, tensor_order
+from reference.verify.forward import cotangent, forward
 
 __all__ = ["FORMAT", "Run", "load_run", "record_run", "run_pairing", "save_run"]
 
@@ -83,16 +84,14 @@ def record_run(
 ) -> Run:
     """Run ``model`` on ``x`` in its mode (reseeded with ``seed`` first, as :func:`compare_models` does) and keep what
     a :class:`Run` holds; ``about`` adds to what made it (the model's name, its arguments)."""
-    from reference.verify.compare import _cotangent, _forward
-
     state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}  # before a train step
     x = x.detach().clone().requires_grad_(grads)
     with torch.set_grad_enabled(grads), record(model) as steps:
-        out = _forward(model, x, seed)
+        out = forward(model, x, seed)
     input_grad = parameter_grads = None
     if grads:
         model.zero_grad(set_to_none=True)
-        out.backward(_cotangent(out))
+        out.backward(cotangent(out))
         input_grad = x.grad.detach()
         parameter_grads = {name: p.grad.detach() for name, p in model.named_parameters() if p.grad is not None}
         model.zero_grad(set_to_none=True)  # the run holds them now: no copy
