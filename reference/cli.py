@@ -163,6 +163,13 @@ def _shape(text: str) -> tuple[int, ...]:
     return shape
 
 
+def _sample(case, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An input of ``shape``: the case's own draw, or (a model outside the registry) a seeded normal one, on the CPU."""
+    if case is not None:
+        return case.input_space.sample(shape, dtype=dtype)
+    return torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
+
+
 def _is_run(spec: str) -> bool:
     """Whether diff's B names a stored run (a file, or a path to a .safetensors file) rather than a model."""
     return spec.endswith(".safetensors") or Path(spec).is_file()
@@ -220,10 +227,7 @@ def diff_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         args.dtype = args.dtype or "float32"
         dtype = DTYPE_BY_NAME[args.dtype]
         shape = args.input or case.input_space.default
-        if case is not None:
-            x = case.input_space.sample(shape, dtype=dtype)
-        else:
-            x = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
+        x = _sample(case, shape, dtype)
     x = x.to(args.device)  # drawn on the CPU: the same input on every device
     if args.save is not None:
         a.model.to(device=x.device, dtype=x.dtype).train(args.train)
@@ -290,7 +294,7 @@ def distributed_command(args: argparse.Namespace, parser: argparse.ArgumentParse
     default = case.input_space.default if case is not None else None
     shape = args.input or (args.world_size * 2, *default[1:])  # two samples a rank: batch norm needs more than one
     dtype = DTYPE_BY_NAME[args.dtype]
-    x = case.input_space.sample(shape, dtype=dtype) if case is not None else torch.randn(shape, dtype=dtype)
+    x = _sample(case, shape, dtype)
     try:
         result = distributed.assert_distributed_equivalent(
             args.name, x.to(args.device), world_size=args.world_size, steps=args.steps, wrap=args.wrap,

@@ -35,6 +35,7 @@ __all__ = [
     "META_LAYER_SECONDS",
     "MODELS",
     "PAIRS",
+    "SMALLEST",
     "CaseModules",
     "Subject",
     "TrainStep",
@@ -60,6 +61,7 @@ __all__ = [
 
 MODELS = [case for case in CASES.values() if case.is_model]
 LAYERS = [case for case in CASES.values() if not case.is_model]
+SMALLEST = min(MODELS, key=lambda case: case.trainable_params).name  # the model the CLI's own checks run on
 PAIRS = [(case, pair) for case in CASES.values() for pair in case.pairs]
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 

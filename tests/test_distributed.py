@@ -24,7 +24,7 @@ from reference.verify.distributed import (
     fsdp_unsupported,
 )
 from reference.verify.registry import FAMILIES
-from tests.helpers import MODELS, case_params
+from tests.helpers import MODELS, SMALLEST, case_params
 
 distributed = pytest.mark.distributed
 PRIMARY = [next(c for c in importlib.import_module(f"reference.verify.registry.{f}").CASES if c.is_model)
@@ -223,3 +223,19 @@ def test_nccl(case, sync_batchnorm):
     batch norms converted to SyncBatchNorm, against batch norm over the global batch."""
     result = assert_distributed_equivalent(case.name, _batch(case).cuda(), sync_batchnorm=sync_batchnorm)
     assert len(result.steps) == 6
+
+
+@distributed
+def test_command(capsys):
+    """``python -m reference distributed``: the smallest model's table, a row per step and rank, exit 0; a batch that
+    does not split evenly is a usage error (exit 2) naming it."""
+    from reference import cli
+
+    assert cli.main(["distributed", SMALLEST]) == 0
+    out = capsys.readouterr().out
+    assert len([line for line in out.splitlines() if line[:1].isdigit()]) == 6
+    assert out.rstrip().endswith("agree")
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["distributed", SMALLEST, "--input", "3,1,32,32"])
+    assert stopped.value.code == 2
+    assert "the global batch (3) must split into 2 equal slices" in capsys.readouterr().err

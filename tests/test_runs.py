@@ -13,9 +13,8 @@ import torch
 from reference import cli
 from reference.verify.registry import get_case
 from reference.verify.runs import load_run, record_run, save_run
-from tests.helpers import MODELS, case_params, diff_rows, middle_weighted_layer
+from tests.helpers import MODELS, SMALLEST, case_params, diff_rows, middle_weighted_layer
 
-SMALLEST = min(MODELS, key=lambda case: case.trainable_params).name
 # A run of the smallest model with gradients, made by the tree and torch release its header names: regenerate it only
 # where the model is meant to change, with ``python -m reference diff lenet5 --save tests/runs/lenet5.safetensors --grads``.
 STORED = Path(__file__).parent / "runs" / f"{SMALLEST}.safetensors"

@@ -611,9 +611,9 @@ def _compare(reference: _Reference, folder: Path, rank: int, step: int, bounds, 
         if expected is None:
             raise DistributedError(f"step {step}: rank {rank} has {name!r}, the single-process model has not", pids)
         largest, close = _diff(got.to(expected.device), expected, **bounds)
-        what = "parameter" if name in params else "gradient" if name in grads else "buffer"
-        setattr(found, {"parameter": "params", "gradient": "grads", "buffer": "buffers"}[what],
-                max(getattr(found, {"parameter": "params", "gradient": "grads", "buffer": "buffers"}[what]), largest))  # fmt: skip
+        what, field_ = ("parameter", "params") if name in params else ("gradient", "grads") if name in grads else (
+            "buffer", "buffers")  # fmt: skip
+        setattr(found, field_, max(getattr(found, field_), largest))
         if not close:
             raise DistributedError(
                 f"after step {step}, rank {rank}'s {what} {name.removeprefix('grad.')!r} parts from the single-process "
